@@ -1,0 +1,45 @@
+//! The Vidsync wire protocol (v1): the types that cross the network between
+//! `vidsync-server` and its clients, and the rules that every party checks the
+//! same way — which paths are acceptable, what a content hash looks like, what
+//! an error body says.
+//!
+//! This crate does no I/O and knows nothing of HTTP or Socket.IO transports;
+//! the server and the client own those. `docs/protocol.md` is the prose twin
+//! of these types.
+
+mod error;
+mod hash;
+mod path;
+mod types;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use hash::{ContentHash, HashError};
+pub use path::{PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
+pub use types::{
+    Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
+    RawChange, Role, SubscribeAck, check_id, MAX_ID_BYTES, SubscribeRequest, UpdateRequest, UpdateResponse,
+};
+
+/// Socket.IO event a client emits to join a project's room.
+pub const EV_SUBSCRIBE: &str = "subscribe:project";
+/// Socket.IO event a client emits to leave a project's room.
+pub const EV_UNSUBSCRIBE: &str = "unsubscribe:project";
+/// Socket.IO event the server emits for every appended event.
+pub const EV_PROJECT_EVENT: &str = "project:event";
+
+/// Name of the Socket.IO room that carries a project's events.
+pub fn room_name(project_id: &str) -> String {
+    format!("project:{project_id}")
+}
+
+/// Largest accepted JSON request body.
+pub const MAX_JSON_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Most changes in one `files/update` request.
+pub const MAX_CHANGES_PER_REQUEST: usize = 10_000;
+/// Default and largest page size of `GET events`.
+pub const DEFAULT_EVENTS_PAGE: u32 = 1_000;
+pub const MAX_EVENTS_PAGE: u32 = 10_000;
+/// Default largest blob a server accepts.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1024 * 1024 * 1024;
+/// Largest incoming Socket.IO message.
+pub const MAX_SOCKET_MESSAGE_BYTES: u64 = 1024 * 1024;

@@ -1,0 +1,309 @@
+//! Request, response and event bodies of PROTOCOL.md, one Rust type each.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ContentHash, ErrorCode, ErrorDetail, HashError, PathError, ProjectPath};
+
+/// What happened to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        match s {
+            "create" => Some(Op::Create),
+            "update" => Some(Op::Update),
+            "delete" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A change as it arrives on the wire, before its fields are checked.
+/// Missing or wrongly typed fields already fail here (400); values that are
+/// well-formed JSON but unacceptable fail in [`Change::try_from`] (422).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawChange {
+    pub path: String,
+    pub op: String,
+    #[serde(default)]
+    pub hash: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub mtime: Option<String>,
+    #[serde(default)]
+    pub change_id: Option<String>,
+}
+
+/// A checked change: its path is a [`ProjectPath`], `create`/`update` carry
+/// a hash and a size, `delete` carries neither.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawChange")]
+pub struct Change {
+    pub path: ProjectPath,
+    pub op: Op,
+    pub hash: Option<ContentHash>,
+    pub size: Option<u64>,
+    pub mtime: Option<String>,
+    /// Present in requests (idempotency key); never in broadcast events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_id: Option<String>,
+}
+
+/// Longest accepted `change_id` / `client_id`, in bytes.
+pub const MAX_ID_BYTES: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Path(#[from] PathError),
+    #[error("{0}")]
+    Hash(#[from] HashError),
+    #[error("{0}")]
+    Unprocessable(String),
+}
+
+impl ChangeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChangeError::Path(_) => ErrorCode::InvalidPath,
+            ChangeError::Hash(_) => ErrorCode::InvalidHash,
+            ChangeError::Unprocessable(_) => ErrorCode::Unprocessable,
+        }
+    }
+}
+
+impl TryFrom<RawChange> for Change {
+    type Error = ChangeError;
+
+    fn try_from(raw: RawChange) -> Result<Self, Self::Error> {
+        let unprocessable = |m: String| ChangeError::Unprocessable(m);
+        let path = ProjectPath::new(raw.path)?;
+        let op = Op::parse(&raw.op).ok_or_else(|| {
+            unprocessable(format!("unknown op {:?}: expected create, update or delete", raw.op))
+        })?;
+        let hash = match (op, raw.hash) {
+            (Op::Delete, Some(_)) => return Err(unprocessable("a delete carries no hash".into())),
+            (Op::Delete, None) => None,
+            (_, None) => return Err(unprocessable(format!("a {} needs a hash", op.as_str()))),
+            (_, Some(h)) => Some(h.parse::<ContentHash>()?),
+        };
+        let size = match (op, raw.size) {
+            (Op::Delete, Some(_)) => return Err(unprocessable("a delete carries no size".into())),
+            (Op::Delete, None) => None,
+            (_, None) => return Err(unprocessable(format!("a {} needs a size", op.as_str()))),
+            (_, Some(s)) => Some(s),
+        };
+        if let Some(m) = &raw.mtime {
+            time::OffsetDateTime::parse(m, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| unprocessable(format!("mtime {m:?} is not an RFC 3339 time")))?;
+        }
+        if let Some(id) = &raw.change_id {
+            check_id("change_id", id).map_err(unprocessable)?;
+        }
+        Ok(Change { path, op, hash, size, mtime: raw.mtime, change_id: raw.change_id })
+    }
+}
+
+/// Checks a client-chosen identifier: 1–255 bytes, no control characters.
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(format!("{what} must be 1–{MAX_ID_BYTES} bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Body of `POST /api/projects/{id}/files/update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRequest<C = RawChange> {
+    pub client_id: String,
+    pub changes: Vec<C>,
+}
+
+/// Answer to `files/update`: one event per change, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateResponse {
+    pub events: Vec<ProjectEvent>,
+    pub head_seq: u64,
+}
+
+/// Who made an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub client_id: String,
+    pub user: String,
+}
+
+/// One entry of a project's event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectEvent {
+    pub seq: u64,
+    pub project_id: String,
+    pub change: Change,
+    pub origin: Origin,
+    pub created_at: String,
+}
+
+/// Answer to `GET /api/projects/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsPage {
+    pub events: Vec<ProjectEvent>,
+    pub head_seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub role: Role,
+    pub head_seq: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub code: String,
+    pub project_id: String,
+    pub expires_at: String,
+}
+
+/// Payload of `subscribe:project`: a bare project id, or an object that
+/// also names the last seq the client has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SubscribeRequest {
+    Id(String),
+    WithSince {
+        project_id: String,
+        #[serde(default)]
+        since_seq: Option<u64>,
+    },
+}
+
+impl SubscribeRequest {
+    pub fn project_id(&self) -> &str {
+        match self {
+            SubscribeRequest::Id(id) => id,
+            SubscribeRequest::WithSince { project_id, .. } => project_id,
+        }
+    }
+
+    pub fn since_seq(&self) -> Option<u64> {
+        match self {
+            SubscribeRequest::Id(_) => None,
+            SubscribeRequest::WithSince { since_seq, .. } => *since_seq,
+        }
+    }
+}
+
+/// Acknowledgement of `subscribe:project`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeAck {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl SubscribeAck {
+    pub fn ok(head_seq: u64) -> Self {
+        SubscribeAck { ok: true, head_seq: Some(head_seq), error: None }
+    }
+
+    pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
+        SubscribeAck {
+            ok: false,
+            head_seq: None,
+            error: Some(ErrorDetail { code, message: message.into() }),
+        }
+    }
+}
+
+/// Body of `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub connections: u64,
+    pub db: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn raw(v: serde_json::Value) -> Result<Change, ChangeError> {
+        Change::try_from(serde_json::from_value::<RawChange>(v).unwrap())
+    }
+
+    #[test]
+    fn checks_each_field_with_its_code() {
+        let h = ContentHash::of(b"x").to_hex();
+        assert!(raw(json!({"path":"a","op":"create","hash":h,"size":1})).is_ok());
+        assert!(raw(json!({"path":"a","op":"delete"})).is_ok());
+        assert!(raw(json!({"path":"a","op":"delete","hash":null,"size":null})).is_ok());
+        let code = |v| raw(v).unwrap_err().code();
+        assert_eq!(code(json!({"path":"../a","op":"create","hash":h,"size":1})), ErrorCode::InvalidPath);
+        assert_eq!(code(json!({"path":"a","op":"create","hash":"ABC","size":1})), ErrorCode::InvalidHash);
+        assert_eq!(code(json!({"path":"a","op":"move","hash":h,"size":1})), ErrorCode::Unprocessable);
+        assert_eq!(code(json!({"path":"a","op":"create","size":1})), ErrorCode::Unprocessable);
+        assert_eq!(code(json!({"path":"a","op":"update","hash":h})), ErrorCode::Unprocessable);
+        assert_eq!(code(json!({"path":"a","op":"delete","hash":h})), ErrorCode::Unprocessable);
+        assert_eq!(code(json!({"path":"a","op":"create","hash":h,"size":1,"mtime":"yesterday"})), ErrorCode::Unprocessable);
+        assert_eq!(code(json!({"path":"a","op":"create","hash":h,"size":1,"change_id":""})), ErrorCode::Unprocessable);
+    }
+
+    #[test]
+    fn event_change_omits_change_id() {
+        let c = raw(json!({"path":"a","op":"delete","change_id":"c1"})).unwrap();
+        let mut e = c.clone();
+        e.change_id = None;
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v, json!({"path":"a","op":"delete","hash":null,"size":null,"mtime":null}));
+        assert_eq!(serde_json::to_value(&c).unwrap()["change_id"], "c1");
+    }
+
+    #[test]
+    fn subscribe_accepts_both_forms() {
+        let a: SubscribeRequest = serde_json::from_value(json!("p1")).unwrap();
+        assert_eq!((a.project_id(), a.since_seq()), ("p1", None));
+        let b: SubscribeRequest = serde_json::from_value(json!({"project_id":"p2","since_seq":7})).unwrap();
+        assert_eq!((b.project_id(), b.since_seq()), ("p2", Some(7)));
+        assert!(serde_json::from_value::<SubscribeRequest>(json!(42)).is_err());
+    }
+}

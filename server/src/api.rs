@@ -1,0 +1,206 @@
+//! The HTTP API of PROTOCOL.md: projects, invites, changes in, events out,
+//! health and metrics. Handlers get parsed, checked values; the store and the
+//! live feed do the rest.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use vidsync_protocol::{
+    check_id, Change, EventsPage, Health, Invite, Project, Role, UpdateRequest, UpdateResponse,
+    DEFAULT_EVENTS_PAGE, MAX_CHANGES_PER_REQUEST, MAX_EVENTS_PAGE,
+};
+
+use crate::auth::{random_hex, AuthUser};
+use crate::db::{Access, User};
+use crate::error::{AppError, AppResult};
+use crate::json::ApiJson;
+use crate::AppState;
+
+/// How long an invite code stays valid.
+const INVITE_TTL: time::Duration = time::Duration::days(7);
+/// Longest project name, in bytes.
+const MAX_NAME_BYTES: usize = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/projects", post(create_project).get(list_projects))
+        .route("/api/projects/{project_id}", get(get_project))
+        .route("/api/projects/{project_id}/invites", post(create_invite))
+        .route("/api/invites/{code}/accept", post(accept_invite))
+        .route("/api/projects/{project_id}/files/update", post(post_changes))
+        .route("/api/projects/{project_id}/events", get(get_events))
+}
+
+pub fn open_router() -> Router<AppState> {
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics_text))
+}
+
+fn access_error(access: Access, project_id: &str) -> AppError {
+    match access {
+        Access::NoProject => AppError::not_found(format!("no project {project_id:?}")),
+        Access::NotMember => AppError::forbidden("you are not a member of this project"),
+    }
+}
+
+/// The caller's role in the project, or the 404/403 that says why not.
+pub async fn require_member(state: &AppState, project_id: &str, user: &User) -> AppResult<Role> {
+    state.db.role_in(project_id, user).await?.map_err(|a| access_error(a, project_id))
+}
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+async fn create_project(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<NewProject>,
+) -> AppResult<(StatusCode, Json<Project>)> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(AppError::unprocessable(format!(
+            "a project name is 1–{MAX_NAME_BYTES} bytes of printable text"
+        )));
+    }
+    let id = format!("p_{}", random_hex(12));
+    let project = state.db.create_project(&id, name, &user).await?;
+    tracing::info!(project = %id, user = %user.name, "project created");
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+async fn list_projects(State(state): State<AppState>, AuthUser(user): AuthUser) -> AppResult<Response> {
+    let projects = state.db.projects_of(&user).await?;
+    Ok(Json(serde_json::json!({ "projects": projects })).into_response())
+}
+
+async fn get_project(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project_id): Path<String>,
+) -> AppResult<Json<Project>> {
+    let project = state.db.project_for(&project_id, &user).await?.map_err(|a| access_error(a, &project_id))?;
+    Ok(Json(project))
+}
+
+async fn create_invite(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project_id): Path<String>,
+) -> AppResult<(StatusCode, Json<Invite>)> {
+    if require_member(&state, &project_id, &user).await? != Role::Owner {
+        return Err(AppError::forbidden("only the project's owner can invite"));
+    }
+    let code = random_hex(16);
+    let expires_at = crate::rfc3339(time::OffsetDateTime::now_utc() + INVITE_TTL);
+    state.db.create_invite(&code, &project_id, &user, &expires_at).await?;
+    Ok((StatusCode::CREATED, Json(Invite { code, project_id, expires_at })))
+}
+
+async fn accept_invite(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(code): Path<String>,
+) -> AppResult<Json<Project>> {
+    let Some((project_id, expires_at)) = state.db.invite(&code).await? else {
+        return Err(AppError::not_found("unknown invite code"));
+    };
+    let expired = time::OffsetDateTime::parse(&expires_at, &time::format_description::well_known::Rfc3339)
+        .map(|t| t <= time::OffsetDateTime::now_utc())
+        .unwrap_or(true);
+    if expired {
+        return Err(AppError::not_found("this invite code has expired"));
+    }
+    state.db.add_member(&project_id, &user).await?;
+    tracing::info!(project = %project_id, user = %user.name, "invite accepted");
+    let project = state.db.project_for(&project_id, &user).await?.map_err(|a| access_error(a, &project_id))?;
+    Ok(Json(project))
+}
+
+async fn post_changes(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateRequest>,
+) -> AppResult<Json<UpdateResponse>> {
+    let received = Instant::now();
+    require_member(&state, &project_id, &user).await?;
+    check_id("client_id", &body.client_id).map_err(AppError::unprocessable)?;
+    let n = body.changes.len();
+    if n == 0 || n > MAX_CHANGES_PER_REQUEST {
+        return Err(AppError::unprocessable(format!(
+            "a request carries 1–{MAX_CHANGES_PER_REQUEST} changes, this one has {n}"
+        )));
+    }
+    let mut changes = Vec::with_capacity(n);
+    for (i, raw) in body.changes.into_iter().enumerate() {
+        let change = Change::try_from(raw).map_err(|e| AppError::new(e.code(), format!("changes[{i}]: {e}")))?;
+        changes.push(change);
+    }
+    let hub = state.hub.clone();
+    let appended = state
+        .db
+        .append(&project_id, &user, &body.client_id, &changes, |fresh| {
+            hub.publish(&project_id, fresh, received);
+        })
+        .await?;
+    metrics::counter!("vidsync_events_appended_total").increment(appended.fresh.len() as u64);
+    tracing::debug!(project = %project_id, appended = appended.fresh.len(), head = appended.head_seq, "changes appended");
+    Ok(Json(UpdateResponse { events: appended.events, head_seq: appended.head_seq }))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    since_seq: u64,
+    limit: Option<u32>,
+}
+
+async fn get_events(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project_id): Path<String>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> AppResult<Json<EventsPage>> {
+    let Query(q) = query.map_err(|e| AppError::bad_request(format!("bad query: {}", e.body_text())))?;
+    require_member(&state, &project_id, &user).await?;
+    let limit = match q.limit {
+        None => DEFAULT_EVENTS_PAGE,
+        Some(0) => return Err(AppError::bad_request("limit must be at least 1")),
+        Some(l) => l.min(MAX_EVENTS_PAGE),
+    };
+    // Events first: the head read after them is never behind the page.
+    let events = state.db.events_since(&project_id, q.since_seq, limit).await?;
+    let head_seq = state.db.head_seq(&project_id).await?;
+    Ok(Json(EventsPage { events, head_seq }))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let connections = state.connections();
+    let db_ok = matches!(tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await, Ok(Ok(())));
+    let (status, body) = if db_ok {
+        (StatusCode::OK, Health { status: "ok".into(), connections, db: "ok".into() })
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Health { status: "degraded".into(), connections, db: "unavailable".into() })
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    metrics::gauge!("vidsync_socket_connections").set(state.connections() as f64);
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> AppError {
+    AppError::not_found("no such endpoint")
+}

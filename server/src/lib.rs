@@ -1,0 +1,182 @@
+//! `vidsync-server`: a project's event log over HTTP and Socket.IO on one port.
+//!
+//! The library runs, the binary binds: [`serve`] takes a bound listener, a
+//! [`Config`] and a shutdown future, so tests and `main` start the same code.
+//! Areas: [`api`] (HTTP endpoints), [`blobs`] (file content), [`live`]
+//! (Socket.IO), [`db`] (SQLite store and event log), [`auth`] (tokens).
+
+pub mod api;
+pub mod auth;
+pub mod blobs;
+pub mod db;
+pub mod error;
+pub mod json;
+pub mod live;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use db::Db;
+
+/// What `serve` needs to know; `main` fills it from flags and environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds `vidsync.db` (unless `database_url` says otherwise) and `blobs/`.
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub max_blob_bytes: u64,
+}
+
+impl Config {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| Db::url_for_data_dir(&self.data_dir))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot prepare data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub blobs: blobs::BlobStore,
+    pub hub: Arc<live::Hub>,
+    pub metrics: PrometheusHandle,
+    /// Open Socket.IO sockets, for `/health` and `/metrics`.
+    connections: AtomicU64,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+    fn socket_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+    fn socket_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Opens the store (running migrations) and the blob directory.
+pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    let db = Db::open(&config.database_url()).await?;
+    let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    Ok(AppState(Arc::new(Inner {
+        db,
+        blobs,
+        hub: Arc::default(),
+        metrics: metrics_handle(),
+        connections: AtomicU64::new(0),
+    })))
+}
+
+/// The whole HTTP + Socket.IO application.
+pub fn app(state: AppState) -> (Router, SocketIo) {
+    let (layer, io) = SocketIo::builder()
+        .with_state(state.clone())
+        .max_buffer_size(1024)
+        .max_payload(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES)
+        .ws_max_message_size(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES as usize)
+        .build_layer();
+    live::register(&io);
+    let router = Router::new()
+        .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(blobs::router().layer(DefaultBodyLimit::disable()))
+        .merge(api::open_router())
+        .fallback(api::not_found)
+        .with_state(state)
+        .layer(layer)
+        .layer(TraceLayer::new_for_http());
+    (router, io)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, closes every
+/// socket with a normal close, lets in-flight requests finish (up to
+/// `grace`) and closes the store.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let state = open_state(&config).await?;
+    let (router, io) = app(state.clone());
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing sockets, finishing requests");
+        let _ = stopping_tx.send(());
+        io.close().await;
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+    let server = tokio::spawn(async move { server.await });
+    // Requests still running this long after shutdown began are cut off.
+    let grace = Duration::from_secs(10);
+    let result = tokio::select! {
+        r = server => r.map_err(|e| std::io::Error::other(e.to_string()))?,
+        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("requests still running after {grace:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    state.db.close().await;
+    result?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}

@@ -1,0 +1,149 @@
+//! `vidsync-server`: parses flags and environment, then runs the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vidsync_server::{auth, Config, Db};
+
+#[derive(Parser)]
+#[command(name = "vidsync-server", version, about = "Vidsync server: project event log over HTTP + Socket.IO")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and Socket.IO (the default).
+    Serve(ServeArgs),
+    /// Manage users and their tokens.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create the user if needed and print one new token for them.
+    Add {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke every token of a user.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Directory for the embedded database and the blobs.
+    #[arg(long, env = "VIDSYNC_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+    /// Database URL (sqlite://PATH); defaults to DATA_DIR/vidsync.db.
+    #[arg(long, env = "VIDSYNC_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VIDSYNC_LISTEN", default_value = "127.0.0.1:5000")]
+    listen: SocketAddr,
+    /// Largest blob accepted, in bytes.
+    #[arg(long, env = "VIDSYNC_MAX_BLOB_BYTES", default_value_t = vidsync_protocol::DEFAULT_MAX_BLOB_BYTES)]
+    max_blob_bytes: u64,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+fn valid_user_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    anyhow::ensure!(ok, "a user name is 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'");
+    Ok(())
+}
+
+fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
+    Config {
+        data_dir: store.data_dir.clone(),
+        database_url: store.database_url.clone(),
+        max_blob_bytes,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn open_db(store: &StoreArgs) -> anyhow::Result<Db> {
+    let cfg = config(store, 0);
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    Ok(Db::open(&cfg.database_url()).await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::User(UserCommand::Add { name, store })) => {
+            valid_user_name(&name)?;
+            let db = open_db(&store).await?;
+            let token = auth::new_token();
+            db.add_user_token(&name, &auth::token_hash(&token)).await?;
+            db.close().await;
+            println!("{token}");
+            Ok(())
+        }
+        Some(Command::User(UserCommand::Revoke { name, store })) => {
+            let db = open_db(&store).await?;
+            let n = db.revoke_tokens(&name).await?;
+            db.close().await;
+            eprintln!("revoked {n} token(s) of {name}");
+            Ok(())
+        }
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let cfg = config(&args.store, args.max_blob_bytes);
+    tracing::info!(data_dir = %cfg.data_dir.display(), "vidsync-server listening on http://{addr}");
+    // A line on stdout that scripts and tests can wait for.
+    println!("vidsync-server listening on http://{addr}");
+    vidsync_server::serve(listener, cfg, shutdown_signal()).await?;
+    Ok(())
+}
