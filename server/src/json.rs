@@ -19,12 +19,22 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let too_large = || {
+            AppError::too_large(format!("request body is over {} bytes", vidsync_protocol::MAX_JSON_BODY_BYTES))
+        };
+        // Refuse on the announced length before reading (and before a
+        // `100 Continue` invites the client to send it all).
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if announced.is_some_and(|n| n > vidsync_protocol::MAX_JSON_BODY_BYTES) {
+            return Err(too_large());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::too_large(format!(
-                    "request body is over {} bytes",
-                    vidsync_protocol::MAX_JSON_BODY_BYTES
-                ))
+                too_large()
             } else {
                 AppError::bad_request(format!("could not read the request body: {rej}"))
             }

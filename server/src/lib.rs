@@ -138,15 +138,14 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
     (router, io)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, closes every
+/// Serves `state` (see [`open_state`]) until `shutdown` resolves, then stops accepting, closes every
 /// socket with a normal close, lets in-flight requests finish (up to
 /// `grace`) and closes the store.
 pub async fn serve(
     listener: TcpListener,
-    config: Config,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = open_state(&config).await?;
     let (router, io) = app(state.clone());
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let graceful = async move {

@@ -106,7 +106,17 @@ async fn open_db(store: &StoreArgs) -> anyhow::Result<Db> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vidsync-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -136,14 +146,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config(&args.store, args.max_blob_bytes);
+    // Migrations run before the port opens: once it is open, the store is ready.
+    let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let cfg = config(&args.store, args.max_blob_bytes);
     tracing::info!(data_dir = %cfg.data_dir.display(), "vidsync-server listening on http://{addr}");
     // A line on stdout that scripts and tests can wait for.
     println!("vidsync-server listening on http://{addr}");
-    vidsync_server::serve(listener, cfg, shutdown_signal()).await?;
+    vidsync_server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -1,1 +1,410 @@
-//! x
+//! Harness for Vidsync's end-to-end tests: starts the real `vidsync-server`
+//! binary on a free loopback port with its own data directory, and drives it
+//! with a real HTTP client (reqwest) and a real Socket.IO client
+//! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long any single wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Where the server binary is: `VIDSYNC_SERVER_BIN`, else next to the test
+/// binary's target directory (`make test` builds it first).
+pub fn server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIDSYNC_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/<test> -> target/debug/vidsync-server
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("vidsync-server");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p vidsync-server` first (make test does)", bin.display());
+    bin
+}
+
+/// A running `vidsync-server` process with its own data directory.
+pub struct TestServer {
+    pub url: String,
+    pub port: u16,
+    data: tempfile::TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl TestServer {
+    pub async fn start() -> Result<TestServer> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `serve` flags (e.g. `--max-blob-bytes 1000`).
+    pub async fn start_with(extra: &[&str]) -> Result<TestServer> {
+        let data = tempfile::tempdir()?;
+        let mut s = TestServer {
+            url: String::new(),
+            port: 0,
+            data,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        s.launch().await?;
+        Ok(s)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(server_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(&self.extra)
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        if std::env::var_os("TEST_LOG").is_some() {
+            cmd.stderr(Stdio::inherit());
+        } else {
+            cmd.stderr(Stdio::null()).env("RUST_LOG", "warn");
+        }
+        let mut child = cmd.spawn().context("spawning vidsync-server")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .context("server did not say it was listening")??
+            .ok_or_else(|| anyhow!("server exited before listening"))?;
+        let url = line
+            .strip_prefix("vidsync-server listening on ")
+            .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?
+            .to_string();
+        self.port = url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| anyhow!("no port in {url}"))?;
+        self.url = url;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Runs `vidsync-server user add NAME` on this data dir; returns the token.
+    pub async fn add_user(&self, name: &str) -> Result<String> {
+        let out = self.admin(&["user", "add", name]).await?;
+        Ok(out.trim().to_string())
+    }
+
+    /// Runs an admin subcommand against this data dir; returns stdout.
+    pub async fn admin(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(server_bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGTERM, then wait for the process to exit; returns its exit status.
+    pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        if let Some(pid) = child.id() {
+            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+        }
+        Ok(tokio::time::timeout(DEADLINE, child.wait()).await.context("server did not stop on SIGTERM")??)
+    }
+
+    /// SIGKILL: the crash case.
+    pub async fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        child.start_kill()?;
+        child.wait().await?;
+        Ok(())
+    }
+
+    /// Starts again on the same data dir and the same port.
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop().await?;
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match self.launch().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%e, "restart failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api { http: reqwest::Client::new(), base: self.url.clone(), token: token.to_string() }
+    }
+}
+
+/// An HTTP client of the API with one user's token.
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+/// Status and JSON body (Null when the body is not JSON).
+pub type Reply = (u16, Value);
+
+async fn reply(resp: reqwest::Response) -> Result<Reply> {
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+impl Api {
+    pub fn with_token(&self, token: &str) -> Api {
+        Api { token: token.to_string(), ..self.clone() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        reply(self.http.get(self.url(path)).bearer_auth(&self.token).send().await?).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Reply> {
+        reply(self.http.post(self.url(path)).bearer_auth(&self.token).json(body).send().await?).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Reply> {
+        let req = self.http.post(self.url(path)).bearer_auth(&self.token).header("content-type", "application/json");
+        reply(req.body(body).send().await?).await
+    }
+
+    pub async fn create_project(&self, name: &str) -> Result<Value> {
+        let (status, body) = self.post("/api/projects", &json!({ "name": name })).await?;
+        if status != 201 {
+            bail!("create project: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Creates an invite as this user and accepts it as `other`.
+    pub async fn invite(&self, project_id: &str, other: &Api) -> Result<()> {
+        let (s, inv) = self.post(&format!("/api/projects/{project_id}/invites"), &json!({})).await?;
+        if s != 201 {
+            bail!("invite: {s} {inv}");
+        }
+        let code = inv["code"].as_str().ok_or_else(|| anyhow!("no code"))?;
+        let (s, body) = other.post(&format!("/api/invites/{code}/accept"), &json!({})).await?;
+        if s != 200 {
+            bail!("accept: {s} {body}");
+        }
+        Ok(())
+    }
+
+    pub async fn update(&self, project_id: &str, client_id: &str, changes: Vec<Value>) -> Result<Reply> {
+        self.post(
+            &format!("/api/projects/{project_id}/files/update"),
+            &json!({ "client_id": client_id, "changes": changes }),
+        )
+        .await
+    }
+
+    pub async fn events(&self, project_id: &str, since: u64) -> Result<Reply> {
+        self.get(&format!("/api/projects/{project_id}/events?since_seq={since}&limit=10000")).await
+    }
+
+    pub async fn put_blob(&self, project_id: &str, hash: &str, bytes: Vec<u8>) -> Result<Reply> {
+        let url = self.url(&format!("/api/projects/{project_id}/blobs/{hash}"));
+        reply(self.http.put(url).bearer_auth(&self.token).body(bytes).send().await?).await
+    }
+}
+
+/// A `create` change for `path` with content `bytes` (not uploaded).
+pub fn create_change(path: &str, bytes: &[u8], change_id: Option<&str>) -> Value {
+    json!({
+        "path": path,
+        "op": "create",
+        "hash": blake3::hash(bytes).to_hex().to_string(),
+        "size": bytes.len(),
+        "mtime": "2026-11-22T10:00:00Z",
+        "change_id": change_id,
+    })
+}
+
+/// A real Socket.IO client (rust_socketio, async) with its events in a queue.
+pub struct Live {
+    pub client: Client,
+    events: mpsc::UnboundedReceiver<Value>,
+    connects: mpsc::UnboundedReceiver<()>,
+}
+
+/// Why a Socket.IO connection did not open.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    /// The server refused the handshake (`connect_error`).
+    Refused(String),
+    Other(anyhow::Error),
+}
+
+impl Live {
+    pub async fn connect(url: &str, token: &str) -> Result<Live> {
+        Self::connect_with(url, Some(json!({ "token": token })), TransportType::Websocket)
+            .await
+            .map_err(|e| anyhow!("{e:?}"))
+    }
+
+    pub async fn connect_with(url: &str, auth: Option<Value>, transport: TransportType) -> Result<Live, ConnectFailure> {
+        let (ev_tx, events) = mpsc::unbounded_channel();
+        let (conn_tx, connects) = mpsc::unbounded_channel();
+        let (err_tx, mut errors) = mpsc::unbounded_channel::<String>();
+        let mut builder = ClientBuilder::new(url)
+            .transport_type(transport)
+            .reconnect(true)
+            .reconnect_delay(200, 1000)
+            .on(Event::Connect, move |_, _| {
+                let tx = conn_tx.clone();
+                async move {
+                    let _ = tx.send(());
+                }
+                .boxed()
+            })
+            .on(Event::Error, move |p, _| {
+                let tx = err_tx.clone();
+                async move {
+                    let _ = tx.send(format!("{p:?}"));
+                }
+                .boxed()
+            })
+            .on(vidsync_protocol::EV_PROJECT_EVENT, move |p, _| {
+                let tx = ev_tx.clone();
+                async move {
+                    if let Payload::Text(values) = p {
+                        for v in values {
+                            let _ = tx.send(v);
+                        }
+                    }
+                }
+                .boxed()
+            });
+        if let Some(auth) = auth {
+            builder = builder.auth(auth);
+        }
+        let client = builder.connect().await.map_err(|e| ConnectFailure::Other(e.into()))?;
+        let mut live = Live { client, events, connects };
+        tokio::select! {
+            c = live.connects.recv() => match c {
+                Some(()) => Ok(live),
+                None => Err(ConnectFailure::Other(anyhow!("client closed"))),
+            },
+            e = errors.recv() => {
+                let _ = live.client.disconnect().await;
+                Err(ConnectFailure::Refused(e.unwrap_or_default()))
+            }
+            _ = tokio::time::sleep(DEADLINE) => Err(ConnectFailure::Other(anyhow!("no connect within {DEADLINE:?}"))),
+        }
+    }
+
+    /// Emits `event` with `data` and waits for the acknowledgement.
+    pub async fn request(&self, event: &str, data: Value) -> Result<Value> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.client
+            .emit_with_ack(event, data, DEADLINE, move |p: Payload, _| {
+                let tx = tx.clone();
+                async move {
+                    if let Payload::Text(mut v) = p {
+                        let _ = tx.send(if v.len() == 1 { v.remove(0) } else { Value::Array(v) });
+                    }
+                }
+                .boxed()
+            })
+            .await?;
+        tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .context("no ack")?
+            .ok_or_else(|| anyhow!("ack channel closed"))
+    }
+
+    pub async fn subscribe(&self, project_id: &str, since_seq: Option<u64>) -> Result<Value> {
+        let data = match since_seq {
+            Some(s) => json!({ "project_id": project_id, "since_seq": s }),
+            None => json!(project_id),
+        };
+        self.request(vidsync_protocol::EV_SUBSCRIBE, data).await
+    }
+
+    /// The next `project:event`, or an error after the deadline.
+    pub async fn next_event(&mut self) -> Result<Value> {
+        tokio::time::timeout(DEADLINE, self.events.recv())
+            .await
+            .context("no project:event within the deadline")?
+            .ok_or_else(|| anyhow!("event channel closed"))
+    }
+
+    /// Events received so far and not yet taken.
+    pub fn drain(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(v) = self.events.try_recv() {
+            out.push(v);
+        }
+        out
+    }
+
+    /// Waits for the next (re)connect.
+    pub async fn next_connect(&mut self) -> Result<()> {
+        tokio::time::timeout(DEADLINE, self.connects.recv())
+            .await
+            .context("no reconnect within the deadline")?
+            .ok_or_else(|| anyhow!("client closed"))
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, up to DEADLINE.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Quiet logs unless TEST_LOG is set.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("debug").try_init();
+    }
+}
