@@ -337,8 +337,16 @@ impl Live {
             .emit_with_ack(event, data, DEADLINE, move |p: Payload, _| {
                 let tx = tx.clone();
                 async move {
+                    // rust_socketio hands an ack's argument list over as one
+                    // JSON array: `[ack]`.
                     if let Payload::Text(mut v) = p {
-                        let _ = tx.send(if v.len() == 1 { v.remove(0) } else { Value::Array(v) });
+                        let mut first = if v.len() == 1 { v.remove(0) } else { Value::Array(v) };
+                        if let Value::Array(args) = &mut first {
+                            if args.len() == 1 {
+                                first = args.remove(0);
+                            }
+                        }
+                        let _ = tx.send(first);
                     }
                 }
                 .boxed()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what `make test` / `make run` need and is missing on a Debian 12
+# machine: the system packages the Rust crates link against. Idempotent and
+# quiet when everything is there.
+set -euo pipefail
+
+need=()
+for pkg in pkg-config libssl-dev gcc make curl; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "deps: cargo is in $HOME/.cargo/bin but not on PATH; the Makefile adds it" >&2
+  else
+    echo "deps: no Rust toolchain found. Install Rust 1.94 or newer (rustup), then run make again." >&2
+    exit 1
+  fi
+fi
