@@ -1,0 +1,166 @@
+//! What survives: a clean restart keeps projects, members, tokens and
+//! events with `seq` going on; a `kill -9` mid-stream loses no answered
+//! change and leaves no gap; SIGTERM shuts down cleanly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+use vidsync_e2e::{create_change, wait_for, Api, Live, TestServer};
+
+async fn all_events(api: &Api, id: &str) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    loop {
+        let since = out.last().map(|e: &Value| e["seq"].as_u64().unwrap()).unwrap_or(0);
+        let (s, page) = api.events(id, since).await?;
+        anyhow::ensure!(s == 200, "events: {s} {page}");
+        let evs = page["events"].as_array().cloned().unwrap_or_default();
+        if evs.is_empty() {
+            return Ok(out);
+        }
+        out.extend(evs);
+    }
+}
+
+fn assert_gap_free(events: &[Value]) {
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = (1..=events.len() as u64).collect();
+    assert_eq!(seqs, want, "seqs are 1..N with no gap");
+}
+
+#[tokio::test]
+async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let alice_token = server.add_user("alice").await?;
+    let bob_token = server.add_user("bob").await?;
+    let alice = server.api(&alice_token);
+    let bob = server.api(&bob_token);
+    let id = alice.create_project("kept").await?["id"].as_str().unwrap().to_string();
+    alice.invite(&id, &bob).await?;
+    let bytes = b"content that must survive".to_vec();
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    assert_eq!(alice.put_blob(&id, &hash, bytes.clone()).await?.0, 201);
+    for i in 0..7 {
+        alice.update(&id, "a", vec![create_change(&format!("f{i}"), &bytes, Some(&format!("c{i}")))]).await?;
+    }
+    let before = all_events(&alice, &id).await?;
+
+    let status = server.stop().await?;
+    assert!(status.success(), "SIGTERM exit status {status}");
+    server.restart().await?;
+    let alice = server.api(&alice_token);
+    let bob = server.api(&bob_token);
+
+    let (s, p) = bob.get(&format!("/api/projects/{id}")).await?;
+    assert_eq!((s, p["role"].as_str(), p["head_seq"].as_u64()), (200, Some("member"), Some(7)));
+    assert_eq!(all_events(&alice, &id).await?, before);
+    let (s, _) = alice.get(&format!("/api/projects/{id}/blobs/{hash}")).await?;
+    assert_eq!(s, 200);
+    // An old change_id is still known; a new change gets seq 8.
+    let (_, r) = alice.update(&id, "a", vec![create_change("f0", &bytes, Some("c0"))]).await?;
+    assert_eq!(r["events"][0]["seq"], 1);
+    let (_, r) = bob.update(&id, "b", vec![create_change("new", b"n", None)]).await?;
+    assert_eq!((r["events"][0]["seq"].as_u64(), r["head_seq"].as_u64()), (Some(8), Some(8)));
+    assert_gap_free(&all_events(&alice, &id).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let id = api.create_project("crashy").await?["id"].as_str().unwrap().to_string();
+
+    // Four writers post 2-change batches as fast as they can; each records
+    // which change_ids were answered 200 and which were not.
+    let answered: Arc<Mutex<BTreeMap<String, u64>>> = Default::default();
+    let unanswered: Arc<Mutex<Vec<(String, Value)>>> = Default::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let api = api.clone();
+        let id = id.clone();
+        let answered = answered.clone();
+        let unanswered = unanswered.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..10_000 {
+                let batch: Vec<Value> = (0..2)
+                    .map(|k| {
+                        let cid = format!("w{w}-{i}-{k}");
+                        create_change(&format!("{cid}.txt"), cid.as_bytes(), Some(&cid))
+                    })
+                    .collect();
+                match api.update(&id, &format!("writer{w}"), batch.clone()).await {
+                    Ok((200, body)) => {
+                        let mut a = answered.lock().await;
+                        for ev in body["events"].as_array().unwrap() {
+                            let path = ev["change"]["path"].as_str().unwrap();
+                            a.insert(path.trim_end_matches(".txt").to_string(), ev["seq"].as_u64().unwrap());
+                        }
+                    }
+                    _ => {
+                        // The server is gone: these may or may not be in.
+                        let mut u = unanswered.lock().await;
+                        for c in batch {
+                            u.push((format!("writer{w}"), c));
+                        }
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    wait_for("some answered changes", || async { (answered.lock().await.len() >= 300).then_some(()) }).await?;
+    server.kill9().await?;
+    for w in writers {
+        w.await?;
+    }
+    let answered = answered.lock().await.clone();
+    let unanswered = unanswered.lock().await.clone();
+    assert!(!unanswered.is_empty(), "the kill landed while writers were posting");
+
+    server.restart().await?;
+    let api = server.api(&token);
+    let events = all_events(&api, &id).await?;
+    assert_gap_free(&events);
+    let by_path: BTreeMap<String, u64> = events
+        .iter()
+        .map(|e| (e["change"]["path"].as_str().unwrap().trim_end_matches(".txt").to_string(), e["seq"].as_u64().unwrap()))
+        .collect();
+    for (cid, seq) in &answered {
+        assert_eq!(by_path.get(cid), Some(seq), "answered change {cid} is in the log at its seq");
+    }
+
+    // Retry every unanswered change with its change_id: no duplicate.
+    for (client, change) in &unanswered {
+        let (s, _) = api.update(&id, client, vec![change.clone()]).await?;
+        assert_eq!(s, 200);
+    }
+    let events = all_events(&api, &id).await?;
+    assert_gap_free(&events);
+    let paths: Vec<&str> = events.iter().map(|e| e["change"]["path"].as_str().unwrap()).collect();
+    let distinct: HashSet<&str> = paths.iter().copied().collect();
+    assert_eq!(paths.len(), distinct.len(), "no change appended twice");
+    assert_eq!(distinct.len(), answered.len() + unanswered.len());
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_and_exits_cleanly() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let id = api.create_project("p").await?["id"].as_str().unwrap().to_string();
+    // An open websocket must not hold the shutdown up: stop() fails if the
+    // process is still there after the deadline. (The transport is closed
+    // with a normal close, which clients treat as a reason to reconnect;
+    // tests/js checks the reason the official client reports.)
+    let live = Live::connect(&server.url, &token).await?;
+    assert_eq!(live.subscribe(&id, None).await?["ok"], true);
+    let status = server.stop().await?;
+    assert!(status.success(), "exit status {status}");
+    // The port is closed.
+    assert!(reqwest::get(format!("{}/health", server.url)).await.is_err());
+    Ok(())
+}
