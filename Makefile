@@ -35,6 +35,7 @@ run: deps
 test: deps
 	$(CARGO) build --locked -p vidsync-server
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
 
 bench: deps
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-e2e

@@ -1,0 +1,153 @@
+// The server driven by the official JavaScript socket.io-client (v4, the
+// Socket.IO v5 protocol) and Node's fetch, as third-party clients do.
+// VIDSYNC_SERVER_BIN names the server binary (the Makefile sets it).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { createHash } from "node:crypto";
+import { io } from "socket.io-client";
+
+const BIN = process.env.VIDSYNC_SERVER_BIN;
+const DEADLINE_MS = 15000;
+let dataDir, server, url;
+
+function withDeadline(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), DEADLINE_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function startServer() {
+  server = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, RUST_LOG: process.env.TEST_LOG ? "debug" : "warn" },
+  });
+  const lines = createInterface({ input: server.stdout });
+  return withDeadline(
+    new Promise((resolve) => {
+      lines.once("line", (line) => {
+        url = line.replace("vidsync-server listening on ", "");
+        resolve();
+      });
+    }),
+    "server start",
+  );
+}
+
+function addUser(name) {
+  return execFileSync(BIN, ["user", "add", name, "--data-dir", dataDir], {
+    env: { ...process.env, RUST_LOG: "warn" },
+  })
+    .toString()
+    .trim();
+}
+
+async function api(token, method, path, body) {
+  const res = await fetch(url + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+function connect(token, transports) {
+  return io(url, { auth: { token }, transports, reconnection: false, forceNew: true });
+}
+
+function once(socket, event) {
+  return withDeadline(new Promise((resolve) => socket.once(event, (...args) => resolve(args))), event);
+}
+
+let alice, bob, projectId;
+
+before(async () => {
+  assert.ok(BIN, "set VIDSYNC_SERVER_BIN");
+  dataDir = mkdtempSync(join(tmpdir(), "vidsync-js-"));
+  alice = addUser("alice");
+  bob = addUser("bob");
+  await startServer();
+  const created = await api(alice, "POST", "/api/projects", { name: "js" });
+  assert.equal(created.status, 201);
+  projectId = created.body.id;
+});
+
+after(() => {
+  if (server && server.exitCode === null) server.kill("SIGKILL");
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("a wrong token gets connect_error and no socket", async () => {
+  const socket = connect("vst_wrong", ["websocket"]);
+  const [err] = await once(socket, "connect_error");
+  assert.match(err.message, /unauthorized/);
+  assert.equal(socket.connected, false);
+  socket.close();
+});
+
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`subscribe, ack and live events over ${transports[0]}`, async () => {
+    const socket = connect(alice, transports);
+    await once(socket, "connect");
+    const ack = await withDeadline(
+      socket.emitWithAck("subscribe:project", { project_id: projectId, since_seq: 0 }),
+      "subscribe ack",
+    );
+    assert.equal(ack.ok, true);
+    assert.equal(typeof ack.head_seq, "number");
+    const seen = [];
+    socket.on("project:event", (ev) => seen.push(ev));
+    const head = ack.head_seq;
+    const hash = createHash("sha256").update("x").digest("hex"); // any 64 lowercase hex
+    const res = await api(alice, "POST", `/api/projects/${projectId}/files/update`, {
+      client_id: "js",
+      changes: [{ path: `dir/${transports[0]}.txt`, op: "create", hash, size: 1, mtime: null, change_id: null }],
+    });
+    assert.equal(res.status, 200);
+    await withDeadline(
+      (async () => {
+        while (!seen.some((e) => e.seq === head + 1)) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      "live event",
+    );
+    const ev = seen.find((e) => e.seq === head + 1);
+    assert.equal(ev.project_id, projectId);
+    assert.equal(ev.change.path, `dir/${transports[0]}.txt`);
+    assert.deepEqual(ev.origin, { client_id: "js", user: "alice" });
+    // Every earlier event came first, once each, in order.
+    assert.deepEqual(seen.map((e) => e.seq), Array.from({ length: head + 1 }, (_, i) => i + 1));
+    socket.close();
+  });
+}
+
+test("a bare project id subscribes; a non-member is refused in the ack", async () => {
+  const socket = connect(bob, ["websocket"]);
+  await once(socket, "connect");
+  const ack = await withDeadline(socket.emitWithAck("subscribe:project", projectId), "ack");
+  assert.equal(ack.ok, false);
+  assert.equal(ack.error.code, "forbidden");
+  const mine = connect(alice, ["websocket"]);
+  await once(mine, "connect");
+  const ok = await withDeadline(mine.emitWithAck("subscribe:project", projectId), "ack");
+  assert.equal(ok.ok, true);
+  socket.close();
+  mine.close();
+});
+
+test("SIGTERM closes the transport normally (clients may reconnect)", async () => {
+  const socket = connect(alice, ["websocket"]);
+  await once(socket, "connect");
+  const closed = once(socket, "disconnect");
+  const exited = withDeadline(new Promise((r) => server.once("exit", (code) => r(code))), "server exit");
+  server.kill("SIGTERM");
+  const [reason] = await closed;
+  assert.equal(reason, "transport close");
+  assert.equal(await exited, 0);
+});
