@@ -34,6 +34,11 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// change_ids looked up per statement (SQLite allows 32,766 parameters).
+const LOOKUP_CHUNK: usize = 1000;
+/// Events inserted per statement (11 parameters each).
+const INSERT_CHUNK: usize = 1000;
+
 /// A user, as the auth layer hands it to handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -291,50 +296,48 @@ impl Db {
             .await?
             .get::<i64, _>(0) as u64;
         let origin = Origin { client_id: client_id.to_string(), user: user.name.clone() };
+
+        // Events already appended for this client's change_ids (retries).
+        let mut known: HashMap<String, ProjectEvent> = HashMap::new();
+        let ids: Vec<&str> = changes.iter().filter_map(|c| c.change_id.as_deref()).collect();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at, change_id
+                 FROM events INDEXED BY events_by_change_id WHERE project_id = ",
+            );
+            q.push_bind(project_id)
+                .push(" AND client_id = ")
+                .push_bind(client_id)
+                // Spelled out: the partial index needs it to be usable.
+                .push(" AND change_id IS NOT NULL AND change_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&mut *tx).await? {
+                known.insert(row.get(9), event_from_row(project_id, &row)?);
+            }
+        }
+
+        // Every change gets its event: a known one, the one made earlier in
+        // this request for the same change_id, or a new one with the next seq.
         let mut events: Vec<ProjectEvent> = Vec::with_capacity(changes.len());
-        let mut fresh = Vec::new();
-        // change_id -> index in `events`, for repeats inside this one request.
+        let mut fresh: Vec<(ProjectEvent, Option<&str>)> = Vec::new();
         let mut in_batch: HashMap<&str, usize> = HashMap::new();
         for change in changes {
             if let Some(cid) = change.change_id.as_deref() {
-                if let Some(&i) = in_batch.get(cid) {
-                    events.push(events[i].clone());
+                if let Some(ev) = known.get(cid) {
+                    events.push(ev.clone());
                     continue;
                 }
-                let known = sqlx::query(
-                    "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at
-                     FROM events WHERE project_id = ? AND client_id = ? AND change_id = ?",
-                )
-                .bind(project_id)
-                .bind(client_id)
-                .bind(cid)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = known {
-                    in_batch.insert(cid, events.len());
-                    events.push(event_from_row(project_id, &row)?);
+                if let Some(&i) = in_batch.get(cid) {
+                    events.push(events[i].clone());
                     continue;
                 }
                 in_batch.insert(cid, events.len());
             }
             head += 1;
-            sqlx::query(
-                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, client_id, change_id, user_name, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(project_id)
-            .bind(head as i64)
-            .bind(change.path.as_str())
-            .bind(change.op.as_str())
-            .bind(change.hash.map(|h| h.to_hex()))
-            .bind(change.size.map(|s| s as i64))
-            .bind(change.mtime.as_deref())
-            .bind(client_id)
-            .bind(change.change_id.as_deref())
-            .bind(&user.name)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
             let ev = ProjectEvent {
                 seq: head,
                 project_id: project_id.to_string(),
@@ -342,9 +345,32 @@ impl Db {
                 origin: origin.clone(),
                 created_at: now.clone(),
             };
-            fresh.push(ev.clone());
+            fresh.push((ev.clone(), change.change_id.as_deref()));
             events.push(ev);
         }
+
+        // Multi-row inserts: one statement per chunk, not one per change.
+        for chunk in fresh.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, client_id, change_id, user_name, created_at) ",
+            );
+            q.push_values(chunk, |mut row, (ev, change_id)| {
+                let c = &ev.change;
+                row.push_bind(project_id)
+                    .push_bind(ev.seq as i64)
+                    .push_bind(c.path.as_str())
+                    .push_bind(c.op.as_str())
+                    .push_bind(c.hash.map(|h| h.to_hex()))
+                    .push_bind(c.size.map(|s| s as i64))
+                    .push_bind(c.mtime.as_deref())
+                    .push_bind(client_id)
+                    .push_bind(*change_id)
+                    .push_bind(&user.name)
+                    .push_bind(&now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        let fresh: Vec<ProjectEvent> = fresh.into_iter().map(|(ev, _)| ev).collect();
         if !fresh.is_empty() {
             sqlx::query("UPDATE projects SET head_seq = ? WHERE id = ?")
                 .bind(head as i64)
