@@ -39,7 +39,7 @@ test: deps
 
 bench: deps
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-e2e
-	ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true; \
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
 
 clean-data:
