@@ -1,0 +1,179 @@
+//! `ApiClient`: the server's HTTP API with this client's token, and the
+//! one distinction callers need from its failures: worth retrying or not.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use vidsync_protocol::{Change, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest, UpdateResponse};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// The server could not be reached or the exchange broke off.
+    #[error("cannot reach the server at {url}: {message}")]
+    Network { url: String, message: String },
+    /// The server answered with an error status.
+    #[error("{message}")]
+    Refused { status: u16, code: String, message: String },
+}
+
+impl ApiError {
+    /// Network trouble, 5xx and 429 are worth retrying; other 4xx are not.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ApiError::Network { .. } => true,
+            ApiError::Refused { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Refused { status, .. } => Some(*status),
+            ApiError::Network { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl ApiClient {
+    pub fn new(server: &str, token: &str) -> Result<ApiClient, ApiError> {
+        let base = server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ApiError::Network { url: base, message: "the server URL must start with http:// or https://".into() });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ApiError::Network { url: base.clone(), message: e.to_string() })?;
+        Ok(ApiClient { http, base, token: token.to_string() })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    fn net(&self, e: reqwest::Error) -> ApiError {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message = format!("{message}: {s}");
+            src = s.source();
+        }
+        ApiError::Network { url: self.base.clone(), message }
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ApiError> {
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.net(e))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| ApiError::Refused {
+                status,
+                code: "bad_response".into(),
+                message: format!("the server's answer was not understood: {e}"),
+            });
+        }
+        Err(refusal(status, &bytes))
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ApiError> {
+        let resp = rb.timeout(Duration::from_secs(60)).send().await.map_err(|e| self.net(e))?;
+        self.decode(resp).await
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Project>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            projects: Vec<Project>,
+        }
+        let list: List = self.send(self.req(reqwest::Method::GET, "/api/projects")).await?;
+        Ok(list.projects)
+    }
+
+    pub async fn project(&self, id: &str) -> Result<Project, ApiError> {
+        self.send(self.req(reqwest::Method::GET, &format!("/api/projects/{id}"))).await
+    }
+
+    pub async fn create_project(&self, name: &str) -> Result<Project, ApiError> {
+        self.send(self.req(reqwest::Method::POST, "/api/projects").json(&json!({ "name": name }))).await
+    }
+
+    pub async fn create_invite(&self, project_id: &str) -> Result<Invite, ApiError> {
+        self.send(self.req(reqwest::Method::POST, &format!("/api/projects/{project_id}/invites")).json(&json!({}))).await
+    }
+
+    pub async fn accept_invite(&self, code: &str) -> Result<Project, ApiError> {
+        if code.is_empty() || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ApiError::Refused { status: 404, code: "not_found".into(), message: "unknown invite code".into() });
+        }
+        self.send(self.req(reqwest::Method::POST, &format!("/api/invites/{code}/accept")).json(&json!({}))).await
+    }
+
+    pub async fn post_changes(&self, project_id: &str, client_id: &str, changes: &[Change]) -> Result<UpdateResponse, ApiError> {
+        let body = UpdateRequest { client_id: client_id.to_string(), changes: changes.to_vec() };
+        self.send(self.req(reqwest::Method::POST, &format!("/api/projects/{project_id}/files/update")).json(&body)).await
+    }
+
+    pub async fn events(&self, project_id: &str, since: u64, limit: u32) -> Result<EventsPage, ApiError> {
+        let path = format!("/api/projects/{project_id}/events?since_seq={since}&limit={limit}");
+        self.send(self.req(reqwest::Method::GET, &path)).await
+    }
+
+    /// Whether the server already has a blob.
+    pub async fn has_blob(&self, project_id: &str, hash: &ContentHash) -> Result<bool, ApiError> {
+        let resp = self
+            .req(reqwest::Method::HEAD, &format!("/api/projects/{project_id}/blobs/{hash}"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.net(e))?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            s => Err(refusal(s, b"")),
+        }
+    }
+
+    /// Streams a file up as the blob `hash`.
+    pub async fn put_blob(&self, project_id: &str, hash: &ContentHash, file: &Path) -> Result<(), ApiError> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| ApiError::Network { url: self.base.clone(), message: format!("{}: {e}", file.display()) })?;
+        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+        let resp = self
+            .req(reqwest::Method::PUT, &format!("/api/projects/{project_id}/blobs/{hash}"))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.net(e))?;
+        let status = resp.status().as_u16();
+        if status == 200 || status == 201 {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Err(refusal(status, &bytes))
+    }
+}
+
+fn refusal(status: u16, bytes: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ApiError::Refused { status, code: body.error.code.as_str().to_string(), message: body.error.message },
+        Err(_) => ApiError::Refused { status, code: "http".into(), message: format!("the server answered HTTP {status}") },
+    }
+}

@@ -1,0 +1,487 @@
+//! `Engine`: the sync loop for every linked folder of one config dir.
+//!
+//! Per sending folder: a watcher feeds the scanner, whose diffs go to the
+//! outbox together with the index update; an uploader drains the outbox in
+//! batches (blobs first), retrying with back-off on network trouble, 5xx
+//! and 429, and parking changes the server refuses (the badge says
+//! `error`). For all folders: one [`LiveFeed`] brings each project's events
+//! in order. Everything the engine does is told as [`EngineEvent`]s, so the
+//! CLI and the desktop app need no sync logic of their own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vidsync_protocol::{Op, ProjectEvent};
+
+use crate::api::{ApiClient, ApiError};
+use crate::feed::{FeedEvent, LiveFeed};
+use crate::scan::{self, IgnoreRules};
+use crate::state::LocalState;
+use crate::{Config, Error, FolderLink, Mode, Result};
+
+pub use crate::feed::Connection;
+
+/// Changes posted per request.
+const UPLOAD_BATCH: u32 = 500;
+
+/// A folder's state as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    pub project_id: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub mode: Mode,
+    /// `up to date`, `syncing (n)`, `offline (n queued)`, `error`, `paused`.
+    pub badge: String,
+    pub connection: Connection,
+    pub queued: u64,
+    pub last_seq: u64,
+    pub error: Option<String>,
+}
+
+/// What the engine tells its shell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    StatusChanged { status: FolderStatus },
+    ChangeQueued { project_id: String, path: String, op: Op },
+    ChangeUploaded { project_id: String, path: String, op: Op, seq: u64 },
+    RemoteEvent { project_id: String, event: ProjectEvent },
+    Error { project_id: Option<String>, message: String },
+}
+
+/// The badge for a folder (DESIGN.md, "Badges").
+pub fn badge(queued: u64, connection: Connection, error: Option<&str>, paused: bool) -> String {
+    if paused {
+        "paused".into()
+    } else if error.is_some() {
+        "error".into()
+    } else if queued > 0 && connection == Connection::Offline {
+        format!("offline ({queued} queued)")
+    } else if queued > 0 {
+        format!("syncing ({queued})")
+    } else {
+        "up to date".into()
+    }
+}
+
+struct FolderRun {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    client_id: String,
+    debounce: Duration,
+    folders_cfg: Mutex<Vec<FolderLink>>,
+    state: LocalState,
+    api: ApiClient,
+    feed: LiveFeed,
+    events: broadcast::Sender<EngineEvent>,
+    running: tokio::sync::Mutex<HashMap<String, FolderRun>>,
+    status: Mutex<HashMap<String, FolderStatus>>,
+    /// Errors per project that are not outbox refusals (feed, watcher).
+    errors: Mutex<HashMap<String, String>>,
+    cancel: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Opens the config dir's state and starts the live feed for every
+    /// linked folder (folders themselves start with [`Engine::start_all`]).
+    pub async fn open(dir: &Path) -> Result<Engine> {
+        let config = Config::load(dir)?;
+        let (server, token) = config.credentials()?;
+        let api = ApiClient::new(&server, &token)?;
+        let state = LocalState::open(dir).await?;
+        let mut cursors = HashMap::new();
+        for f in &config.folders {
+            cursors.insert(f.project_id.clone(), state.cursor(&f.project_id).await?);
+        }
+        let cancel = CancellationToken::new();
+        let (feed, feed_rx) = LiveFeed::start(
+            api.clone(),
+            config.transport,
+            Duration::from_millis(config.poll_interval_ms.max(100)),
+            cursors,
+            cancel.child_token(),
+        );
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            client_id: config.client_id.clone(),
+            debounce: Duration::from_millis(config.debounce_ms),
+            folders_cfg: Mutex::new(config.folders.clone()),
+            state,
+            api,
+            feed,
+            events,
+            running: Default::default(),
+            status: Default::default(),
+            errors: Default::default(),
+            cancel,
+        });
+        let engine = Engine { inner };
+        tokio::spawn(engine.clone().consume_feed(feed_rx));
+        Ok(engine)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    pub fn connection(&self) -> Connection {
+        self.inner.feed.connection()
+    }
+
+    pub fn statuses(&self) -> Vec<FolderStatus> {
+        let mut v: Vec<FolderStatus> = self.inner.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.project_id.cmp(&b.project_id)));
+        v
+    }
+
+    fn emit(&self, ev: EngineEvent) {
+        let _ = self.inner.events.send(ev);
+    }
+
+    /// Starts every linked folder.
+    pub async fn start_all(&self) -> Result<()> {
+        let links = self.inner.folders_cfg.lock().map(|f| f.clone()).unwrap_or_default();
+        for link in links {
+            self.start_folder(link).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts syncing one folder (restarting it if it runs).
+    pub async fn start_folder(&self, link: FolderLink) -> Result<()> {
+        self.stop_folder(&link.project_id).await;
+        if let Ok(mut cfg) = self.inner.folders_cfg.lock() {
+            cfg.retain(|f| f.project_id != link.project_id);
+            cfg.push(link.clone());
+        }
+        let since = self.inner.state.cursor(&link.project_id).await?;
+        self.inner.feed.add_project(&link.project_id, since).await;
+        let cancel = self.inner.cancel.child_token();
+        let mut tasks = Vec::new();
+        if link.mode.sends() {
+            std::fs::create_dir_all(&link.path).map_err(|e| Error::io(&link.path, e))?;
+            let kick = Arc::new(Notify::new());
+            tasks.push(tokio::spawn(self.clone().watch_folder(link.clone(), kick.clone(), cancel.clone())));
+            tasks.push(tokio::spawn(self.clone().upload_folder(link.clone(), kick, cancel.clone())));
+        }
+        self.inner.running.lock().await.insert(link.project_id.clone(), FolderRun { cancel, tasks });
+        tracing::info!(project = %link.project_id, path = %link.path.display(), mode = link.mode.as_str(), "folder started");
+        self.refresh_status(&link.project_id).await;
+        Ok(())
+    }
+
+    pub async fn stop_folder(&self, project_id: &str) {
+        let run = self.inner.running.lock().await.remove(project_id);
+        if let Some(run) = run {
+            run.cancel.cancel();
+            for t in run.tasks {
+                let _ = t.await;
+            }
+            self.inner.feed.remove_project(project_id).await;
+        }
+    }
+
+    /// Stops everything and waits for the folders' tasks.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.inner.running.lock().await.keys().cloned().collect();
+        for id in ids {
+            self.stop_folder(&id).await;
+        }
+        self.inner.cancel.cancel();
+        self.inner.state.close().await;
+    }
+
+    fn link(&self, project_id: &str) -> Option<FolderLink> {
+        self.inner.folders_cfg.lock().ok()?.iter().find(|f| f.project_id == project_id).cloned()
+    }
+
+    /// Recomputes a folder's status; tells the shell if it changed.
+    async fn refresh_status(&self, project_id: &str) {
+        let Some(link) = self.link(project_id) else { return };
+        let (queued, refused) = self.inner.state.outbox_summary(project_id).await.unwrap_or((0, None));
+        let last_seq = self.inner.state.cursor(project_id).await.unwrap_or(0);
+        let connection = self.inner.feed.connection();
+        let other = self.inner.errors.lock().ok().and_then(|e| e.get(project_id).cloned());
+        let error = refused.or(other);
+        let status = FolderStatus {
+            project_id: project_id.to_string(),
+            name: link.name.clone(),
+            path: link.path.clone(),
+            mode: link.mode,
+            badge: badge(queued, connection, error.as_deref(), false),
+            connection,
+            queued,
+            last_seq,
+            error,
+        };
+        let changed = self
+            .inner
+            .status
+            .lock()
+            .map(|mut s| s.insert(project_id.to_string(), status.clone()).as_ref() != Some(&status))
+            .unwrap_or(false);
+        if changed {
+            self.write_status_file();
+            self.emit(EngineEvent::StatusChanged { status });
+        }
+    }
+
+    async fn refresh_all(&self) {
+        let ids: Vec<String> = self.inner.folders_cfg.lock().map(|f| f.iter().map(|l| l.project_id.clone()).collect()).unwrap_or_default();
+        for id in ids {
+            self.refresh_status(&id).await;
+        }
+    }
+
+    /// `status.json`: what `vidsync status` shows while `run` is going.
+    fn write_status_file(&self) {
+        let body = serde_json::json!({
+            "pid": std::process::id(),
+            "updated_at": crate::now_rfc3339(),
+            "folders": self.statuses(),
+        });
+        let file = self.inner.dir.join("status.json");
+        let tmp = self.inner.dir.join(".status.json.tmp");
+        if let Ok(bytes) = serde_json::to_vec_pretty(&body) {
+            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &file)).is_err() {
+                tracing::debug!("could not write status.json");
+            }
+        }
+    }
+
+    fn set_error(&self, project_id: &str, message: Option<String>) {
+        if let Ok(mut e) = self.inner.errors.lock() {
+            match message {
+                Some(m) => e.insert(project_id.to_string(), m),
+                None => e.remove(project_id),
+            };
+        }
+    }
+
+    async fn consume_feed(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<FeedEvent>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                FeedEvent::Event(ev) => {
+                    let pid = ev.project_id.clone();
+                    if let Err(e) = self.inner.state.set_cursor(&pid, ev.seq).await {
+                        tracing::error!(%e, "saving cursor");
+                    }
+                    // Our own changes coming back from the room are dropped.
+                    if ev.origin.client_id != self.inner.client_id {
+                        tracing::debug!(project = %pid, seq = ev.seq, path = %ev.change.path, "remote event");
+                        self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev });
+                    }
+                    self.refresh_status(&pid).await;
+                }
+                FeedEvent::Connection(_) => self.refresh_all().await,
+                FeedEvent::Error { project_id, message } => {
+                    tracing::warn!(project = %project_id, %message, "feed error");
+                    self.set_error(&project_id, Some(message.clone()));
+                    self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
+                    self.refresh_status(&project_id).await;
+                }
+            }
+        }
+    }
+
+    async fn record_diffs(&self, link: &FolderLink, diffs: Vec<scan::Diff>) -> usize {
+        let mut queued = 0;
+        for d in diffs {
+            match self.inner.state.record(&link.project_id, &d.path, d.change.as_ref(), d.entry.as_ref()).await {
+                Ok(()) => {
+                    if let Some(c) = d.change {
+                        queued += 1;
+                        self.emit(EngineEvent::ChangeQueued { project_id: link.project_id.clone(), path: c.path.to_string(), op: c.op });
+                    }
+                }
+                Err(e) => tracing::error!(%e, path = %d.path, "could not record a change"),
+            }
+        }
+        queued
+    }
+
+    async fn watch_folder(self, link: FolderLink, kick: Arc<Notify>, cancel: CancellationToken) {
+        let root = link.path.clone();
+        // Watch first, then scan: nothing that changes during the scan is missed.
+        let (watch, mut batches) = match crate::watch::watch(&root, self.inner.debounce) {
+            Ok(w) => w,
+            Err(e) => {
+                self.set_error(&link.project_id, Some(e.to_string()));
+                self.emit(EngineEvent::Error { project_id: Some(link.project_id.clone()), message: e.to_string() });
+                self.refresh_status(&link.project_id).await;
+                return;
+            }
+        };
+        let mut rules = IgnoreRules::load(&root);
+        let index = self.inner.state.index(&link.project_id).await.unwrap_or_default();
+        let (r2, rules2) = (root.clone(), rules.clone());
+        let diffs = tokio::task::spawn_blocking(move || scan::scan(&r2, &rules2, &index)).await.unwrap_or_default();
+        let n = self.record_diffs(&link, diffs).await;
+        tracing::info!(project = %link.project_id, changes = n, "start-up scan done");
+        kick.notify_one();
+        self.refresh_status(&link.project_id).await;
+        loop {
+            let paths = tokio::select! {
+                _ = cancel.cancelled() => break,
+                p = batches.recv() => match p { Some(p) => p, None => break },
+            };
+            if paths.iter().any(|p| p == &root.join(scan::IGNORE_FILE)) {
+                rules = IgnoreRules::load(&root);
+            }
+            let index = self.inner.state.index(&link.project_id).await.unwrap_or_default();
+            let (r2, rules2) = (root.clone(), rules.clone());
+            let diffs = tokio::task::spawn_blocking(move || scan::rescan(&r2, &rules2, &index, &paths)).await.unwrap_or_default();
+            if self.record_diffs(&link, diffs).await > 0 {
+                kick.notify_one();
+                self.refresh_status(&link.project_id).await;
+            }
+        }
+        drop(watch);
+    }
+
+    async fn upload_folder(self, link: FolderLink, kick: Arc<Notify>, cancel: CancellationToken) {
+        let mut delays = retry_delays();
+        loop {
+            let retry_in = match self.upload_pending(&link).await {
+                Ok(()) => {
+                    delays = retry_delays();
+                    None
+                }
+                Err(e) => {
+                    let wait = delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::debug!(%e, ?wait, project = %link.project_id, "upload failed; will retry");
+                    Some(wait)
+                }
+            };
+            self.refresh_status(&link.project_id).await;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = kick.notified() => {}
+                _ = async { match retry_in { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
+            }
+        }
+    }
+
+    /// Posts queued changes until the outbox is empty or a retryable
+    /// failure stops it (returned).
+    async fn upload_pending(&self, link: &FolderLink) -> std::result::Result<(), ApiError> {
+        let pid = &link.project_id;
+        loop {
+            let batch = match self.inner.state.outbox_batch(pid, UPLOAD_BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(%e, "reading the outbox");
+                    return Ok(());
+                }
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut send = Vec::with_capacity(batch.len());
+            let mut superseded = Vec::new();
+            for q in batch {
+                if let Some(hash) = q.change.hash {
+                    let file = q.change.path.under(&link.path);
+                    if !self.inner.api.has_blob(pid, &hash).await? {
+                        match self.inner.api.put_blob(pid, &hash, &file).await {
+                            Ok(()) => {}
+                            // The file changed or went since: a newer change covers it.
+                            Err(ApiError::Refused { status: 422, .. }) => {
+                                superseded.push(q.id);
+                                continue;
+                            }
+                            Err(e) if !file.exists() && e.retryable() => {
+                                superseded.push(q.id);
+                                continue;
+                            }
+                            Err(e) if e.retryable() => return Err(e),
+                            Err(e) => {
+                                self.refuse(pid, &[q.id], &e).await;
+                                continue;
+                            }
+                        }
+                    }
+                }
+                send.push(q);
+            }
+            if !superseded.is_empty() {
+                let _ = self.inner.state.outbox_remove(&superseded).await;
+            }
+            if send.is_empty() {
+                continue;
+            }
+            let changes: Vec<_> = send.iter().map(|q| q.change.clone()).collect();
+            let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
+            match self.inner.api.post_changes(pid, &self.inner.client_id, &changes).await {
+                Ok(resp) => {
+                    if let Err(e) = self.inner.state.outbox_remove(&ids).await {
+                        tracing::error!(%e, "clearing the outbox");
+                    }
+                    self.set_error(pid, None);
+                    for (c, ev) in changes.iter().zip(resp.events.iter()) {
+                        self.emit(EngineEvent::ChangeUploaded { project_id: pid.clone(), path: c.path.to_string(), op: c.op, seq: ev.seq });
+                    }
+                    tracing::debug!(project = %pid, n = changes.len(), head = resp.head_seq, "changes posted");
+                }
+                Err(e) if e.retryable() => return Err(e),
+                Err(e) => self.refuse(pid, &ids, &e).await,
+            }
+        }
+    }
+
+    async fn refuse(&self, project_id: &str, ids: &[i64], e: &ApiError) {
+        let message = format!("the server refused a change: {e}");
+        tracing::warn!(project = %project_id, %message);
+        if let Err(err) = self.inner.state.outbox_fail(ids, &message).await {
+            tracing::error!(%err, "parking a refused change");
+        }
+        self.emit(EngineEvent::Error { project_id: Some(project_id.to_string()), message });
+    }
+}
+
+fn retry_delays() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn badge_follows_design() {
+        assert_eq!(badge(0, Connection::Live, None, false), "up to date");
+        assert_eq!(badge(3, Connection::Live, None, false), "syncing (3)");
+        assert_eq!(badge(3, Connection::Polling, None, false), "syncing (3)");
+        assert_eq!(badge(2, Connection::Offline, None, false), "offline (2 queued)");
+        assert_eq!(badge(0, Connection::Offline, None, false), "up to date");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), false), "error");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), true), "paused");
+    }
+}

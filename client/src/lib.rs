@@ -1,0 +1,62 @@
+//! The Vidsync sync engine, headless: it watches linked folders, turns what
+//! changed into protocol `Change`s, keeps them in a durable outbox until the
+//! server has them, and follows each project's event log live (Socket.IO,
+//! else polling). The `vidsync` CLI and the desktop app are thin shells
+//! over [`Engine`].
+//!
+//! Parts: [`config`] (settings, linked folders), [`state`] (local SQLite:
+//! outbox, file index, cursors), [`scan`] (ignore rules, hashing, diff
+//! against the index), [`watch`] (debounced file events), [`api`] (HTTP),
+//! [`feed`] (live events with polling fallback), [`engine`] (the loop).
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod feed;
+pub mod scan;
+pub mod state;
+pub mod watch;
+
+use std::path::Path;
+
+pub use config::{Config, FolderLink, Mode, Transport};
+pub use engine::{Connection, Engine, EngineEvent, FolderStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("local state: {0}")]
+    State(#[from] sqlx::Error),
+    #[error("local state migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    #[error("file watcher: {0}")]
+    Watch(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub(crate) fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

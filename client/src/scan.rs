@@ -1,0 +1,302 @@
+//! The scanner: the truth about a folder. The watcher only says where to
+//! look; this module looks — ignore rules (`.vidsyncignore`, gitignore
+//! syntax, plus `.git/` and the client's own temp files, always), size and
+//! mtime against the index, then BLAKE3 for what may have changed — and
+//! says what changed as protocol `Change`s.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
+
+use crate::state::IndexEntry;
+
+/// Name of the ignore file in a folder's root.
+pub const IGNORE_FILE: &str = ".vidsyncignore";
+/// Prefix of the client's own temporary files (never synced).
+pub const TEMP_PREFIX: &str = ".vidsync-tmp-";
+
+/// The ignore rules of one folder.
+#[derive(Clone)]
+pub struct IgnoreRules {
+    root: PathBuf,
+    rules: Gitignore,
+}
+
+impl IgnoreRules {
+    /// Reads `<root>/.vidsyncignore` if there is one. A broken line is
+    /// logged and skipped; the rest still apply.
+    pub fn load(root: &Path) -> IgnoreRules {
+        let mut b = GitignoreBuilder::new(root);
+        let file = root.join(IGNORE_FILE);
+        if file.exists() {
+            if let Some(e) = b.add(&file) {
+                tracing::warn!(file = %file.display(), %e, "some ignore rules could not be read");
+            }
+        }
+        let rules = b.build().unwrap_or_else(|e| {
+            tracing::warn!(%e, "ignore rules unusable; ignoring only the built-in ones");
+            Gitignore::empty()
+        });
+        IgnoreRules { root: root.to_path_buf(), rules }
+    }
+
+    /// Whether a path (relative to the root) is left out of syncing.
+    pub fn is_ignored(&self, rel: &Path, is_dir: bool) -> bool {
+        for c in rel.components() {
+            let s = c.as_os_str().to_string_lossy();
+            if s == ".git" || s.starts_with(TEMP_PREFIX) {
+                return true;
+            }
+        }
+        self.rules.matched_path_or_any_parents(self.root.join(rel), is_dir).is_ignore()
+    }
+}
+
+/// One difference between a folder and the index: the change to queue
+/// (None when only the index needs refreshing) and the new index entry
+/// (None for a deleted file).
+#[derive(Debug, Clone)]
+pub struct Diff {
+    pub path: ProjectPath,
+    pub change: Option<Change>,
+    pub entry: Option<IndexEntry>,
+}
+
+/// BLAKE3 of a file's bytes, read in chunks.
+pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hasher.finalize().into(), total))
+}
+
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
+        .unwrap_or(0)
+}
+
+fn mtime_rfc3339(ns: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128).ok().map(crate::rfc3339)
+}
+
+fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change {
+    Change {
+        path: path.clone(),
+        op,
+        hash: entry.map(|e| e.hash),
+        size: entry.map(|e| e.size),
+        mtime: entry.and_then(|e| mtime_rfc3339(e.mtime_ns)),
+        change_id: Some(format!("{}", crate::random_hex(12))),
+    }
+}
+
+/// Compares one path on disk with its index entry.
+fn diff_one(root: &Path, path: &ProjectPath, known: Option<&IndexEntry>) -> Option<Diff> {
+    let full = path.under(root);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(m) if m.is_file() => Some(m),
+        _ => None,
+    };
+    match (meta, known) {
+        (None, None) => None,
+        (None, Some(_)) => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Delete, None)), entry: None }),
+        (Some(meta), known) => {
+            let mtime = mtime_ns(&meta);
+            if let Some(k) = known {
+                if k.size == meta.len() && k.mtime_ns == mtime {
+                    return None;
+                }
+            }
+            let (hash, size) = match hash_file(&full) {
+                Ok(h) => h,
+                Err(e) => {
+                    // Vanished or unreadable between stat and read: the
+                    // next event or scan will look again.
+                    tracing::debug!(path = %full.display(), %e, "could not hash");
+                    return None;
+                }
+            };
+            let entry = IndexEntry { size, mtime_ns: mtime, hash };
+            match known {
+                Some(k) if k.hash == hash => Some(Diff { path: path.clone(), change: None, entry: Some(entry) }),
+                Some(_) => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Update, Some(&entry))), entry: Some(entry) }),
+                None => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Create, Some(&entry))), entry: Some(entry) }),
+            }
+        }
+    }
+}
+
+/// Every file under `root` that is not ignored, as project paths.
+fn walk(root: &Path, under: &Path, rules: &IgnoreRules) -> BTreeSet<ProjectPath> {
+    let mut out = BTreeSet::new();
+    let walker = ignore::WalkBuilder::new(under)
+        .standard_filters(false)
+        .follow_links(false)
+        .filter_entry({
+            let root = root.to_path_buf();
+            let rules = rules.clone();
+            move |e| {
+                let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
+                rel.as_os_str().is_empty() || !rules.is_ignored(rel, e.file_type().is_some_and(|t| t.is_dir()))
+            }
+        })
+        .build();
+    for entry in walker.flatten() {
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        match ProjectPath::from_relative(rel) {
+            Ok(p) => {
+                out.insert(p);
+            }
+            Err(e) => tracing::warn!(path = %entry.path().display(), %e, "cannot sync this name; skipped"),
+        }
+    }
+    out
+}
+
+/// A full scan: every difference between the folder and the index.
+pub fn scan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEntry>) -> Vec<Diff> {
+    let on_disk = walk(root, root, rules);
+    let mut out = Vec::new();
+    for p in &on_disk {
+        if let Some(d) = diff_one(root, p, index.get(p.as_str())) {
+            out.push(d);
+        }
+    }
+    let present: std::collections::HashSet<&str> = on_disk.iter().map(|p| p.as_str()).collect();
+    for path in index.keys().filter(|p| !present.contains(p.as_str())) {
+        if let Ok(p) = ProjectPath::new(path.clone()) {
+            if let Some(d) = diff_one(root, &p, index.get(path)) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// Differences at the paths a watcher reported (files or directories,
+/// absolute), including everything below a directory and index entries
+/// below a path that is gone.
+pub fn rescan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEntry>, paths: &[PathBuf]) -> Vec<Diff> {
+    let mut candidates: BTreeSet<ProjectPath> = BTreeSet::new();
+    for abs in paths {
+        let Ok(rel) = abs.strip_prefix(root) else { continue };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let is_dir = abs.is_dir();
+        if rules.is_ignored(rel, is_dir) {
+            continue;
+        }
+        let Ok(p) = ProjectPath::from_relative(rel) else {
+            tracing::warn!(path = %abs.display(), "cannot sync this name; skipped");
+            continue;
+        };
+        if is_dir {
+            candidates.extend(walk(root, abs, rules));
+        } else {
+            candidates.insert(p.clone());
+        }
+        let prefix = format!("{}/", p.as_str());
+        for known in index.keys().filter(|k| k.starts_with(&prefix)) {
+            if let Ok(kp) = ProjectPath::new(known.clone()) {
+                candidates.insert(kp);
+            }
+        }
+    }
+    candidates.iter().filter_map(|p| diff_one(root, p, index.get(p.as_str()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_finds_creates_updates_deletes_and_honours_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src/deep")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::write(root.join("src/a.rs"), "a").unwrap();
+        std::fs::write(root.join("src/deep/b.rs"), "b").unwrap();
+        std::fs::write(root.join(".git/HEAD"), "ref").unwrap();
+        std::fs::write(root.join("debug.log"), "noise").unwrap();
+        std::fs::write(root.join(format!("{TEMP_PREFIX}x")), "tmp").unwrap();
+        std::fs::write(root.join(IGNORE_FILE), "*.log\n").unwrap();
+        let rules = IgnoreRules::load(root);
+
+        let mut index = HashMap::new();
+        let diffs = scan(root, &rules, &index);
+        let mut created: Vec<&str> = diffs.iter().map(|d| d.path.as_str()).collect();
+        created.sort();
+        assert_eq!(created, vec![IGNORE_FILE, "src/a.rs", "src/deep/b.rs"]);
+        assert!(diffs.iter().all(|d| d.change.as_ref().unwrap().op == Op::Create));
+        for d in &diffs {
+            index.insert(d.path.as_str().to_string(), d.entry.clone().unwrap());
+        }
+        assert!(scan(root, &rules, &index).is_empty(), "nothing changed, nothing found");
+
+        std::fs::write(root.join("src/a.rs"), "a2").unwrap();
+        std::fs::remove_file(root.join("src/deep/b.rs")).unwrap();
+        let diffs = scan(root, &rules, &index);
+        let ops: HashMap<&str, Op> = diffs.iter().map(|d| (d.path.as_str(), d.change.as_ref().unwrap().op)).collect();
+        assert_eq!(ops.len(), 2);
+        assert_eq!(ops["src/a.rs"], Op::Update);
+        assert_eq!(ops["src/deep/b.rs"], Op::Delete);
+        let upd = diffs.iter().find(|d| d.path.as_str() == "src/a.rs").unwrap();
+        assert_eq!(upd.change.as_ref().unwrap().hash, Some(ContentHash::of(b"a2")));
+    }
+
+    #[test]
+    fn rescan_of_a_removed_directory_deletes_what_was_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("d/e")).unwrap();
+        std::fs::write(root.join("d/e/f"), "f").unwrap();
+        let rules = IgnoreRules::load(root);
+        let mut index = HashMap::new();
+        for d in scan(root, &rules, &index) {
+            index.insert(d.path.as_str().to_string(), d.entry.unwrap());
+        }
+        std::fs::remove_dir_all(root.join("d")).unwrap();
+        let diffs = rescan(root, &rules, &index, &[root.join("d")]);
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].path.as_str(), "d/e/f");
+        assert_eq!(diffs[0].change.as_ref().unwrap().op, Op::Delete);
+    }
+
+    #[test]
+    fn touching_without_changing_bytes_only_refreshes_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("x"), "same").unwrap();
+        let rules = IgnoreRules::load(root);
+        let mut index = HashMap::new();
+        for d in scan(root, &rules, &index) {
+            index.insert(d.path.as_str().to_string(), d.entry.unwrap());
+        }
+        let e = index.get_mut("x").unwrap();
+        e.mtime_ns -= 1_000_000_000;
+        let diffs = rescan(root, &rules, &index, &[root.join("x")]);
+        assert_eq!(diffs.len(), 1);
+        assert!(diffs[0].change.is_none());
+    }
+}

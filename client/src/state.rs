@@ -1,0 +1,198 @@
+//! `LocalState`: the client's durable memory in `state.db` (SQLite) in the
+//! config directory — the outbox of changes not yet answered by the server,
+//! the index of local files as last seen, and each project's cursor.
+//! A change and the index update that goes with it are written in one
+//! transaction, so a crash can neither lose a change nor queue it twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
+
+use crate::Result;
+
+/// What the scanner remembers of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: ContentHash,
+}
+
+/// An outbox row: a change and whether the server refused it for good.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: i64,
+    pub change: Change,
+}
+
+#[derive(Clone)]
+pub struct LocalState {
+    pool: SqlitePool,
+}
+
+impl LocalState {
+    pub async fn open(dir: &Path) -> Result<LocalState> {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        let url = format!("sqlite://{}", dir.join("state.db").display());
+        let opts = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(LocalState { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn index(&self, project_id: &str) -> Result<HashMap<String, IndexEntry>> {
+        let rows = sqlx::query("SELECT path, size, mtime_ns, hash FROM file_index WHERE project_id = ?")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let hash: String = r.get(3);
+            if let Ok(hash) = hash.parse() {
+                out.insert(r.get(0), IndexEntry { size: r.get::<i64, _>(1) as u64, mtime_ns: r.get(2), hash });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues `change` (if any) and sets the index entry of `path`, together.
+    pub async fn record(&self, project_id: &str, path: &ProjectPath, change: Option<&Change>, entry: Option<&IndexEntry>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(c) = change {
+            sqlx::query(
+                "INSERT INTO outbox (project_id, change_id, path, op, hash, size, mtime, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(project_id)
+            .bind(c.change_id.as_deref().unwrap_or_default())
+            .bind(c.path.as_str())
+            .bind(c.op.as_str())
+            .bind(c.hash.map(|h| h.to_hex()))
+            .bind(c.size.map(|s| s as i64))
+            .bind(c.mtime.as_deref())
+            .bind(crate::now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        }
+        match entry {
+            Some(e) => {
+                sqlx::query(
+                    "INSERT INTO file_index (project_id, path, size, mtime_ns, hash) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(project_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+                )
+                .bind(project_id)
+                .bind(path.as_str())
+                .bind(e.size as i64)
+                .bind(e.mtime_ns)
+                .bind(e.hash.to_hex())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM file_index WHERE project_id = ? AND path = ?")
+                    .bind(project_id)
+                    .bind(path.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The oldest queued changes of a project that were not refused.
+    pub async fn outbox_batch(&self, project_id: &str, limit: u32) -> Result<Vec<Queued>> {
+        let rows = sqlx::query(
+            "SELECT id, change_id, path, op, hash, size, mtime FROM outbox
+             WHERE project_id = ? AND failed IS NULL ORDER BY id LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let path = ProjectPath::new(r.get::<String, _>(2));
+            let op = Op::parse(r.get::<String, _>(3).as_str());
+            let hash = r.get::<Option<String>, _>(4).map(|h| h.parse::<ContentHash>()).transpose();
+            if let (Ok(path), Some(op), Ok(hash)) = (path, op, hash) {
+                out.push(Queued {
+                    id: r.get(0),
+                    change: Change {
+                        path,
+                        op,
+                        hash,
+                        size: r.get::<Option<i64>, _>(5).map(|s| s as u64),
+                        mtime: r.get(6),
+                        change_id: Some(r.get(1)),
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM outbox WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks changes as refused by the server (kept, not retried).
+    pub async fn outbox_fail(&self, ids: &[i64], message: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE outbox SET failed = ? WHERE id = ?").bind(message).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// (queued and not refused, the newest refusal message).
+    pub async fn outbox_summary(&self, project_id: &str) -> Result<(u64, Option<String>)> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE project_id = ?1 AND failed IS NULL),
+                    (SELECT failed FROM outbox WHERE project_id = ?1 AND failed IS NOT NULL ORDER BY id DESC LIMIT 1)",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get::<i64, _>(0) as u64, r.get(1)))
+    }
+
+    pub async fn cursor(&self, project_id: &str) -> Result<u64> {
+        let r = sqlx::query("SELECT last_seq FROM cursors WHERE project_id = ?")
+            .bind(project_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.get::<i64, _>(0) as u64).unwrap_or(0))
+    }
+
+    pub async fn set_cursor(&self, project_id: &str, seq: u64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cursors (project_id, last_seq) VALUES (?, ?)
+             ON CONFLICT(project_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)",
+        )
+        .bind(project_id)
+        .bind(seq as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
