@@ -12,6 +12,8 @@ LISTEN ?= 127.0.0.1:5000
 
 SERVER_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync-server
 SERVER_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync-server
+CLIENT_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync
+CLIENT_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync
 
 .PHONY: all deps build run test bench clean-data
 
@@ -33,8 +35,8 @@ run: deps
 	$(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 test: deps
-	$(CARGO) build --locked -p vidsync-server
-	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
+	$(CARGO) build --locked -p vidsync-server -p vidsync-client
+	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
 
 bench: deps

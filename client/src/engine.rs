@@ -188,7 +188,8 @@ impl Engine {
         }
         self.inner.running.lock().await.insert(link.project_id.clone(), FolderRun { cancel, tasks });
         tracing::info!(project = %link.project_id, path = %link.path.display(), mode = link.mode.as_str(), "folder started");
-        self.refresh_status(&link.project_id).await;
+        // Told even if unchanged: a shell that subscribed just now learns it.
+        self.update_status(&link.project_id, true).await;
         Ok(())
     }
 
@@ -219,6 +220,10 @@ impl Engine {
 
     /// Recomputes a folder's status; tells the shell if it changed.
     async fn refresh_status(&self, project_id: &str) {
+        self.update_status(project_id, false).await
+    }
+
+    async fn update_status(&self, project_id: &str, always: bool) {
         let Some(link) = self.link(project_id) else { return };
         let (queued, refused) = self.inner.state.outbox_summary(project_id).await.unwrap_or((0, None));
         let last_seq = self.inner.state.cursor(project_id).await.unwrap_or(0);
@@ -242,7 +247,7 @@ impl Engine {
             .lock()
             .map(|mut s| s.insert(project_id.to_string(), status.clone()).as_ref() != Some(&status))
             .unwrap_or(false);
-        if changed {
+        if changed || always {
             self.write_status_file();
             self.emit(EngineEvent::StatusChanged { status });
         }

@@ -21,7 +21,10 @@ pub struct FolderWatch {
 /// the returned channel.
 pub fn watch(root: &Path, debounce: Duration) -> Result<(FolderWatch, mpsc::UnboundedReceiver<Vec<PathBuf>>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut debouncer = new_debouncer(debounce, None, move |res: DebounceEventResult| match res {
+    // The debouncer checks for quiet paths every tick; its default (a
+    // quarter of the timeout) would add up to 125 ms to a 500 ms debounce.
+    let tick = (debounce / 20).clamp(Duration::from_millis(5), Duration::from_millis(25));
+    let mut debouncer = new_debouncer(debounce, Some(tick), move |res: DebounceEventResult| match res {
         Ok(events) => {
             let mut paths: Vec<PathBuf> = events.into_iter().flat_map(|e| e.event.paths).collect();
             paths.sort();

@@ -35,6 +35,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub max_blob_bytes: u64,
+    /// Serve Socket.IO (false: HTTP only, clients poll).
+    pub live: bool,
 }
 
 impl Config {
@@ -62,6 +64,7 @@ pub struct Inner {
     pub blobs: blobs::BlobStore,
     pub hub: Arc<live::Hub>,
     pub metrics: PrometheusHandle,
+    pub live: bool,
     /// Open Socket.IO sockets, for `/health` and `/metrics`.
     connections: AtomicU64,
 }
@@ -114,6 +117,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         blobs,
         hub: Arc::default(),
         metrics: metrics_handle(),
+        live: config.live,
         connections: AtomicU64::new(0),
     })))
 }
@@ -127,15 +131,15 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .ws_max_message_size(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES as usize)
         .build_layer();
     live::register(&io);
+    let live = state.live;
     let router = Router::new()
         .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
         .merge(blobs::router().layer(DefaultBodyLimit::disable()))
         .merge(api::open_router())
         .fallback(api::not_found)
-        .with_state(state)
-        .layer(layer)
-        .layer(TraceLayer::new_for_http());
-    (router, io)
+        .with_state(state);
+    let router = if live { router.layer(layer) } else { router };
+    (router.layer(TraceLayer::new_for_http()), io)
 }
 
 /// Serves `state` (see [`open_state`]) until `shutdown` resolves, then stops accepting, closes every

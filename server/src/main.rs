@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Largest blob accepted, in bytes.
     #[arg(long, env = "VIDSYNC_MAX_BLOB_BYTES", default_value_t = vidsync_protocol::DEFAULT_MAX_BLOB_BYTES)]
     max_blob_bytes: u64,
+    /// Serve without Socket.IO: clients fall back to polling the event log.
+    #[arg(long, env = "VIDSYNC_DISABLE_LIVE")]
+    disable_live: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -77,6 +80,7 @@ fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
         data_dir: store.data_dir.clone(),
         database_url: store.database_url.clone(),
         max_blob_bytes,
+        live: true,
     }
 }
 
@@ -146,7 +150,8 @@ async fn run() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = config(&args.store, args.max_blob_bytes);
+    let mut cfg = config(&args.store, args.max_blob_bytes);
+    cfg.live = !args.disable_live;
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

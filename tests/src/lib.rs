@@ -19,6 +19,17 @@ use tokio::sync::mpsc;
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Where the `vidsync` client binary is: `VIDSYNC_BIN`, else beside the
+/// server binary.
+pub fn client_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VIDSYNC_BIN") {
+        return PathBuf::from(p);
+    }
+    let bin = server_bin().with_file_name("vidsync");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p vidsync-client` first (make test does)", bin.display());
+    bin
+}
+
 /// Where the server binary is: `VIDSYNC_SERVER_BIN`, else next to the test
 /// binary's target directory (`make test` builds it first).
 pub fn server_bin() -> PathBuf {
@@ -59,6 +70,11 @@ impl TestServer {
         };
         s.launch().await?;
         Ok(s)
+    }
+
+    /// Replaces the extra `serve` flags used by the next (re)start.
+    pub fn set_extra(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -239,6 +255,23 @@ impl Api {
         self.get(&format!("/api/projects/{project_id}/events?since_seq={since}&limit=10000")).await
     }
 
+    /// Every event of a project, through as many pages as it takes.
+    pub async fn all_events(&self, project_id: &str) -> Result<Vec<Value>> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let since = out.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0);
+            let (s, page) = self.events(project_id, since).await?;
+            if s != 200 {
+                bail!("events: {s} {page}");
+            }
+            let evs = page["events"].as_array().cloned().unwrap_or_default();
+            if evs.is_empty() {
+                return Ok(out);
+            }
+            out.extend(evs);
+        }
+    }
+
     pub async fn put_blob(&self, project_id: &str, hash: &str, bytes: Vec<u8>) -> Result<Reply> {
         let url = self.url(&format!("/api/projects/{project_id}/blobs/{hash}"));
         reply(self.http.put(url).bearer_auth(&self.token).body(bytes).send().await?).await
@@ -414,5 +447,145 @@ where
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_env_filter("debug").try_init();
+    }
+}
+
+/// One `vidsync` client installation: its own config dir and folder.
+pub struct ClientDir {
+    pub config: tempfile::TempDir,
+    pub folder: PathBuf,
+    _folder_root: tempfile::TempDir,
+}
+
+/// What a CLI command printed and how it ended.
+#[derive(Debug)]
+pub struct CmdOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ClientDir {
+    pub fn new() -> Result<ClientDir> {
+        let root = tempfile::tempdir()?;
+        let folder = root.path().join("folder");
+        std::fs::create_dir_all(&folder)?;
+        Ok(ClientDir { config: tempfile::tempdir()?, folder, _folder_root: root })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(client_bin());
+        cmd.arg("--config-dir").arg(self.config.path()).args(args).stdin(Stdio::null());
+        cmd.env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" });
+        cmd
+    }
+
+    /// Runs a CLI command to completion.
+    pub async fn cmd(&self, args: &[&str]) -> Result<CmdOutput> {
+        let out = tokio::time::timeout(DEADLINE, self.command(args).output()).await.context("vidsync command hung")??;
+        Ok(CmdOutput {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+        })
+    }
+
+    /// Runs a command that must succeed; returns its stdout, trimmed.
+    pub async fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cmd(args).await?;
+        if !out.ok {
+            bail!("vidsync {args:?} failed: {}", out.stderr);
+        }
+        Ok(out.stdout.trim().to_string())
+    }
+
+    /// Starts `vidsync run --json` with extra flags; its engine events
+    /// arrive as JSON values.
+    pub fn run(&self, extra: &[&str]) -> Result<RunningClient> {
+        let mut args = vec!["run", "--json"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.stdout(Stdio::piped()).kill_on_drop(true);
+        if std::env::var_os("TEST_LOG").is_none() {
+            cmd.stderr(Stdio::null());
+        }
+        let mut child = cmd.spawn().context("spawning vidsync run")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Ok(RunningClient { child: Some(child), events, seen: Vec::new() })
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.folder.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, bytes)?;
+        Ok(())
+    }
+}
+
+/// A running `vidsync run --json`.
+pub struct RunningClient {
+    child: Option<Child>,
+    events: mpsc::UnboundedReceiver<Value>,
+    /// Every engine event received so far, in order.
+    pub seen: Vec<Value>,
+}
+
+impl RunningClient {
+    /// Waits for an engine event matching `pred` (looking at the ones seen
+    /// before too); returns it.
+    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
+            return Ok(v.clone());
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return Ok(v);
+                    }
+                }
+                Ok(None) => bail!("client exited while waiting for {what}"),
+                Err(_) => bail!("timed out waiting for {what}; seen: {:?}", self.seen.iter().rev().take(5).collect::<Vec<_>>()),
+            }
+        }
+    }
+
+    /// Waits for a status_changed event whose status matches.
+    pub async fn wait_status(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        self.wait_for(what, |v| v["type"] == "status_changed" && pred(&v["status"])).await
+    }
+
+    /// Forgets the events seen so far (so later waits look only forward).
+    pub fn forget(&mut self) {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        self.seen.clear();
+    }
+
+    /// SIGTERM and wait; fails if it does not exit cleanly.
+    pub async fn stop(&mut self) -> Result<()> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        if let Some(pid) = child.id() {
+            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+        }
+        let status = tokio::time::timeout(DEADLINE, child.wait()).await.context("vidsync run did not stop")??;
+        if !status.success() {
+            bail!("vidsync run exited with {status}");
+        }
+        Ok(())
     }
 }

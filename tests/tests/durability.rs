@@ -7,21 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::Mutex;
-use vidsync_e2e::{create_change, wait_for, Api, Live, TestServer};
-
-async fn all_events(api: &Api, id: &str) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    loop {
-        let since = out.last().map(|e: &Value| e["seq"].as_u64().unwrap()).unwrap_or(0);
-        let (s, page) = api.events(id, since).await?;
-        anyhow::ensure!(s == 200, "events: {s} {page}");
-        let evs = page["events"].as_array().cloned().unwrap_or_default();
-        if evs.is_empty() {
-            return Ok(out);
-        }
-        out.extend(evs);
-    }
-}
+use vidsync_e2e::{create_change, wait_for, Live, TestServer};
 
 fn assert_gap_free(events: &[Value]) {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
@@ -44,7 +30,7 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
     for i in 0..7 {
         alice.update(&id, "a", vec![create_change(&format!("f{i}"), &bytes, Some(&format!("c{i}")))]).await?;
     }
-    let before = all_events(&alice, &id).await?;
+    let before = alice.all_events(&id).await?;
 
     let status = server.stop().await?;
     assert!(status.success(), "SIGTERM exit status {status}");
@@ -54,7 +40,7 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
 
     let (s, p) = bob.get(&format!("/api/projects/{id}")).await?;
     assert_eq!((s, p["role"].as_str(), p["head_seq"].as_u64()), (200, Some("member"), Some(7)));
-    assert_eq!(all_events(&alice, &id).await?, before);
+    assert_eq!(alice.all_events(&id).await?, before);
     let (s, _) = alice.get(&format!("/api/projects/{id}/blobs/{hash}")).await?;
     assert_eq!(s, 200);
     // An old change_id is still known; a new change gets seq 8.
@@ -62,7 +48,7 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
     assert_eq!(r["events"][0]["seq"], 1);
     let (_, r) = bob.update(&id, "b", vec![create_change("new", b"n", None)]).await?;
     assert_eq!((r["events"][0]["seq"].as_u64(), r["head_seq"].as_u64()), (Some(8), Some(8)));
-    assert_gap_free(&all_events(&alice, &id).await?);
+    assert_gap_free(&alice.all_events(&id).await?);
     Ok(())
 }
 
@@ -122,7 +108,7 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
 
     server.restart().await?;
     let api = server.api(&token);
-    let events = all_events(&api, &id).await?;
+    let events = api.all_events(&id).await?;
     assert_gap_free(&events);
     let by_path: BTreeMap<String, u64> = events
         .iter()
@@ -137,7 +123,7 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
         let (s, _) = api.update(&id, client, vec![change.clone()]).await?;
         assert_eq!(s, 200);
     }
-    let events = all_events(&api, &id).await?;
+    let events = api.all_events(&id).await?;
     assert_gap_free(&events);
     let paths: Vec<&str> = events.iter().map(|e| e["change"]["path"].as_str().unwrap()).collect();
     let distinct: HashSet<&str> = paths.iter().copied().collect();

@@ -1,0 +1,270 @@
+//! The `vidsync` CLI and its engine end to end: real server binary, real
+//! folders, two client installations (separate config dirs) on loopback.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vidsync_e2e::{create_change, Api, ClientDir, RunningClient, TestServer};
+
+/// A logged in as alice sharing its folder; B logged in as bob and joined.
+async fn pair(server: &TestServer, b_mode: &str) -> anyhow::Result<(ClientDir, ClientDir, String, Api)> {
+    let ta = server.add_user("alice").await?;
+    let tb = server.add_user("bob").await?;
+    let a = ClientDir::new()?;
+    let b = ClientDir::new()?;
+    a.ok(&["login", "--server", &server.url, "--token", &ta]).await?;
+    b.ok(&["login", "--server", &server.url, "--token", &tb]).await?;
+    let folder = a.folder.to_string_lossy().to_string();
+    let id = a.ok(&["share", &folder, "--name", "proj"]).await?;
+    let code = a.ok(&["invite", &id]).await?;
+    let bfolder = b.folder.to_string_lossy().to_string();
+    b.ok(&["join", &code, &bfolder, "--mode", b_mode]).await?;
+    Ok((a, b, id, server.api(&ta)))
+}
+
+fn remote_path(v: &Value, path: &str) -> bool {
+    v["type"] == "remote_event" && v["event"]["change"]["path"] == path
+}
+
+fn uploaded(v: &Value, path: &str) -> bool {
+    v["type"] == "change_uploaded" && v["path"] == path
+}
+
+fn paths_and_ops(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e["change"]["path"].as_str().unwrap_or("").to_string(), e["change"]["op"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_write_reaches_b_and_a_burst_is_one_change() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, b, id, api) = pair(&server, "receive").await?;
+    let mut ra = a.run(&[])?;
+    let mut rb = b.run(&[])?;
+    rb.wait_status("B live", |s| s["connection"] == "live").await?;
+    ra.wait_status("A live", |s| s["connection"] == "live").await?;
+
+    a.write("src/hello.txt", b"hello, world")?;
+    let ev = rb.wait_for("hello.txt at B", |v| remote_path(v, "src/hello.txt")).await?;
+    let change = &ev["event"]["change"];
+    assert_eq!(change["op"], "create");
+    assert_eq!(change["size"], 12);
+    assert_eq!(change["hash"], blake3::hash(b"hello, world").to_hex().as_str());
+    assert_eq!(ev["event"]["origin"]["user"], "alice");
+    // A does not see its own change as a remote one.
+    assert!(!ra.seen.iter().any(|v| v["type"] == "remote_event"));
+
+    // 50 writes to one file within 300 ms make one change.
+    let start = std::time::Instant::now();
+    for i in 0..50 {
+        a.write("burst.txt", format!("version {i}\n").as_bytes())?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(start.elapsed() < Duration::from_millis(500), "the burst took {:?}", start.elapsed());
+    rb.wait_for("burst at B", |v| remote_path(v, "burst.txt")).await?;
+    a.write("marker.txt", b"m")?;
+    rb.wait_for("marker at B", |v| remote_path(v, "marker.txt")).await?;
+    let burst: Vec<Value> = api.all_events(&id).await?.into_iter().filter(|e| e["change"]["path"] == "burst.txt").collect();
+    assert_eq!(burst.len(), 1, "one change for the burst: {burst:?}");
+    assert_eq!(burst[0]["change"]["hash"], blake3::hash(b"version 49\n").to_hex().as_str());
+
+    ra.stop().await?;
+    rb.stop().await?;
+    // B's status (not running) shows the last seq it took in.
+    let status: Value = serde_json::from_str(&b.ok(&["status", "--json"]).await?)?;
+    assert_eq!(status[0]["last_seq"], 3);
+    assert_eq!(status[0]["mode"], "receive");
+    Ok(())
+}
+
+#[tokio::test]
+async fn editor_saves_make_one_update_and_ignored_paths_none() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    a.write(".vidsyncignore", b"*.log\nbuild/\n")?;
+    a.write("doc.txt", b"first draft")?;
+    let mut ra = a.run(&[])?;
+    ra.wait_for("doc.txt uploaded", |v| uploaded(v, "doc.txt")).await?;
+
+    // Save the way editors do: write a temp file, rename it over.
+    a.write(".doc.txt.swp~", b"second draft")?;
+    std::fs::rename(a.folder.join(".doc.txt.swp~"), a.folder.join("doc.txt"))?;
+    // Noise that must not sync.
+    a.write("debug.log", b"noise")?;
+    a.write("build/out.o", b"object")?;
+    a.write(".git/HEAD", b"ref: refs/heads/main")?;
+    ra.wait_for("doc.txt update", |v| uploaded(v, "doc.txt") && v["op"] == "update").await?;
+    a.write("marker.txt", b"m")?;
+    ra.wait_for("marker uploaded", |v| uploaded(v, "marker.txt")).await?;
+
+    let got = paths_and_ops(&api.all_events(&id).await?);
+    let want: Vec<(String, String)> = [(".vidsyncignore", "create"), ("doc.txt", "create"), ("doc.txt", "update"), ("marker.txt", "create")]
+        .iter()
+        .map(|(p, o)| (p.to_string(), o.to_string()))
+        .collect();
+    let mut got_sorted = got.clone();
+    got_sorted[..2].sort();
+    assert_eq!(got_sorted, want, "events: {got:?}");
+    let (_, last) = api.events(&id, 2).await?;
+    assert_eq!(last["events"][0]["change"]["hash"], blake3::hash(b"second draft").to_hex().as_str());
+    ra.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn polling_when_the_socket_is_refused_then_live_when_it_returns() -> anyhow::Result<()> {
+    let mut server = TestServer::start_with(&["--disable-live"]).await?;
+    let (_a, b, id, api) = pair(&server, "receive").await?;
+    b.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut rb = b.run(&[])?;
+    rb.wait_status("B polling", |s| s["connection"] == "polling").await?;
+    api.update(&id, "other", vec![create_change("polled.txt", b"p", None)]).await?;
+    rb.wait_for("polled event", |v| remote_path(v, "polled.txt")).await?;
+    assert!(!rb.seen.iter().any(|v| v["type"] == "status_changed" && v["status"]["connection"] == "live"));
+
+    // The socket comes back: B says live, and events keep coming, once each.
+    server.set_extra(&[]);
+    server.restart().await?;
+    let api = server.api(&api.token);
+    rb.wait_status("B live", |s| s["connection"] == "live").await?;
+    api.update(&id, "other", vec![create_change("live.txt", b"l", None)]).await?;
+    rb.wait_for("live event", |v| remote_path(v, "live.txt")).await?;
+    let seqs: Vec<u64> = rb.seen.iter().filter(|v| v["type"] == "remote_event").map(|v| v["event"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2]);
+    rb.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_polling_only_client_gets_every_event_and_says_polling() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (_a, b, id, api) = pair(&server, "receive").await?;
+    b.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut rb = b.run(&["--transport", "polling-only"])?;
+    rb.wait_status("B polling", |s| s["connection"] == "polling").await?;
+    for i in 0..5 {
+        api.update(&id, "other", vec![create_change(&format!("f{i}"), b"x", None)]).await?;
+    }
+    rb.wait_for("last event", |v| remote_path(v, "f4")).await?;
+    let seqs: Vec<u64> = rb.seen.iter().filter(|v| v["type"] == "remote_event").map(|v| v["event"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let health: Value = reqwest::get(format!("{}/health", server.url)).await?.json().await?;
+    assert_eq!(health["connections"], 0, "a polling-only client opens no socket");
+    rb.stop().await?;
+    Ok(())
+}
+
+async fn status_of(c: &ClientDir) -> anyhow::Result<Value> {
+    let v: Value = serde_json::from_str(&c.ok(&["status", "--json"]).await?)?;
+    Ok(v[0].clone())
+}
+
+#[tokio::test]
+async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    a.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut ra = a.run(&[])?;
+    a.write("before.txt", b"b")?;
+    ra.wait_for("before uploaded", |v| uploaded(v, "before.txt")).await?;
+
+    server.stop().await?;
+    ra.wait_status("A offline", |s| s["connection"] == "offline").await?;
+    for i in 0..3 {
+        a.write(&format!("offline{i}.txt"), format!("{i}").as_bytes())?;
+    }
+    ra.wait_status("3 queued", |s| s["badge"] == "offline (3 queued)").await?;
+    let st = status_of(&a).await?;
+    assert_eq!((st["badge"].as_str(), st["connection"].as_str(), st["queued"].as_u64()), (Some("offline (3 queued)"), Some("offline"), Some(3)));
+
+    // A restarts while the server is still down: the queue is on disk.
+    ra.stop().await?;
+    let st = status_of(&a).await?;
+    assert_eq!(st["badge"], "offline (3 queued)");
+    let mut ra = a.run(&[])?;
+    ra.wait_status("A offline again", |s| s["connection"] == "offline" && s["queued"] == 3).await?;
+
+    server.restart().await?;
+    let api = server.api(&api.token);
+    ra.wait_status("A up to date", |s| s["badge"] == "up to date" && s["connection"] == "live").await?;
+    let events = api.all_events(&id).await?;
+    let mut paths: Vec<String> = paths_and_ops(&events).into_iter().map(|(p, _)| p).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["before.txt", "offline0.txt", "offline1.txt", "offline2.txt"], "each change once");
+    ra.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_start_up_scan_uploads_exactly_what_changed_while_stopped() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    for f in ["keep.txt", "edit.txt", "gone.txt"] {
+        a.write(f, f.as_bytes())?;
+    }
+    let mut ra = a.run(&[])?;
+    for f in ["keep.txt", "edit.txt", "gone.txt"] {
+        ra.wait_for(f, |v| uploaded(v, f)).await?;
+    }
+    ra.stop().await?;
+    let before = api.all_events(&id).await?.len();
+    assert_eq!(before, 3);
+
+    a.write("edit.txt", b"edited while stopped")?;
+    std::fs::remove_file(a.folder.join("gone.txt"))?;
+    a.write("new/born.txt", b"new")?;
+    let mut ra: RunningClient = a.run(&[])?;
+    ra.wait_status("A up to date", |s| s["badge"] == "up to date" && s["last_seq"] == 6).await?;
+    let events = api.all_events(&id).await?;
+    let mut after = paths_and_ops(&events[before..]);
+    after.sort();
+    assert_eq!(
+        after,
+        vec![
+            ("edit.txt".to_string(), "update".to_string()),
+            ("gone.txt".to_string(), "delete".to_string()),
+            ("new/born.txt".to_string(), "create".to_string())
+        ]
+    );
+    ra.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn mistakes_get_one_clear_line_and_a_non_zero_exit() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let c = ClientDir::new()?;
+
+    let one_line = |out: &vidsync_e2e::CmdOutput| {
+        assert!(!out.ok, "expected failure: {out:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+        assert!(lines[0].starts_with("vidsync: error: "), "{:?}", lines[0]);
+        lines[0].to_string()
+    };
+
+    // Nothing listens on port 9 of loopback.
+    let out = c.cmd(&["login", "--server", "http://127.0.0.1:9", "--token", &token]).await?;
+    assert!(one_line(&out).contains("cannot reach the server"));
+    let out = c.cmd(&["login", "--server", "not a url", "--token", &token]).await?;
+    assert!(one_line(&out).contains("http://"));
+    let out = c.cmd(&["login", "--server", &server.url, "--token", "vst_wrong"]).await?;
+    assert!(one_line(&out).contains("token"));
+    let out = c.cmd(&["share", "."]).await?;
+    assert!(one_line(&out).contains("vidsync login"));
+
+    c.ok(&["login", "--server", &server.url, "--token", &token]).await?;
+    let dir = c.folder.to_string_lossy().to_string();
+    let out = c.cmd(&["join", "0123456789abcdef0123456789abcdef", &dir]).await?;
+    assert!(one_line(&out).contains("invite code"));
+    let out = c.cmd(&["log", "p_nope"]).await?;
+    assert!(one_line(&out).contains("no project"));
+
+    server.admin(&["user", "revoke", "alice"]).await?;
+    let out = c.cmd(&["share", &dir]).await?;
+    assert!(one_line(&out).contains("revoked"));
+    Ok(())
+}
