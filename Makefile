@@ -40,9 +40,9 @@ test: deps
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
 
 bench: deps
-	$(CARGO) build --locked --release -p vidsync-server -p vidsync-e2e
+	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
-	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
+	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
 
 clean-data:
 	rm -rf $(DATA_DIR)

@@ -589,3 +589,21 @@ impl RunningClient {
         Ok(())
     }
 }
+
+/// Two client installations on one project: A logged in as alice sharing
+/// its folder, B logged in as bob and joined in `b_mode`. Returns A, B,
+/// the project id and alice's API client.
+pub async fn linked_pair(server: &TestServer, b_mode: &str) -> Result<(ClientDir, ClientDir, String, Api)> {
+    let ta = server.add_user("alice").await?;
+    let tb = server.add_user("bob").await?;
+    let a = ClientDir::new()?;
+    let b = ClientDir::new()?;
+    a.ok(&["login", "--server", &server.url, "--token", &ta]).await?;
+    b.ok(&["login", "--server", &server.url, "--token", &tb]).await?;
+    let folder = a.folder.to_string_lossy().to_string();
+    let id = a.ok(&["share", &folder, "--name", "proj"]).await?;
+    let code = a.ok(&["invite", &id]).await?;
+    let bfolder = b.folder.to_string_lossy().to_string();
+    b.ok(&["join", &code, &bfolder, "--mode", b_mode]).await?;
+    Ok((a, b, id, server.api(&ta)))
+}

@@ -4,23 +4,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use vidsync_e2e::{create_change, Api, ClientDir, RunningClient, TestServer};
-
-/// A logged in as alice sharing its folder; B logged in as bob and joined.
-async fn pair(server: &TestServer, b_mode: &str) -> anyhow::Result<(ClientDir, ClientDir, String, Api)> {
-    let ta = server.add_user("alice").await?;
-    let tb = server.add_user("bob").await?;
-    let a = ClientDir::new()?;
-    let b = ClientDir::new()?;
-    a.ok(&["login", "--server", &server.url, "--token", &ta]).await?;
-    b.ok(&["login", "--server", &server.url, "--token", &tb]).await?;
-    let folder = a.folder.to_string_lossy().to_string();
-    let id = a.ok(&["share", &folder, "--name", "proj"]).await?;
-    let code = a.ok(&["invite", &id]).await?;
-    let bfolder = b.folder.to_string_lossy().to_string();
-    b.ok(&["join", &code, &bfolder, "--mode", b_mode]).await?;
-    Ok((a, b, id, server.api(&ta)))
-}
+use vidsync_e2e::{create_change, linked_pair as pair, ClientDir, RunningClient, TestServer};
 
 fn remote_path(v: &Value, path: &str) -> bool {
     v["type"] == "remote_event" && v["event"]["change"]["path"] == path
@@ -266,5 +250,56 @@ async fn mistakes_get_one_clear_line_and_a_non_zero_exit() -> anyhow::Result<()>
     server.admin(&["user", "revoke", "alice"]).await?;
     let out = c.cmd(&["share", &dir]).await?;
     assert!(one_line(&out).contains("revoked"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_change_is_not_retried_and_the_badge_says_error() -> anyhow::Result<()> {
+    // Blobs over 64 bytes are refused with 413: a 4xx, so no retry.
+    let server = TestServer::start_with(&["--max-blob-bytes", "64"]).await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    let mut ra = a.run(&[])?;
+    a.write("big.bin", &[7u8; 1000])?;
+    let st = ra.wait_status("error badge", |s| s["badge"] == "error").await?;
+    assert!(st["status"]["error"].as_str().unwrap_or("").contains("limit"), "{st}");
+    // Other changes still go through, and the refused one was not posted.
+    a.write("small.txt", b"ok")?;
+    ra.wait_for("small uploaded", |v| uploaded(v, "small.txt")).await?;
+    let paths: Vec<String> = paths_and_ops(&api.all_events(&id).await?).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, vec!["small.txt"]);
+    let status: Value = serde_json::from_str(&a.ok(&["status", "--json"]).await?)?;
+    assert_eq!(status[0]["badge"], "error");
+    ra.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn log_follow_prints_past_then_new_events() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    api.update(&id, "x", vec![create_change("old.txt", b"o", None)]).await?;
+    let past = a.ok(&["log", &id, "--json"]).await?;
+    let lines: Vec<Value> = past.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["change"]["path"], "old.txt");
+
+    let mut child = tokio::process::Command::new(vidsync_e2e::client_bin())
+        .args(["--config-dir"])
+        .arg(a.config.path())
+        .args(["log", &id, "--follow", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    tokio::time::timeout(vidsync_e2e::DEADLINE, lines.read_line(&mut line)).await??;
+    assert!(line.contains("old.txt"));
+    api.update(&id, "x", vec![create_change("new.txt", b"n", None)]).await?;
+    line.clear();
+    tokio::time::timeout(vidsync_e2e::DEADLINE, lines.read_line(&mut line)).await??;
+    let ev: Value = serde_json::from_str(&line)?;
+    assert_eq!((ev["seq"].as_u64(), ev["change"]["path"].as_str()), (Some(2), Some("new.txt")));
     Ok(())
 }

@@ -5,7 +5,12 @@
 //!    at every subscriber (p50, p99, max) and the server's peak RSS.
 //! 2. Append throughput with no subscribers: batches of 1 and of 100
 //!    changes per request, 4 concurrent posters.
-//! Flags: `--subscribers N[,M...]` (default 1000,10000), `--events N` (200).
+//! 3. Client: latency from a file's last write in A to the event at B over
+//!    100 trials, debounce 500 ms and 50 ms; the start-up scan of a generated
+//!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
+//!    files in the same run.
+//! Flags: `--only server|client`, `--subscribers N[,M...]` (default
+//! 1000,10000), `--events N` (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,10 +27,12 @@ use vidsync_e2e::{create_change, Api, TestServer};
 struct Args {
     subscribers: Vec<usize>,
     events: usize,
+    trials: usize,
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { subscribers: vec![1000, 10_000], events: 200 };
+    let mut args = Args { subscribers: vec![1000, 10_000], events: 200, trials: 100, only: None };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let v = it.next().with_context(|| format!("{a} needs a value"))?;
@@ -34,6 +41,8 @@ fn parse_args() -> Result<Args> {
                 args.subscribers = v.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?
             }
             "--events" => args.events = v.parse()?,
+            "--trials" => args.trials = v.parse()?,
+            "--only" => args.only = Some(v),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -219,10 +228,113 @@ async fn throughput(api: &Api, batch: usize, total_events: usize) -> Result<f64>
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
+    println!("vidsync benchmark (release build, loopback, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    if args.only.as_deref() != Some("client") {
+        server_bench(&args).await?;
+    }
+    if args.only.as_deref() != Some("server") {
+        client_bench(&args).await?;
+    }
+    Ok(())
+}
+
+async fn client_bench(args: &Args) -> Result<()> {
+    println!("client: last write in A -> event at B ({} trials each):", args.trials);
+    for debounce in [500u64, 50] {
+        let server = TestServer::start().await?;
+        let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "receive").await?;
+        let d = debounce.to_string();
+        let mut ra = a.run(&["--debounce-ms", &d])?;
+        let mut rb = b.run(&[])?;
+        rb.wait_status("B live", |s| s["connection"] == "live").await?;
+        ra.wait_status("A live", |s| s["connection"] == "live").await?;
+        let mut lat = Vec::with_capacity(args.trials);
+        for i in 0..args.trials {
+            let name = format!("t{i}.txt");
+            a.write(&name, format!("trial {i}").as_bytes())?;
+            let written = Instant::now();
+            rb.wait_for("trial event", |v| v["type"] == "remote_event" && v["event"]["change"]["path"] == name.as_str()).await?;
+            lat.push(written.elapsed());
+            rb.forget();
+        }
+        lat.sort();
+        println!(
+            "  debounce {debounce:>3} ms: p50 {}, p99 {} (p50 - debounce = {})",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(percentile(&lat, 0.5).saturating_sub(Duration::from_millis(debounce)))
+        );
+        ra.stop().await?;
+        rb.stop().await?;
+    }
+
+    // The start-up scan of a generated tree.
+    let tree = tempfile::tempdir()?;
+    let (files, bytes) = generate_tree(tree.path(), 10_000, 200 * 1024 * 1024)?;
+    let mb = bytes as f64 / (1024.0 * 1024.0);
+    let root = tree.path().to_path_buf();
+    let raw = tokio::task::spawn_blocking(move || -> Result<(Duration, std::path::PathBuf)> {
+        // Plain hashing of the same files (also warms the page cache).
+        let started = Instant::now();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir)? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let mut h = blake3::Hasher::new();
+                    h.update_reader(std::fs::File::open(&p)?)?;
+                    std::hint::black_box(h.finalize());
+                }
+            }
+        }
+        Ok((started.elapsed(), root))
+    })
+    .await??;
+    let (raw_time, root) = raw;
+    let scan = tokio::task::spawn_blocking(move || {
+        let rules = vidsync_client::scan::IgnoreRules::load(&root);
+        let started = Instant::now();
+        let diffs = vidsync_client::scan::scan(&root, &rules, &Default::default());
+        (started.elapsed(), diffs.len())
+    })
+    .await?;
+    let (scan_time, found) = scan;
+    println!("client: start-up scan of {files} files / {mb:.0} MiB (warm cache, one thread):");
+    println!("  scanner:      {:>8.0} files/s {:>7.0} MiB/s ({found} creates found)", files as f64 / scan_time.as_secs_f64(), mb / scan_time.as_secs_f64());
+    println!("  plain BLAKE3: {:>8.0} files/s {:>7.0} MiB/s", files as f64 / raw_time.as_secs_f64(), mb / raw_time.as_secs_f64());
+    println!("  scanner / plain hashing: {:.2}", raw_time.as_secs_f64() / scan_time.as_secs_f64());
+    Ok(())
+}
+
+/// `n` files in 100 directories, `total` bytes in all, sizes spread 0..2x mean.
+fn generate_tree(root: &std::path::Path, n: usize, total: usize) -> Result<(usize, u64)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mean = total / n;
+    let mut written = 0u64;
+    let mut buf = vec![0u8; mean * 2];
+    rng.fill(&mut buf[..]);
+    for i in 0..n {
+        let dir = root.join(format!("d{:02}/e{}", i % 100, i % 7));
+        std::fs::create_dir_all(&dir)?;
+        let size = rng.random_range(0..=mean * 2);
+        let off = rng.random_range(0..=buf.len() - size);
+        let mut content = buf[off..off + size].to_vec();
+        if size >= 8 {
+            content[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("f{i}.bin")), &content)?;
+        written += size as u64;
+    }
+    Ok((n, written))
+}
+
+async fn server_bench(args: &Args) -> Result<()> {
     let server = TestServer::start().await?;
     let token = server.add_user("bench").await?;
     let api = server.api(&token);
-    println!("vidsync-server benchmark (release build, loopback, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
 
     for &n in &args.subscribers {
         println!("fan-out with {n} websocket subscribers:");
@@ -242,3 +354,4 @@ async fn main() -> Result<()> {
     }
     Ok(())
 }
+
