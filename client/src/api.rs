@@ -133,6 +133,64 @@ impl ApiClient {
         self.send(self.req(reqwest::Method::GET, &path)).await
     }
 
+    /// A page of events as raw JSON, so that one unreadable event (say, a
+    /// path this client refuses) can be skipped without losing the page.
+    pub async fn raw_events(&self, project_id: &str, since: u64, limit: u32) -> Result<RawPage, ApiError> {
+        let path = format!("/api/projects/{project_id}/events?since_seq={since}&limit={limit}");
+        self.send(self.req(reqwest::Method::GET, &path)).await
+    }
+
+    /// Downloads a blob into `dest`, resuming after the bytes `dest`
+    /// already holds (`Range`), and checks the whole file against `hash`.
+    pub async fn download_blob(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+        dest: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(), DownloadError> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let have = tokio::fs::metadata(dest).await.map(|m| m.len()).unwrap_or(0);
+        let mut rb = self.req(reqwest::Method::GET, &format!("/api/projects/{project_id}/blobs/{hash}"));
+        if have > 0 {
+            rb = rb.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = rb.send().await.map_err(|e| DownloadError::Api(self.net(e)))?;
+        let status = resp.status().as_u16();
+        let append = match status {
+            206 => true,
+            200 => false,
+            // The temp file is already whole (or longer than the blob).
+            416 => return verify(dest, hash).await,
+            _ => {
+                let bytes = resp.bytes().await.unwrap_or_default();
+                return Err(DownloadError::Api(refusal(status, &bytes)));
+            }
+        };
+        if append && have > 0 {
+            tracing::info!(%hash, offset = have, "resuming download");
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(dest)
+            .await
+            .map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+        progress(if append { have } else { 0 });
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| DownloadError::Api(self.net(e)))?;
+            file.write_all(&chunk).await.map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+            progress(chunk.len() as u64);
+        }
+        file.sync_all().await.map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+        drop(file);
+        verify(dest, hash).await
+    }
+
     /// Whether the server already has a blob.
     pub async fn has_blob(&self, project_id: &str, hash: &ContentHash) -> Result<bool, ApiError> {
         let resp = self
@@ -169,6 +227,37 @@ impl ApiClient {
         let bytes = resp.bytes().await.unwrap_or_default();
         Err(refusal(status, &bytes))
     }
+}
+
+/// A page of `GET events` with the events left as JSON.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RawPage {
+    pub events: Vec<serde_json::Value>,
+    pub head_seq: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Api(ApiError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// The bytes do not hash to the blob's name: the server is wrong.
+    #[error("the server sent bytes that do not match hash {0}")]
+    Mismatch(ContentHash),
+}
+
+async fn verify(dest: &Path, hash: &ContentHash) -> Result<(), DownloadError> {
+    let d = dest.to_path_buf();
+    let got = tokio::task::spawn_blocking(move || crate::scan::hash_file(&d))
+        .await
+        .map_err(|e| DownloadError::Io(dest.display().to_string(), std::io::Error::other(e)))?
+        .map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+    if &got.0 != hash {
+        let _ = tokio::fs::remove_file(dest).await;
+        return Err(DownloadError::Mismatch(*hash));
+    }
+    Ok(())
 }
 
 fn refusal(status: u16, bytes: &[u8]) -> ApiError {

@@ -54,15 +54,19 @@ pub enum EngineEvent {
     ChangeQueued { project_id: String, path: String, op: Op },
     ChangeUploaded { project_id: String, path: String, op: Op, seq: u64 },
     RemoteEvent { project_id: String, event: ProjectEvent },
+    /// A remote change is now in the folder ("Synced: path").
+    Applied { project_id: String, path: String, op: Op, seq: u64, conflict: Option<String> },
     Error { project_id: Option<String>, message: String },
 }
 
 /// The badge for a folder (DESIGN.md, "Badges").
-pub fn badge(queued: u64, connection: Connection, error: Option<&str>, paused: bool) -> String {
+pub fn badge(queued: u64, connection: Connection, error: Option<&str>, conflicts: usize, paused: bool) -> String {
     if paused {
         "paused".into()
     } else if error.is_some() {
         "error".into()
+    } else if conflicts > 0 {
+        format!("conflict ({conflicts})")
     } else if queued > 0 && connection == Connection::Offline {
         format!("offline ({queued} queued)")
     } else if queued > 0 {
@@ -180,8 +184,8 @@ impl Engine {
         self.inner.feed.add_project(&link.project_id, since).await;
         let cancel = self.inner.cancel.child_token();
         let mut tasks = Vec::new();
+        std::fs::create_dir_all(&link.path).map_err(|e| Error::io(&link.path, e))?;
         if link.mode.sends() {
-            std::fs::create_dir_all(&link.path).map_err(|e| Error::io(&link.path, e))?;
             let kick = Arc::new(Notify::new());
             tasks.push(tokio::spawn(self.clone().watch_folder(link.clone(), kick.clone(), cancel.clone())));
             tasks.push(tokio::spawn(self.clone().upload_folder(link.clone(), kick, cancel.clone())));
@@ -230,12 +234,13 @@ impl Engine {
         let connection = self.inner.feed.connection();
         let other = self.inner.errors.lock().ok().and_then(|e| e.get(project_id).cloned());
         let error = refused.or(other);
+        let conflicts = self.conflict_count(&link).await;
         let status = FolderStatus {
             project_id: project_id.to_string(),
             name: link.name.clone(),
             path: link.path.clone(),
             mode: link.mode,
-            badge: badge(queued, connection, error.as_deref(), false),
+            badge: badge(queued, connection, error.as_deref(), conflicts, false),
             connection,
             queued,
             last_seq,
@@ -251,6 +256,12 @@ impl Engine {
             self.write_status_file();
             self.emit(EngineEvent::StatusChanged { status });
         }
+    }
+
+    /// Conflict copies this client made that are still in the folder.
+    async fn conflict_count(&self, link: &FolderLink) -> usize {
+        let paths = self.inner.state.conflicts(&link.project_id).await.unwrap_or_default();
+        paths.iter().filter(|p| link.path.join(p).exists()).count()
     }
 
     async fn refresh_all(&self) {
@@ -290,15 +301,21 @@ impl Engine {
             match msg {
                 FeedEvent::Event(ev) => {
                     let pid = ev.project_id.clone();
+                    self.take_in(&ev).await;
+                    // Saved after the event is applied: a crash replays it
+                    // (and resumes its download).
                     if let Err(e) = self.inner.state.set_cursor(&pid, ev.seq).await {
                         tracing::error!(%e, "saving cursor");
                     }
-                    // Our own changes coming back from the room are dropped.
-                    if ev.origin.client_id != self.inner.client_id {
-                        tracing::debug!(project = %pid, seq = ev.seq, path = %ev.change.path, "remote event");
-                        self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev });
-                    }
                     self.refresh_status(&pid).await;
+                }
+                FeedEvent::Invalid { project_id, seq, message } => {
+                    let message = format!("event {seq} skipped: {message}");
+                    tracing::warn!(project = %project_id, %message);
+                    let _ = self.inner.state.set_cursor(&project_id, seq).await;
+                    self.set_error(&project_id, Some(message.clone()));
+                    self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
+                    self.refresh_status(&project_id).await;
                 }
                 FeedEvent::Connection(_) => self.refresh_all().await,
                 FeedEvent::Error { project_id, message } => {
@@ -307,6 +324,61 @@ impl Engine {
                     self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
                     self.refresh_status(&project_id).await;
                 }
+            }
+        }
+    }
+
+    fn applier(&self, link: &FolderLink) -> crate::apply::Applier {
+        crate::apply::Applier {
+            api: self.inner.api.clone(),
+            state: self.inner.state.clone(),
+            root: link.path.clone(),
+            project_id: link.project_id.clone(),
+            client_id: self.inner.client_id.clone(),
+        }
+    }
+
+    /// One event of the log: our own echo is noted as agreed; a remote one
+    /// is applied to receiving folders and told to the shell.
+    async fn take_in(&self, ev: &ProjectEvent) {
+        let Some(link) = self.link(&ev.project_id) else { return };
+        let pid = &ev.project_id;
+        let own = ev.origin.client_id == self.inner.client_id;
+        if link.mode == Mode::Send {
+            if !own {
+                self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev.clone() });
+            }
+            return;
+        }
+        let applier = self.applier(&link);
+        if own {
+            if let Err(e) = applier.note_own(ev).await {
+                tracing::error!(%e, "noting own event");
+            }
+            return;
+        }
+        tracing::debug!(project = %pid, seq = ev.seq, path = %ev.change.path, "remote event");
+        self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev.clone() });
+        match applier.apply(ev, |_| {}).await {
+            Ok(applied) => {
+                let conflict = match applied {
+                    crate::apply::Applied::Wrote { conflict } | crate::apply::Applied::Deleted { conflict } => conflict,
+                    _ => None,
+                };
+                self.set_error(pid, None);
+                self.emit(EngineEvent::Applied {
+                    project_id: pid.clone(),
+                    path: ev.change.path.to_string(),
+                    op: ev.change.op,
+                    seq: ev.seq,
+                    conflict,
+                });
+            }
+            Err(e) => {
+                let message = format!("could not apply event {} ({}): {e}", ev.seq, ev.change.path);
+                tracing::warn!(project = %pid, %message);
+                self.set_error(pid, Some(message.clone()));
+                self.emit(EngineEvent::Error { project_id: Some(pid.clone()), message });
             }
         }
     }
@@ -437,6 +509,9 @@ impl Engine {
             if send.is_empty() {
                 continue;
             }
+            // Catch up before posting: a remote change to the same path is
+            // then seen (and kept as a conflict) before ours goes up.
+            self.wait_caught_up(pid).await?;
             let changes: Vec<_> = send.iter().map(|q| q.change.clone()).collect();
             let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
             match self.inner.api.post_changes(pid, &self.inner.client_id, &changes).await {
@@ -454,6 +529,17 @@ impl Engine {
                 Err(e) => self.refuse(pid, &ids, &e).await,
             }
         }
+    }
+
+    async fn wait_caught_up(&self, project_id: &str) -> std::result::Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.inner.feed.caught_up(project_id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Network { url: self.inner.api.base().to_string(), message: "not caught up with the event log yet".into() });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     async fn refuse(&self, project_id: &str, ids: &[i64], e: &ApiError) {
@@ -481,12 +567,13 @@ mod tests {
 
     #[test]
     fn badge_follows_design() {
-        assert_eq!(badge(0, Connection::Live, None, false), "up to date");
-        assert_eq!(badge(3, Connection::Live, None, false), "syncing (3)");
-        assert_eq!(badge(3, Connection::Polling, None, false), "syncing (3)");
-        assert_eq!(badge(2, Connection::Offline, None, false), "offline (2 queued)");
-        assert_eq!(badge(0, Connection::Offline, None, false), "up to date");
-        assert_eq!(badge(2, Connection::Live, Some("nope"), false), "error");
-        assert_eq!(badge(2, Connection::Live, Some("nope"), true), "paused");
+        assert_eq!(badge(0, Connection::Live, None, 0, false), "up to date");
+        assert_eq!(badge(3, Connection::Live, None, 0, false), "syncing (3)");
+        assert_eq!(badge(3, Connection::Polling, None, 0, false), "syncing (3)");
+        assert_eq!(badge(2, Connection::Offline, None, 0, false), "offline (2 queued)");
+        assert_eq!(badge(0, Connection::Offline, None, 0, false), "up to date");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), 1, false), "error");
+        assert_eq!(badge(0, Connection::Live, None, 2, false), "conflict (2)");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), 0, true), "paused");
     }
 }

@@ -50,6 +50,9 @@ impl Connection {
 pub enum FeedEvent {
     /// The next event of a project (seq = previous + 1).
     Event(ProjectEvent),
+    /// The next seq of a project, but not an event this client accepts
+    /// (a bad path, a malformed body): skipped, and said so.
+    Invalid { project_id: String, seq: u64, message: String },
     Connection(Connection),
     /// A refusal about one project (e.g. no longer a member).
     Error { project_id: String, message: String },
@@ -58,14 +61,32 @@ pub enum FeedEvent {
 /// Page size when polling or filling a gap.
 const PAGE: u32 = 1000;
 
+/// An event as it came, before it is checked.
+struct RawEvent {
+    project_id: String,
+    seq: u64,
+    event: Result<ProjectEvent, String>,
+}
+
+impl RawEvent {
+    fn from_value(v: Value) -> Option<RawEvent> {
+        let project_id = v.get("project_id")?.as_str()?.to_string();
+        let seq = v.get("seq")?.as_u64()?;
+        let event = serde_json::from_value::<ProjectEvent>(v).map_err(|e| e.to_string());
+        Some(RawEvent { project_id, seq, event })
+    }
+}
+
 struct Shared {
     api: ApiClient,
     /// Last seq handed on, per followed project.
     cursors: Mutex<HashMap<String, u64>>,
+    /// Newest head the server reported, per project.
+    heads: Mutex<HashMap<String, u64>>,
     socket_up: AtomicBool,
     client: tokio::sync::Mutex<Option<Client>>,
     conn: watch::Sender<Connection>,
-    raw: mpsc::UnboundedSender<ProjectEvent>,
+    raw: mpsc::UnboundedSender<RawEvent>,
     out: mpsc::UnboundedSender<FeedEvent>,
 }
 
@@ -90,6 +111,7 @@ impl LiveFeed {
         let shared = Arc::new(Shared {
             api,
             cursors: Mutex::new(projects),
+            heads: Mutex::new(HashMap::new()),
             socket_up: AtomicBool::new(false),
             client: tokio::sync::Mutex::new(None),
             conn: conn_tx,
@@ -107,6 +129,25 @@ impl LiveFeed {
 
     pub fn connection(&self) -> Connection {
         *self.shared.conn.borrow()
+    }
+
+    /// Whether every event up to the newest head the server reported has
+    /// been handed on (false while that head is unknown).
+    pub fn caught_up(&self, project_id: &str) -> bool {
+        let head = self.shared.heads.lock().ok().and_then(|h| h.get(project_id).copied());
+        match (head, cursor_of(&self.shared, project_id)) {
+            (Some(h), Some(c)) => c >= h,
+            _ => false,
+        }
+    }
+
+    /// Moves a project's cursor forward (after a catch-up done elsewhere).
+    pub fn advance(&self, project_id: &str, seq: u64) {
+        if let Ok(mut c) = self.shared.cursors.lock() {
+            if let Some(cur) = c.get_mut(project_id) {
+                *cur = (*cur).max(seq);
+            }
+        }
     }
 
     /// Follows one more project from `since`.
@@ -135,6 +176,13 @@ fn cursor_of(shared: &Shared, project_id: &str) -> Option<u64> {
     shared.cursors.lock().ok()?.get(project_id).copied()
 }
 
+fn note_head(shared: &Shared, project_id: &str, head: u64) {
+    if let Ok(mut h) = shared.heads.lock() {
+        let e = h.entry(project_id.to_string()).or_insert(0);
+        *e = (*e).max(head);
+    }
+}
+
 fn set_conn(shared: &Shared, c: Connection) {
     shared.conn.send_if_modified(|cur| {
         let changed = *cur != c;
@@ -160,13 +208,14 @@ async fn report_connection(shared: Arc<Shared>, mut rx: watch::Receiver<Connecti
 }
 
 /// Dedupes by seq, fills gaps from the log, hands events on in order.
-async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<ProjectEvent>, cancel: CancellationToken) {
+async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<RawEvent>, cancel: CancellationToken) {
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
             ev = raw.recv() => match ev { Some(ev) => ev, None => return },
         };
         let Some(cursor) = cursor_of(&shared, &ev.project_id) else { continue };
+        note_head(&shared, &ev.project_id, ev.seq);
         if ev.seq <= cursor {
             continue;
         }
@@ -174,9 +223,10 @@ async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<ProjectEv
             // Missed some: read them from the log first.
             let mut at = cursor;
             while at + 1 < ev.seq {
-                match shared.api.events(&ev.project_id, at, PAGE).await {
+                match shared.api.raw_events(&ev.project_id, at, PAGE).await {
                     Ok(page) if !page.events.is_empty() => {
-                        for e in page.events.into_iter().filter(|e| e.seq < ev.seq) {
+                        note_head(&shared, &ev.project_id, page.head_seq);
+                        for e in page.events.into_iter().filter_map(RawEvent::from_value).filter(|e| e.seq < ev.seq) {
                             at = hand_on(&shared, e).unwrap_or(at);
                         }
                     }
@@ -196,7 +246,7 @@ async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<ProjectEv
 }
 
 /// Advances the cursor and emits, if `ev` is the next one.
-fn hand_on(shared: &Shared, ev: ProjectEvent) -> Option<u64> {
+fn hand_on(shared: &Shared, ev: RawEvent) -> Option<u64> {
     {
         let mut cursors = shared.cursors.lock().ok()?;
         let c = cursors.get_mut(&ev.project_id)?;
@@ -206,7 +256,11 @@ fn hand_on(shared: &Shared, ev: ProjectEvent) -> Option<u64> {
         *c = ev.seq;
     }
     let seq = ev.seq;
-    let _ = shared.out.send(FeedEvent::Event(ev));
+    let msg = match ev.event {
+        Ok(e) => FeedEvent::Event(e),
+        Err(message) => FeedEvent::Invalid { project_id: ev.project_id, seq, message },
+    };
+    let _ = shared.out.send(msg);
     Some(seq)
 }
 
@@ -220,10 +274,11 @@ async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
             for (pid, since) in projects {
                 let mut since = since;
                 loop {
-                    match shared.api.events(&pid, since, PAGE).await {
+                    match shared.api.raw_events(&pid, since, PAGE).await {
                         Ok(page) => {
+                            note_head(&shared, &pid, page.head_seq);
                             let n = page.events.len();
-                            for e in page.events {
+                            for e in page.events.into_iter().filter_map(RawEvent::from_value) {
                                 since = e.seq;
                                 let _ = shared.raw.send(e);
                             }
@@ -270,6 +325,9 @@ async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id: &str, sinc
                 let pid = pid.clone();
                 async move {
                     let Some(ack) = ack_of(p) else { return };
+                    if let Some(h) = ack.head_seq {
+                        note_head(&shared, &pid, h);
+                    }
                     if ack.ok {
                         if shared.socket_up.load(Ordering::SeqCst) {
                             set_conn(&shared, Connection::Live);
@@ -341,11 +399,11 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
                 async move {
                     if let Payload::Text(values) = p {
                         for v in values {
-                            match serde_json::from_value::<ProjectEvent>(v) {
-                                Ok(ev) => {
+                            match RawEvent::from_value(v) {
+                                Some(ev) => {
                                     let _ = shared.raw.send(ev);
                                 }
-                                Err(e) => tracing::warn!(%e, "unreadable project:event skipped"),
+                                None => tracing::warn!("project:event without project_id or seq skipped"),
                             }
                         }
                     }

@@ -10,6 +10,7 @@
 //! [`feed`] (live events with polling fallback), [`engine`] (the loop).
 
 pub mod api;
+pub mod apply;
 pub mod config;
 pub mod engine;
 pub mod feed;

@@ -160,6 +160,9 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
             cfg.link(FolderLink { project_id: project.id.clone(), name: project.name.clone(), path: path.clone(), mode });
             cfg.save(dir)?;
             println!("joined {} ({}) in {} as {}", project.name, project.id, path.display(), mode.as_str());
+            if mode != Mode::Send {
+                catch_up(dir, &cfg, &api, &project.id, &path).await?;
+            }
         }
         Command::Set { transport, debounce_ms, poll_interval_ms } => {
             let mut cfg = Config::load(dir)?;
@@ -178,6 +181,78 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
         Command::Status { json } => status(dir, json).await?,
         Command::Log { project_id, follow, json } => log(dir, &project_id, follow, json).await?,
     }
+    Ok(())
+}
+
+/// Brings a newly joined folder to the project's current state: the newest
+/// version of every path, downloaded with a progress bar on a terminal.
+async fn catch_up(dir: &Path, cfg: &Config, api: &ApiClient, project_id: &str, root: &Path) -> Result<()> {
+    use std::collections::BTreeMap;
+    use vidsync_client::api::RawPage;
+    let state = vidsync_client::state::LocalState::open(dir).await?;
+    let mut latest: BTreeMap<String, ProjectEvent> = BTreeMap::new();
+    let mut since = 0;
+    let mut head = 0;
+    loop {
+        let page: RawPage = api.raw_events(project_id, since, 1000).await.map_err(explain)?;
+        head = head.max(page.head_seq);
+        let n = page.events.len();
+        for v in page.events {
+            let seq = v["seq"].as_u64().unwrap_or(since + 1);
+            since = since.max(seq);
+            match serde_json::from_value::<ProjectEvent>(v) {
+                Ok(ev) => {
+                    latest.insert(ev.change.path.to_string(), ev);
+                }
+                Err(e) => eprintln!("vidsync: event {seq} skipped: {e}"),
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    let mut todo: Vec<ProjectEvent> = latest.into_values().collect();
+    todo.sort_by_key(|e| e.seq);
+    let total_bytes: u64 = todo.iter().filter(|e| e.change.op != vidsync_protocol::Op::Delete).filter_map(|e| e.change.size).sum();
+    let files = todo.len();
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total_bytes), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let applier = vidsync_client::apply::Applier {
+        api: api.clone(),
+        state: state.clone(),
+        root: root.to_path_buf(),
+        project_id: project_id.to_string(),
+        client_id: cfg.client_id.clone(),
+    };
+    let mut failed = 0;
+    for (i, ev) in todo.iter().enumerate() {
+        bar.set_message(format!("{}/{files} files", i + 1));
+        let before = bar.position();
+        let mut got = 0;
+        let res = applier
+            .apply(ev, |n| {
+                got += n;
+                bar.set_position(before + got);
+            })
+            .await;
+        if let Err(e) = res {
+            failed += 1;
+            bar.suspend(|| eprintln!("vidsync: {}: {e}", ev.change.path));
+        }
+        bar.set_position(before + ev.change.size.unwrap_or(0));
+    }
+    bar.finish_and_clear();
+    if failed == 0 {
+        state.set_cursor(project_id, head).await?;
+        println!("{files} path(s) brought up to seq {head}");
+    } else {
+        println!("{} of {files} path(s) could not be brought over; `vidsync run` will try again", failed);
+    }
+    state.close().await;
     Ok(())
 }
 
@@ -242,6 +317,10 @@ fn print_engine_event(ev: &EngineEvent, json: bool) {
         EngineEvent::ChangeQueued { path, op, .. } => println!("queued    {:<6} {path}", op.as_str()),
         EngineEvent::ChangeUploaded { path, op, seq, .. } => println!("uploaded  {:<6} {path} (seq {seq})", op.as_str()),
         EngineEvent::RemoteEvent { event, .. } => println!("{}", event_line(event)),
+        EngineEvent::Applied { path, conflict, .. } => match conflict {
+            Some(c) => println!("synced    {path} (your version kept as {c})"),
+            None => println!("synced    {path}"),
+        },
         EngineEvent::Error { message, .. } => println!("error     {message}"),
     }
 }
@@ -296,13 +375,14 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             None => {
                 // Not running: nothing is connected; show what is waiting.
                 let (queued, error) = state.outbox_summary(&f.project_id).await?;
+                let conflicts = state.conflicts(&f.project_id).await?.iter().filter(|p| f.path.join(p).exists()).count();
                 let connection = vidsync_client::Connection::Offline;
                 FolderStatus {
                     project_id: f.project_id.clone(),
                     name: f.name.clone(),
                     path: f.path.clone(),
                     mode: f.mode,
-                    badge: vidsync_client::engine::badge(queued, connection, error.as_deref(), false),
+                    badge: vidsync_client::engine::badge(queued, connection, error.as_deref(), conflicts, false),
                     connection,
                     queued,
                     last_seq: state.cursor(&f.project_id).await?,
@@ -368,6 +448,7 @@ async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Result<(
                 Some(FeedEvent::Event(e)) => print(&e),
                 Some(FeedEvent::Connection(c)) => eprintln!("vidsync: connection {}", c.as_str()),
                 Some(FeedEvent::Error { message, .. }) => eprintln!("vidsync: {message}"),
+                Some(FeedEvent::Invalid { seq, message, .. }) => eprintln!("vidsync: event {seq} skipped: {message}"),
                 None => break,
             }
         }

@@ -195,4 +195,67 @@ impl LocalState {
         .await?;
         Ok(())
     }
+
+    /// The hash both sides last agreed on for a path.
+    pub async fn base(&self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
+        let r = sqlx::query("SELECT hash FROM synced WHERE project_id = ? AND path = ?")
+            .bind(project_id)
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.and_then(|r| r.get::<String, _>(0).parse().ok()))
+    }
+
+    pub async fn set_base(&self, project_id: &str, path: &str, hash: Option<&ContentHash>) -> Result<()> {
+        match hash {
+            Some(h) => {
+                sqlx::query(
+                    "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
+                     ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
+                )
+                .bind(project_id)
+                .bind(path)
+                .bind(h.to_hex())
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
+                    .bind(project_id)
+                    .bind(path)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets queued (not refused) changes of a path that a remote change
+    /// has made moot.
+    pub async fn outbox_drop_path(&self, project_id: &str, path: &str) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
+            .bind(project_id)
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn add_conflict(&self, project_id: &str, path: &str) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO conflicts (project_id, path, created_at) VALUES (?, ?, ?)")
+            .bind(project_id)
+            .bind(path)
+            .bind(crate::now_rfc3339())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn conflicts(&self, project_id: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT path FROM conflicts WHERE project_id = ? ORDER BY created_at")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
 }
