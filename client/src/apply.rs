@@ -166,13 +166,10 @@ impl Applier {
         let base = self.state.base(&self.project_id, path.as_str()).await?;
         let step = plan(ev.change.op, ev.change.hash, disk.as_ref().map(|d| d.0), base);
         tracing::debug!(seq = ev.seq, %path, ?step, "applying");
-        let done = match step {
-            Plan::Nothing => Applied::Nothing,
-            Plan::Adopt => {
-                let entry = disk.map(|d| d.1);
-                self.state.record(&self.project_id, path, None, entry.as_ref()).await?;
-                Applied::Adopted
-            }
+        let base_after = ev.change.hash;
+        let (done, entry) = match step {
+            Plan::Nothing => (Applied::Nothing, None),
+            Plan::Adopt => (Applied::Adopted, disk.map(|d| d.1)),
             Plan::Write { keep_local } => {
                 let hash = ev.change.hash.ok_or(ApplyError::NoHash(ev.seq))?;
                 let temp = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
@@ -180,9 +177,7 @@ impl Applier {
                 let conflict = if keep_local { Some(self.keep_local(path, &parent).await?) } else { None };
                 std::fs::rename(&temp, &target).map_err(io(&target))?;
                 let meta = std::fs::metadata(&target).map_err(io(&target))?;
-                let entry = IndexEntry { size: meta.len(), mtime_ns: mtime_ns(&meta), hash };
-                self.state.record(&self.project_id, path, None, Some(&entry)).await?;
-                Applied::Wrote { conflict }
+                (Applied::Wrote { conflict }, Some(IndexEntry { size: meta.len(), mtime_ns: mtime_ns(&meta), hash }))
             }
             Plan::Delete { keep_local } => {
                 let conflict = if keep_local {
@@ -192,13 +187,12 @@ impl Applier {
                     self.remove_empty_dirs(&parent);
                     None
                 };
-                self.state.record(&self.project_id, path, None, None).await?;
-                Applied::Deleted { conflict }
+                (Applied::Deleted { conflict }, None)
             }
         };
-        self.state.set_base(&self.project_id, path.as_str(), ev.change.hash.as_ref()).await?;
-        // Whatever was queued for this path is moot now.
-        self.state.outbox_drop_path(&self.project_id, path.as_str()).await?;
+        // Index, agreed version, and the end of whatever was queued for this
+        // path (moot now), in one transaction.
+        self.state.applied(&self.project_id, path, entry.as_ref(), base_after.as_ref()).await?;
         Ok(done)
     }
 

@@ -94,6 +94,11 @@ struct Inner {
     status: Mutex<HashMap<String, FolderStatus>>,
     /// Errors per project that are not outbox refusals (feed, watcher).
     errors: Mutex<HashMap<String, String>>,
+    /// The last seq fully taken in (applied) per project.
+    taken: Mutex<HashMap<String, u64>>,
+    /// Held while a remote event is applied and while local changes are
+    /// posted, so the two never interleave on one project.
+    apply_lock: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
 }
 
@@ -114,6 +119,7 @@ impl Engine {
         for f in &config.folders {
             cursors.insert(f.project_id.clone(), state.cursor(&f.project_id).await?);
         }
+        let cursors_taken = cursors.clone();
         let cancel = CancellationToken::new();
         let (feed, feed_rx) = LiveFeed::start(
             api.clone(),
@@ -135,6 +141,8 @@ impl Engine {
             running: Default::default(),
             status: Default::default(),
             errors: Default::default(),
+            taken: Mutex::new(cursors_taken),
+            apply_lock: Default::default(),
             cancel,
         });
         let engine = Engine { inner };
@@ -181,6 +189,9 @@ impl Engine {
             cfg.push(link.clone());
         }
         let since = self.inner.state.cursor(&link.project_id).await?;
+        if let Ok(mut t) = self.inner.taken.lock() {
+            t.insert(link.project_id.clone(), since);
+        }
         self.inner.feed.add_project(&link.project_id, since).await;
         let cancel = self.inner.cancel.child_token();
         let mut tasks = Vec::new();
@@ -301,7 +312,13 @@ impl Engine {
             match msg {
                 FeedEvent::Event(ev) => {
                     let pid = ev.project_id.clone();
-                    self.take_in(&ev).await;
+                    {
+                        let _applying = self.inner.apply_lock.lock().await;
+                        self.take_in(&ev).await;
+                        if let Ok(mut t) = self.inner.taken.lock() {
+                            t.insert(pid.clone(), ev.seq);
+                        }
+                    }
                     // Saved after the event is applied: a crash replays it
                     // (and resumes its download).
                     if let Err(e) = self.inner.state.set_cursor(&pid, ev.seq).await {
@@ -313,6 +330,9 @@ impl Engine {
                     let message = format!("event {seq} skipped: {message}");
                     tracing::warn!(project = %project_id, %message);
                     let _ = self.inner.state.set_cursor(&project_id, seq).await;
+                    if let Ok(mut t) = self.inner.taken.lock() {
+                        t.insert(project_id.clone(), seq);
+                    }
                     self.set_error(&project_id, Some(message.clone()));
                     self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
                     self.refresh_status(&project_id).await;
@@ -466,6 +486,14 @@ impl Engine {
     async fn upload_pending(&self, link: &FolderLink) -> std::result::Result<(), ApiError> {
         let pid = &link.project_id;
         loop {
+            // Catch up first, and hold off the applier while posting: a
+            // remote change to a path we changed is then applied (keeping
+            // ours as a conflict copy) before ours could go up.
+            if !link.mode.sends() || self.inner.state.outbox_summary(pid).await.map(|s| s.0).unwrap_or(0) == 0 {
+                return Ok(());
+            }
+            self.wait_caught_up(pid).await?;
+            let _posting = self.inner.apply_lock.lock().await;
             let batch = match self.inner.state.outbox_batch(pid, UPLOAD_BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -509,9 +537,6 @@ impl Engine {
             if send.is_empty() {
                 continue;
             }
-            // Catch up before posting: a remote change to the same path is
-            // then seen (and kept as a conflict) before ours goes up.
-            self.wait_caught_up(pid).await?;
             let changes: Vec<_> = send.iter().map(|q| q.change.clone()).collect();
             let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
             match self.inner.api.post_changes(pid, &self.inner.client_id, &changes).await {
@@ -533,7 +558,11 @@ impl Engine {
 
     async fn wait_caught_up(&self, project_id: &str) -> std::result::Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !self.inner.feed.caught_up(project_id) {
+        let caught_up = || {
+            let taken = self.inner.taken.lock().ok().and_then(|t| t.get(project_id).copied()).unwrap_or(0);
+            self.inner.feed.head(project_id).is_some_and(|h| taken >= h)
+        };
+        while !caught_up() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(ApiError::Network { url: self.inner.api.base().to_string(), message: "not caught up with the event log yet".into() });
             }

@@ -131,14 +131,9 @@ impl LiveFeed {
         *self.shared.conn.borrow()
     }
 
-    /// Whether every event up to the newest head the server reported has
-    /// been handed on (false while that head is unknown).
-    pub fn caught_up(&self, project_id: &str) -> bool {
-        let head = self.shared.heads.lock().ok().and_then(|h| h.get(project_id).copied());
-        match (head, cursor_of(&self.shared, project_id)) {
-            (Some(h), Some(c)) => c >= h,
-            _ => false,
-        }
+    /// The newest head the server reported for a project, if any yet.
+    pub fn head(&self, project_id: &str) -> Option<u64> {
+        self.shared.heads.lock().ok().and_then(|h| h.get(project_id).copied())
     }
 
     /// Moves a project's cursor forward (after a catch-up done elsewhere).
@@ -267,6 +262,16 @@ fn hand_on(shared: &Shared, ev: RawEvent) -> Option<u64> {
 /// Polls the log of every project while the socket is not live.
 async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
     loop {
+        // A socket that is up but never got its subscribe acks: ask again.
+        if shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() != Connection::Live {
+            if let Some(client) = shared.client.lock().await.clone() {
+                let projects: Vec<(String, u64)> =
+                    shared.cursors.lock().map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+                for (pid, since) in projects {
+                    subscribe(&shared, &client, &pid, since).await;
+                }
+            }
+        }
         if !(shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() == Connection::Live) {
             let projects: Vec<(String, u64)> =
                 shared.cursors.lock().map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
@@ -443,7 +448,13 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
                 }
                 .boxed()
             });
-        match builder.connect().await {
+        // connect() has no deadline of its own.
+        let attempt = tokio::time::timeout(Duration::from_secs(10), builder.connect()).await;
+        let result = match attempt {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer within 10 s".to_string()),
+        };
+        match result {
             Ok(client) => {
                 *shared.client.lock().await = Some(client.clone());
                 cancel.cancelled().await;

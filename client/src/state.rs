@@ -42,7 +42,11 @@ impl LocalState {
         let opts = SqliteConnectOptions::from_str(&url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            // NORMAL in WAL mode survives a crash of this process; after a
+            // power loss the newest transactions may roll back, but the index
+            // and the outbox roll back together and the start-up scan finds
+            // those changes again.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -196,6 +200,61 @@ impl LocalState {
         Ok(())
     }
 
+    /// After a remote event was applied to `path`: its index entry (None:
+    /// gone), the agreed hash, and no queued change left for it — at once.
+    pub async fn applied(&self, project_id: &str, path: &ProjectPath, entry: Option<&IndexEntry>, base: Option<&ContentHash>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        match entry {
+            Some(e) => {
+                sqlx::query(
+                    "INSERT INTO file_index (project_id, path, size, mtime_ns, hash) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(project_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+                )
+                .bind(project_id)
+                .bind(path.as_str())
+                .bind(e.size as i64)
+                .bind(e.mtime_ns)
+                .bind(e.hash.to_hex())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM file_index WHERE project_id = ? AND path = ?")
+                    .bind(project_id)
+                    .bind(path.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        match base {
+            Some(h) => {
+                sqlx::query(
+                    "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
+                     ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
+                )
+                .bind(project_id)
+                .bind(path.as_str())
+                .bind(h.to_hex())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
+                    .bind(project_id)
+                    .bind(path.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
+            .bind(project_id)
+            .bind(path.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The hash both sides last agreed on for a path.
     pub async fn base(&self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
         let r = sqlx::query("SELECT hash FROM synced WHERE project_id = ? AND path = ?")
@@ -228,17 +287,6 @@ impl LocalState {
             }
         }
         Ok(())
-    }
-
-    /// Forgets queued (not refused) changes of a path that a remote change
-    /// has made moot.
-    pub async fn outbox_drop_path(&self, project_id: &str, path: &str) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
-            .bind(project_id)
-            .bind(path)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
     }
 
     pub async fn add_conflict(&self, project_id: &str, path: &str) -> Result<()> {

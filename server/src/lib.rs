@@ -158,6 +158,12 @@ pub async fn serve(
         let _ = stopping_tx.send(());
         io.close().await;
     };
+    // No Nagle: a response's head and body go out at once, not 40 ms apart.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(%e, "TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
     let server = tokio::spawn(async move { server.await });
     // Requests still running this long after shutdown began are cut off.

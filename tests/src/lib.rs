@@ -482,7 +482,8 @@ impl ClientDir {
 
     /// Runs a CLI command to completion.
     pub async fn cmd(&self, args: &[&str]) -> Result<CmdOutput> {
-        let out = tokio::time::timeout(DEADLINE, self.command(args).output()).await.context("vidsync command hung")??;
+        // Generous: `join` downloads the whole project.
+        let out = tokio::time::timeout(DEADLINE * 6, self.command(args).output()).await.context("vidsync command hung")??;
         Ok(CmdOutput {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).to_string(),
@@ -576,6 +577,18 @@ impl RunningClient {
         self.seen.clear();
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// SIGKILL: the crash case.
+    pub async fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        child.start_kill()?;
+        child.wait().await?;
+        Ok(())
+    }
+
     /// SIGTERM and wait; fails if it does not exit cleanly.
     pub async fn stop(&mut self) -> Result<()> {
         let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
@@ -606,4 +619,32 @@ pub async fn linked_pair(server: &TestServer, b_mode: &str) -> Result<(ClientDir
     let bfolder = b.folder.to_string_lossy().to_string();
     b.ok(&["join", &code, &bfolder, "--mode", b_mode]).await?;
     Ok((a, b, id, server.api(&ta)))
+}
+
+/// Peak resident set (VmHWM) of a live process, in bytes.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Every file below `root` (relative path -> BLAKE3 hex), skipping `skip`.
+pub fn tree_hashes(root: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            let rel = p.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let mut h = blake3::Hasher::new();
+                h.update_reader(std::fs::File::open(&p)?)?;
+                out.insert(rel, h.finalize().to_hex().to_string());
+            }
+        }
+    }
+    Ok(out)
 }
