@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use vidsync_protocol::{Change, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest, UpdateResponse};
+use vidsync_protocol::{
+    Change, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest, UpdateResponse,
+};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -15,7 +17,11 @@ pub enum ApiError {
     Network { url: String, message: String },
     /// The server answered with an error status.
     #[error("{message}")]
-    Refused { status: u16, code: String, message: String },
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -46,13 +52,23 @@ impl ApiClient {
     pub fn new(server: &str, token: &str) -> Result<ApiClient, ApiError> {
         let base = server.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ApiError::Network { url: base, message: "the server URL must start with http:// or https://".into() });
+            return Err(ApiError::Network {
+                url: base,
+                message: "the server URL must start with http:// or https://".into(),
+            });
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| ApiError::Network { url: base.clone(), message: e.to_string() })?;
-        Ok(ApiClient { http, base, token: token.to_string() })
+            .map_err(|e| ApiError::Network {
+                url: base.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(ApiClient {
+            http,
+            base,
+            token: token.to_string(),
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -70,7 +86,10 @@ impl ApiClient {
             message = format!("{message}: {s}");
             src = s.source();
         }
-        ApiError::Network { url: self.base.clone(), message }
+        ApiError::Network {
+            url: self.base.clone(),
+            message,
+        }
     }
 
     async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ApiError> {
@@ -87,11 +106,17 @@ impl ApiClient {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token)
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token)
     }
 
     async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ApiError> {
-        let resp = rb.timeout(Duration::from_secs(60)).send().await.map_err(|e| self.net(e))?;
+        let resp = rb
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| self.net(e))?;
         self.decode(resp).await
     }
 
@@ -100,42 +125,96 @@ impl ApiClient {
         struct List {
             projects: Vec<Project>,
         }
-        let list: List = self.send(self.req(reqwest::Method::GET, "/api/projects")).await?;
+        let list: List = self
+            .send(self.req(reqwest::Method::GET, "/api/projects"))
+            .await?;
         Ok(list.projects)
     }
 
     pub async fn project(&self, id: &str) -> Result<Project, ApiError> {
-        self.send(self.req(reqwest::Method::GET, &format!("/api/projects/{id}"))).await
+        self.send(self.req(reqwest::Method::GET, &format!("/api/projects/{id}")))
+            .await
     }
 
     pub async fn create_project(&self, name: &str) -> Result<Project, ApiError> {
-        self.send(self.req(reqwest::Method::POST, "/api/projects").json(&json!({ "name": name }))).await
+        self.send(
+            self.req(reqwest::Method::POST, "/api/projects")
+                .json(&json!({ "name": name })),
+        )
+        .await
     }
 
     pub async fn create_invite(&self, project_id: &str) -> Result<Invite, ApiError> {
-        self.send(self.req(reqwest::Method::POST, &format!("/api/projects/{project_id}/invites")).json(&json!({}))).await
+        self.send(
+            self.req(
+                reqwest::Method::POST,
+                &format!("/api/projects/{project_id}/invites"),
+            )
+            .json(&json!({})),
+        )
+        .await
     }
 
     pub async fn accept_invite(&self, code: &str) -> Result<Project, ApiError> {
-        if code.is_empty() || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ApiError::Refused { status: 404, code: "not_found".into(), message: "unknown invite code".into() });
+        if code.is_empty()
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ApiError::Refused {
+                status: 404,
+                code: "not_found".into(),
+                message: "unknown invite code".into(),
+            });
         }
-        self.send(self.req(reqwest::Method::POST, &format!("/api/invites/{code}/accept")).json(&json!({}))).await
+        self.send(
+            self.req(
+                reqwest::Method::POST,
+                &format!("/api/invites/{code}/accept"),
+            )
+            .json(&json!({})),
+        )
+        .await
     }
 
-    pub async fn post_changes(&self, project_id: &str, client_id: &str, changes: &[Change]) -> Result<UpdateResponse, ApiError> {
-        let body = UpdateRequest { client_id: client_id.to_string(), changes: changes.to_vec() };
-        self.send(self.req(reqwest::Method::POST, &format!("/api/projects/{project_id}/files/update")).json(&body)).await
+    pub async fn post_changes(
+        &self,
+        project_id: &str,
+        client_id: &str,
+        changes: &[Change],
+    ) -> Result<UpdateResponse, ApiError> {
+        let body = UpdateRequest {
+            client_id: client_id.to_string(),
+            changes: changes.to_vec(),
+        };
+        self.send(
+            self.req(
+                reqwest::Method::POST,
+                &format!("/api/projects/{project_id}/files/update"),
+            )
+            .json(&body),
+        )
+        .await
     }
 
-    pub async fn events(&self, project_id: &str, since: u64, limit: u32) -> Result<EventsPage, ApiError> {
+    pub async fn events(
+        &self,
+        project_id: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<EventsPage, ApiError> {
         let path = format!("/api/projects/{project_id}/events?since_seq={since}&limit={limit}");
         self.send(self.req(reqwest::Method::GET, &path)).await
     }
 
     /// A page of events as raw JSON, so that one unreadable event (say, a
     /// path this client refuses) can be skipped without losing the page.
-    pub async fn raw_events(&self, project_id: &str, since: u64, limit: u32) -> Result<RawPage, ApiError> {
+    pub async fn raw_events(
+        &self,
+        project_id: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<RawPage, ApiError> {
         let path = format!("/api/projects/{project_id}/events?since_seq={since}&limit={limit}");
         self.send(self.req(reqwest::Method::GET, &path)).await
     }
@@ -151,12 +230,21 @@ impl ApiClient {
     ) -> Result<(), DownloadError> {
         use futures_util::StreamExt;
         use tokio::io::AsyncWriteExt;
-        let have = tokio::fs::metadata(dest).await.map(|m| m.len()).unwrap_or(0);
-        let mut rb = self.req(reqwest::Method::GET, &format!("/api/projects/{project_id}/blobs/{hash}"));
+        let have = tokio::fs::metadata(dest)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let mut rb = self.req(
+            reqwest::Method::GET,
+            &format!("/api/projects/{project_id}/blobs/{hash}"),
+        );
         if have > 0 {
             rb = rb.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
-        let resp = rb.send().await.map_err(|e| DownloadError::Api(self.net(e)))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| DownloadError::Api(self.net(e)))?;
         let status = resp.status().as_u16();
         let append = match status {
             206 => true,
@@ -183,10 +271,14 @@ impl ApiClient {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| DownloadError::Api(self.net(e)))?;
-            file.write_all(&chunk).await.map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
             progress(chunk.len() as u64);
         }
-        file.sync_all().await.map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
         drop(file);
         verify(dest, hash).await
     }
@@ -194,7 +286,10 @@ impl ApiClient {
     /// Whether the server already has a blob.
     pub async fn has_blob(&self, project_id: &str, hash: &ContentHash) -> Result<bool, ApiError> {
         let resp = self
-            .req(reqwest::Method::HEAD, &format!("/api/projects/{project_id}/blobs/{hash}"))
+            .req(
+                reqwest::Method::HEAD,
+                &format!("/api/projects/{project_id}/blobs/{hash}"),
+            )
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -207,14 +302,26 @@ impl ApiClient {
     }
 
     /// Streams a file up as the blob `hash`.
-    pub async fn put_blob(&self, project_id: &str, hash: &ContentHash, file: &Path) -> Result<(), ApiError> {
+    pub async fn put_blob(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+        file: &Path,
+    ) -> Result<(), ApiError> {
         let f = tokio::fs::File::open(file)
             .await
-            .map_err(|e| ApiError::Network { url: self.base.clone(), message: format!("{}: {e}", file.display()) })?;
+            .map_err(|e| ApiError::Network {
+                url: self.base.clone(),
+                message: format!("{}: {e}", file.display()),
+            })?;
         let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
         let resp = self
-            .req(reqwest::Method::PUT, &format!("/api/projects/{project_id}/blobs/{hash}"))
+            .req(
+                reqwest::Method::PUT,
+                &format!("/api/projects/{project_id}/blobs/{hash}"),
+            )
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body)
             .send()
@@ -262,7 +369,15 @@ async fn verify(dest: &Path, hash: &ContentHash) -> Result<(), DownloadError> {
 
 fn refusal(status: u16, bytes: &[u8]) -> ApiError {
     match serde_json::from_slice::<ErrorBody>(bytes) {
-        Ok(body) => ApiError::Refused { status, code: body.error.code.as_str().to_string(), message: body.error.message },
-        Err(_) => ApiError::Refused { status, code: "http".into(), message: format!("the server answered HTTP {status}") },
+        Ok(body) => ApiError::Refused {
+            status,
+            code: body.error.code.as_str().to_string(),
+            message: body.error.message,
+        },
+        Err(_) => ApiError::Refused {
+            status,
+            code: "http".into(),
+            message: format!("the server answered HTTP {status}"),
+        },
     }
 }

@@ -34,14 +34,23 @@ pub enum Plan {
 
 /// Decides what a remote event does to a path, given the hash on disk
 /// (`None`: no file) and the hash both sides last agreed on.
-pub fn plan(op: Op, remote: Option<ContentHash>, disk: Option<ContentHash>, base: Option<ContentHash>) -> Plan {
+pub fn plan(
+    op: Op,
+    remote: Option<ContentHash>,
+    disk: Option<ContentHash>,
+    base: Option<ContentHash>,
+) -> Plan {
     match (op, disk) {
         (Op::Delete, None) => Plan::Nothing,
-        (Op::Delete, Some(d)) => Plan::Delete { keep_local: base != Some(d) },
+        (Op::Delete, Some(d)) => Plan::Delete {
+            keep_local: base != Some(d),
+        },
         // A local delete loses to a remote write: the file comes back.
         (_, None) => Plan::Write { keep_local: false },
         (_, Some(d)) if Some(d) == remote => Plan::Adopt,
-        (_, Some(d)) => Plan::Write { keep_local: base != Some(d) },
+        (_, Some(d)) => Plan::Write {
+            keep_local: base != Some(d),
+        },
     }
 }
 
@@ -115,11 +124,34 @@ impl Applier {
             dir.push(c);
             match std::fs::symlink_metadata(&dir) {
                 Ok(m) if m.file_type().is_symlink() => {
-                    return Err(ApplyError::Unsafe(path.to_string(), "a directory on its way is a symlink"))
+                    return Err(ApplyError::Unsafe(
+                        path.to_string(),
+                        "a directory on its way is a symlink",
+                    ))
                 }
-                Ok(m) if !m.is_dir() => return Err(ApplyError::Unsafe(path.to_string(), "a file stands where a directory should be")),
+                Ok(m) if !m.is_dir() => {
+                    return Err(ApplyError::Unsafe(
+                        path.to_string(),
+                        "a file stands where a directory should be",
+                    ))
+                }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&dir).map_err(io(&dir))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    match std::fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        // Made meanwhile (another download into the same new directory).
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                            let m = std::fs::symlink_metadata(&dir).map_err(io(&dir))?;
+                            if m.file_type().is_symlink() || !m.is_dir() {
+                                return Err(ApplyError::Unsafe(
+                                    path.to_string(),
+                                    "a directory on its way is not a directory",
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(io(&dir)(e)),
+                    }
+                }
                 Err(e) => return Err(io(&dir)(e)),
             }
         }
@@ -129,7 +161,10 @@ impl Applier {
                 return Err(ApplyError::Unsafe(path.to_string(), "it is a symlink"));
             }
             if m.is_dir() {
-                return Err(ApplyError::Unsafe(path.to_string(), "a directory stands there"));
+                return Err(ApplyError::Unsafe(
+                    path.to_string(),
+                    "a directory stands there",
+                ));
             }
         }
         Ok(dir)
@@ -137,9 +172,14 @@ impl Applier {
 
     /// The hash of the file at `path` now (the index spares a re-hash when
     /// size and mtime still match).
-    async fn disk_hash(&self, path: &ProjectPath) -> Result<Option<(ContentHash, IndexEntry)>, ApplyError> {
+    async fn disk_hash(
+        &self,
+        path: &ProjectPath,
+    ) -> Result<Option<(ContentHash, IndexEntry)>, ApplyError> {
         let full = path.under(&self.root);
-        let Ok(meta) = std::fs::symlink_metadata(&full) else { return Ok(None) };
+        let Ok(meta) = std::fs::symlink_metadata(&full) else {
+            return Ok(None);
+        };
         if !meta.is_file() {
             return Ok(None);
         }
@@ -148,23 +188,45 @@ impl Applier {
             .await
             .map_err(|e| ApplyError::Io(full.display().to_string(), std::io::Error::other(e)))?
             .map_err(io(&full))?;
-        Ok(Some((hash, IndexEntry { size, mtime_ns: mtime_ns(&meta), hash })))
+        Ok(Some((
+            hash,
+            IndexEntry {
+                size,
+                mtime_ns: mtime_ns(&meta),
+                hash,
+            },
+        )))
     }
 
     /// Notes one of this client's own events: that version is agreed on.
     pub async fn note_own(&self, ev: &ProjectEvent) -> Result<(), ApplyError> {
-        self.state.set_base(&self.project_id, ev.change.path.as_str(), ev.change.hash.as_ref()).await?;
+        self.state
+            .set_base(
+                &self.project_id,
+                ev.change.path.as_str(),
+                ev.change.hash.as_ref(),
+            )
+            .await?;
         Ok(())
     }
 
     /// Applies a remote event; `progress` hears downloaded byte counts.
-    pub async fn apply(&self, ev: &ProjectEvent, progress: impl FnMut(u64)) -> Result<Applied, ApplyError> {
+    pub async fn apply(
+        &self,
+        ev: &ProjectEvent,
+        progress: impl FnMut(u64),
+    ) -> Result<Applied, ApplyError> {
         let path = &ev.change.path;
         let parent = self.safe_parent(path)?;
         let target = path.under(&self.root);
         let disk = self.disk_hash(path).await?;
         let base = self.state.base(&self.project_id, path.as_str()).await?;
-        let step = plan(ev.change.op, ev.change.hash, disk.as_ref().map(|d| d.0), base);
+        let step = plan(
+            ev.change.op,
+            ev.change.hash,
+            disk.as_ref().map(|d| d.0),
+            base,
+        );
         tracing::debug!(seq = ev.seq, %path, ?step, "applying");
         let base_after = ev.change.hash;
         let (done, entry) = match step {
@@ -173,11 +235,24 @@ impl Applier {
             Plan::Write { keep_local } => {
                 let hash = ev.change.hash.ok_or(ApplyError::NoHash(ev.seq))?;
                 let temp = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
-                self.api.download_blob(&self.project_id, &hash, &temp, progress).await?;
-                let conflict = if keep_local { Some(self.keep_local(path, &parent).await?) } else { None };
+                self.api
+                    .download_blob(&self.project_id, &hash, &temp, progress)
+                    .await?;
+                let conflict = if keep_local {
+                    Some(self.keep_local(path, &parent).await?)
+                } else {
+                    None
+                };
                 std::fs::rename(&temp, &target).map_err(io(&target))?;
                 let meta = std::fs::metadata(&target).map_err(io(&target))?;
-                (Applied::Wrote { conflict }, Some(IndexEntry { size: meta.len(), mtime_ns: mtime_ns(&meta), hash }))
+                (
+                    Applied::Wrote { conflict },
+                    Some(IndexEntry {
+                        size: meta.len(),
+                        mtime_ns: mtime_ns(&meta),
+                        hash,
+                    }),
+                )
             }
             Plan::Delete { keep_local } => {
                 let conflict = if keep_local {
@@ -192,7 +267,9 @@ impl Applier {
         };
         // Index, agreed version, and the end of whatever was queued for this
         // path (moot now), in one transaction.
-        self.state.applied(&self.project_id, path, entry.as_ref(), base_after.as_ref()).await?;
+        self.state
+            .applied(&self.project_id, path, entry.as_ref(), base_after.as_ref())
+            .await?;
         Ok(done)
     }
 
@@ -208,7 +285,11 @@ impl Applier {
         let from = path.under(&self.root);
         let to = parent.join(&name);
         std::fs::rename(&from, &to).map_err(io(&from))?;
-        let rel = to.strip_prefix(&self.root).unwrap_or(&to).to_string_lossy().to_string();
+        let rel = to
+            .strip_prefix(&self.root)
+            .unwrap_or(&to)
+            .to_string_lossy()
+            .to_string();
         self.state.add_conflict(&self.project_id, &rel).await?;
         tracing::warn!(path = %path, copy = %rel, "conflict: the local version is kept as a copy");
         Ok(rel)
@@ -249,24 +330,59 @@ mod tests {
         use Op::*;
         // Deletes.
         assert_eq!(plan(Delete, None, None, h("a")), Plan::Nothing);
-        assert_eq!(plan(Delete, None, h("a"), h("a")), Plan::Delete { keep_local: false });
-        assert_eq!(plan(Delete, None, h("edited"), h("a")), Plan::Delete { keep_local: true });
-        assert_eq!(plan(Delete, None, h("never synced"), None), Plan::Delete { keep_local: true });
+        assert_eq!(
+            plan(Delete, None, h("a"), h("a")),
+            Plan::Delete { keep_local: false }
+        );
+        assert_eq!(
+            plan(Delete, None, h("edited"), h("a")),
+            Plan::Delete { keep_local: true }
+        );
+        assert_eq!(
+            plan(Delete, None, h("never synced"), None),
+            Plan::Delete { keep_local: true }
+        );
         // Writes.
-        assert_eq!(plan(Create, h("r"), None, None), Plan::Write { keep_local: false });
-        assert_eq!(plan(Update, h("r"), None, h("a")), Plan::Write { keep_local: false }, "remote edit beats local delete");
+        assert_eq!(
+            plan(Create, h("r"), None, None),
+            Plan::Write { keep_local: false }
+        );
+        assert_eq!(
+            plan(Update, h("r"), None, h("a")),
+            Plan::Write { keep_local: false },
+            "remote edit beats local delete"
+        );
         assert_eq!(plan(Update, h("r"), h("r"), h("a")), Plan::Adopt);
-        assert_eq!(plan(Update, h("r"), h("a"), h("a")), Plan::Write { keep_local: false });
-        assert_eq!(plan(Update, h("r"), h("edited"), h("a")), Plan::Write { keep_local: true });
-        assert_eq!(plan(Create, h("r"), h("mine"), None), Plan::Write { keep_local: true }, "same name made on both sides");
+        assert_eq!(
+            plan(Update, h("r"), h("a"), h("a")),
+            Plan::Write { keep_local: false }
+        );
+        assert_eq!(
+            plan(Update, h("r"), h("edited"), h("a")),
+            Plan::Write { keep_local: true }
+        );
+        assert_eq!(
+            plan(Create, h("r"), h("mine"), None),
+            Plan::Write { keep_local: true },
+            "same name made on both sides"
+        );
     }
 
     #[test]
     fn conflict_names_keep_the_extension() {
         let at = time::macros::datetime!(2026-11-22 08:05:09 UTC);
         let p = |s: &str| ProjectPath::new(s).unwrap();
-        assert_eq!(conflict_name(&p("a/report.final.txt"), "c_1", at), "report.final.sync-conflict-20261122-080509-c_1.txt");
-        assert_eq!(conflict_name(&p("Makefile"), "c_1", at), "Makefile.sync-conflict-20261122-080509-c_1");
-        assert_eq!(conflict_name(&p(".bashrc"), "c_1", at), ".bashrc.sync-conflict-20261122-080509-c_1");
+        assert_eq!(
+            conflict_name(&p("a/report.final.txt"), "c_1", at),
+            "report.final.sync-conflict-20261122-080509-c_1.txt"
+        );
+        assert_eq!(
+            conflict_name(&p("Makefile"), "c_1", at),
+            "Makefile.sync-conflict-20261122-080509-c_1"
+        );
+        assert_eq!(
+            conflict_name(&p(".bashrc"), "c_1", at),
+            ".bashrc.sync-conflict-20261122-080509-c_1"
+        );
     }
 }

@@ -121,7 +121,9 @@ impl Config {
     pub fn credentials(&self) -> Result<(String, String)> {
         match (&self.server, &self.token) {
             (Some(s), Some(t)) => Ok((s.clone(), t.clone())),
-            _ => Err(Error::Config("not logged in: run `vidsync login --server URL --token TOKEN` first".into())),
+            _ => Err(Error::Config(
+                "not logged in: run `vidsync login --server URL --token TOKEN` first".into(),
+            )),
         }
     }
 
@@ -138,5 +140,7 @@ impl Config {
 
 /// The default config directory.
 pub fn default_dir() -> PathBuf {
-    dirs::config_dir().unwrap_or_else(|| PathBuf::from(".")).join("vidsync")
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("vidsync")
 }

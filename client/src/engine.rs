@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
@@ -30,6 +30,16 @@ pub use crate::feed::Connection;
 
 /// Changes posted per request.
 const UPLOAD_BATCH: u32 = 500;
+/// Blob uploads under way at once.
+const BLOB_CONCURRENCY: usize = 8;
+
+/// What became of a change's content.
+enum BlobOutcome {
+    Ready,
+    Superseded,
+    Retry(ApiError),
+    Refused(ApiError),
+}
 
 /// A folder's state as users see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,17 +60,46 @@ pub struct FolderStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EngineEvent {
-    StatusChanged { status: FolderStatus },
-    ChangeQueued { project_id: String, path: String, op: Op },
-    ChangeUploaded { project_id: String, path: String, op: Op, seq: u64 },
-    RemoteEvent { project_id: String, event: ProjectEvent },
+    StatusChanged {
+        status: FolderStatus,
+    },
+    ChangeQueued {
+        project_id: String,
+        path: String,
+        op: Op,
+    },
+    ChangeUploaded {
+        project_id: String,
+        path: String,
+        op: Op,
+        seq: u64,
+    },
+    RemoteEvent {
+        project_id: String,
+        event: ProjectEvent,
+    },
     /// A remote change is now in the folder ("Synced: path").
-    Applied { project_id: String, path: String, op: Op, seq: u64, conflict: Option<String> },
-    Error { project_id: Option<String>, message: String },
+    Applied {
+        project_id: String,
+        path: String,
+        op: Op,
+        seq: u64,
+        conflict: Option<String>,
+    },
+    Error {
+        project_id: Option<String>,
+        message: String,
+    },
 }
 
 /// The badge for a folder (DESIGN.md, "Badges").
-pub fn badge(queued: u64, connection: Connection, error: Option<&str>, conflicts: usize, paused: bool) -> String {
+pub fn badge(
+    queued: u64,
+    connection: Connection,
+    error: Option<&str>,
+    conflicts: usize,
+    paused: bool,
+) -> String {
     if paused {
         "paused".into()
     } else if error.is_some() {
@@ -163,7 +202,12 @@ impl Engine {
     }
 
     pub fn statuses(&self) -> Vec<FolderStatus> {
-        let mut v: Vec<FolderStatus> = self.inner.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
+        let mut v: Vec<FolderStatus> = self
+            .inner
+            .status
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
         v.sort_by(|a, b| a.name.cmp(&b.name).then(a.project_id.cmp(&b.project_id)));
         v
     }
@@ -174,7 +218,12 @@ impl Engine {
 
     /// Starts every linked folder.
     pub async fn start_all(&self) -> Result<()> {
-        let links = self.inner.folders_cfg.lock().map(|f| f.clone()).unwrap_or_default();
+        let links = self
+            .inner
+            .folders_cfg
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
         for link in links {
             self.start_folder(link).await?;
         }
@@ -198,10 +247,22 @@ impl Engine {
         std::fs::create_dir_all(&link.path).map_err(|e| Error::io(&link.path, e))?;
         if link.mode.sends() {
             let kick = Arc::new(Notify::new());
-            tasks.push(tokio::spawn(self.clone().watch_folder(link.clone(), kick.clone(), cancel.clone())));
-            tasks.push(tokio::spawn(self.clone().upload_folder(link.clone(), kick, cancel.clone())));
+            tasks.push(tokio::spawn(self.clone().watch_folder(
+                link.clone(),
+                kick.clone(),
+                cancel.clone(),
+            )));
+            tasks.push(tokio::spawn(self.clone().upload_folder(
+                link.clone(),
+                kick,
+                cancel.clone(),
+            )));
         }
-        self.inner.running.lock().await.insert(link.project_id.clone(), FolderRun { cancel, tasks });
+        self.inner
+            .running
+            .lock()
+            .await
+            .insert(link.project_id.clone(), FolderRun { cancel, tasks });
         tracing::info!(project = %link.project_id, path = %link.path.display(), mode = link.mode.as_str(), "folder started");
         // Told even if unchanged: a shell that subscribed just now learns it.
         self.update_status(&link.project_id, true).await;
@@ -230,7 +291,13 @@ impl Engine {
     }
 
     fn link(&self, project_id: &str) -> Option<FolderLink> {
-        self.inner.folders_cfg.lock().ok()?.iter().find(|f| f.project_id == project_id).cloned()
+        self.inner
+            .folders_cfg
+            .lock()
+            .ok()?
+            .iter()
+            .find(|f| f.project_id == project_id)
+            .cloned()
     }
 
     /// Recomputes a folder's status; tells the shell if it changed.
@@ -239,11 +306,23 @@ impl Engine {
     }
 
     async fn update_status(&self, project_id: &str, always: bool) {
-        let Some(link) = self.link(project_id) else { return };
-        let (queued, refused) = self.inner.state.outbox_summary(project_id).await.unwrap_or((0, None));
+        let Some(link) = self.link(project_id) else {
+            return;
+        };
+        let (queued, refused) = self
+            .inner
+            .state
+            .outbox_summary(project_id)
+            .await
+            .unwrap_or((0, None));
         let last_seq = self.inner.state.cursor(project_id).await.unwrap_or(0);
         let connection = self.inner.feed.connection();
-        let other = self.inner.errors.lock().ok().and_then(|e| e.get(project_id).cloned());
+        let other = self
+            .inner
+            .errors
+            .lock()
+            .ok()
+            .and_then(|e| e.get(project_id).cloned());
         let error = refused.or(other);
         let conflicts = self.conflict_count(&link).await;
         let status = FolderStatus {
@@ -271,12 +350,22 @@ impl Engine {
 
     /// Conflict copies this client made that are still in the folder.
     async fn conflict_count(&self, link: &FolderLink) -> usize {
-        let paths = self.inner.state.conflicts(&link.project_id).await.unwrap_or_default();
+        let paths = self
+            .inner
+            .state
+            .conflicts(&link.project_id)
+            .await
+            .unwrap_or_default();
         paths.iter().filter(|p| link.path.join(p).exists()).count()
     }
 
     async fn refresh_all(&self) {
-        let ids: Vec<String> = self.inner.folders_cfg.lock().map(|f| f.iter().map(|l| l.project_id.clone()).collect()).unwrap_or_default();
+        let ids: Vec<String> = self
+            .inner
+            .folders_cfg
+            .lock()
+            .map(|f| f.iter().map(|l| l.project_id.clone()).collect())
+            .unwrap_or_default();
         for id in ids {
             self.refresh_status(&id).await;
         }
@@ -292,7 +381,10 @@ impl Engine {
         let file = self.inner.dir.join("status.json");
         let tmp = self.inner.dir.join(".status.json.tmp");
         if let Ok(bytes) = serde_json::to_vec_pretty(&body) {
-            if std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &file)).is_err() {
+            if std::fs::write(&tmp, bytes)
+                .and_then(|_| std::fs::rename(&tmp, &file))
+                .is_err()
+            {
                 tracing::debug!("could not write status.json");
             }
         }
@@ -326,7 +418,11 @@ impl Engine {
                     }
                     self.refresh_status(&pid).await;
                 }
-                FeedEvent::Invalid { project_id, seq, message } => {
+                FeedEvent::Invalid {
+                    project_id,
+                    seq,
+                    message,
+                } => {
                     let message = format!("event {seq} skipped: {message}");
                     tracing::warn!(project = %project_id, %message);
                     let _ = self.inner.state.set_cursor(&project_id, seq).await;
@@ -334,14 +430,23 @@ impl Engine {
                         t.insert(project_id.clone(), seq);
                     }
                     self.set_error(&project_id, Some(message.clone()));
-                    self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
+                    self.emit(EngineEvent::Error {
+                        project_id: Some(project_id.clone()),
+                        message,
+                    });
                     self.refresh_status(&project_id).await;
                 }
                 FeedEvent::Connection(_) => self.refresh_all().await,
-                FeedEvent::Error { project_id, message } => {
+                FeedEvent::Error {
+                    project_id,
+                    message,
+                } => {
                     tracing::warn!(project = %project_id, %message, "feed error");
                     self.set_error(&project_id, Some(message.clone()));
-                    self.emit(EngineEvent::Error { project_id: Some(project_id.clone()), message });
+                    self.emit(EngineEvent::Error {
+                        project_id: Some(project_id.clone()),
+                        message,
+                    });
                     self.refresh_status(&project_id).await;
                 }
             }
@@ -361,12 +466,17 @@ impl Engine {
     /// One event of the log: our own echo is noted as agreed; a remote one
     /// is applied to receiving folders and told to the shell.
     async fn take_in(&self, ev: &ProjectEvent) {
-        let Some(link) = self.link(&ev.project_id) else { return };
+        let Some(link) = self.link(&ev.project_id) else {
+            return;
+        };
         let pid = &ev.project_id;
         let own = ev.origin.client_id == self.inner.client_id;
         if link.mode == Mode::Send {
             if !own {
-                self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev.clone() });
+                self.emit(EngineEvent::RemoteEvent {
+                    project_id: pid.clone(),
+                    event: ev.clone(),
+                });
             }
             return;
         }
@@ -378,11 +488,15 @@ impl Engine {
             return;
         }
         tracing::debug!(project = %pid, seq = ev.seq, path = %ev.change.path, "remote event");
-        self.emit(EngineEvent::RemoteEvent { project_id: pid.clone(), event: ev.clone() });
+        self.emit(EngineEvent::RemoteEvent {
+            project_id: pid.clone(),
+            event: ev.clone(),
+        });
         match applier.apply(ev, |_| {}).await {
             Ok(applied) => {
                 let conflict = match applied {
-                    crate::apply::Applied::Wrote { conflict } | crate::apply::Applied::Deleted { conflict } => conflict,
+                    crate::apply::Applied::Wrote { conflict }
+                    | crate::apply::Applied::Deleted { conflict } => conflict,
                     _ => None,
                 };
                 self.set_error(pid, None);
@@ -398,7 +512,10 @@ impl Engine {
                 let message = format!("could not apply event {} ({}): {e}", ev.seq, ev.change.path);
                 tracing::warn!(project = %pid, %message);
                 self.set_error(pid, Some(message.clone()));
-                self.emit(EngineEvent::Error { project_id: Some(pid.clone()), message });
+                self.emit(EngineEvent::Error {
+                    project_id: Some(pid.clone()),
+                    message,
+                });
             }
         }
     }
@@ -406,11 +523,25 @@ impl Engine {
     async fn record_diffs(&self, link: &FolderLink, diffs: Vec<scan::Diff>) -> usize {
         let mut queued = 0;
         for d in diffs {
-            match self.inner.state.record(&link.project_id, &d.path, d.change.as_ref(), d.entry.as_ref()).await {
+            match self
+                .inner
+                .state
+                .record(
+                    &link.project_id,
+                    &d.path,
+                    d.change.as_ref(),
+                    d.entry.as_ref(),
+                )
+                .await
+            {
                 Ok(()) => {
                     if let Some(c) = d.change {
                         queued += 1;
-                        self.emit(EngineEvent::ChangeQueued { project_id: link.project_id.clone(), path: c.path.to_string(), op: c.op });
+                        self.emit(EngineEvent::ChangeQueued {
+                            project_id: link.project_id.clone(),
+                            path: c.path.to_string(),
+                            op: c.op,
+                        });
                     }
                 }
                 Err(e) => tracing::error!(%e, path = %d.path, "could not record a change"),
@@ -426,15 +557,25 @@ impl Engine {
             Ok(w) => w,
             Err(e) => {
                 self.set_error(&link.project_id, Some(e.to_string()));
-                self.emit(EngineEvent::Error { project_id: Some(link.project_id.clone()), message: e.to_string() });
+                self.emit(EngineEvent::Error {
+                    project_id: Some(link.project_id.clone()),
+                    message: e.to_string(),
+                });
                 self.refresh_status(&link.project_id).await;
                 return;
             }
         };
         let mut rules = IgnoreRules::load(&root);
-        let index = self.inner.state.index(&link.project_id).await.unwrap_or_default();
+        let index = self
+            .inner
+            .state
+            .index(&link.project_id)
+            .await
+            .unwrap_or_default();
         let (r2, rules2) = (root.clone(), rules.clone());
-        let diffs = tokio::task::spawn_blocking(move || scan::scan(&r2, &rules2, &index)).await.unwrap_or_default();
+        let diffs = tokio::task::spawn_blocking(move || scan::scan(&r2, &rules2, &index))
+            .await
+            .unwrap_or_default();
         let n = self.record_diffs(&link, diffs).await;
         tracing::info!(project = %link.project_id, changes = n, "start-up scan done");
         kick.notify_one();
@@ -447,9 +588,17 @@ impl Engine {
             if paths.iter().any(|p| p == &root.join(scan::IGNORE_FILE)) {
                 rules = IgnoreRules::load(&root);
             }
-            let index = self.inner.state.index(&link.project_id).await.unwrap_or_default();
+            let index = self
+                .inner
+                .state
+                .index(&link.project_id)
+                .await
+                .unwrap_or_default();
             let (r2, rules2) = (root.clone(), rules.clone());
-            let diffs = tokio::task::spawn_blocking(move || scan::rescan(&r2, &rules2, &index, &paths)).await.unwrap_or_default();
+            let diffs =
+                tokio::task::spawn_blocking(move || scan::rescan(&r2, &rules2, &index, &paths))
+                    .await
+                    .unwrap_or_default();
             if self.record_diffs(&link, diffs).await > 0 {
                 kick.notify_one();
                 self.refresh_status(&link.project_id).await;
@@ -489,7 +638,16 @@ impl Engine {
             // Catch up first, and hold off the applier while posting: a
             // remote change to a path we changed is then applied (keeping
             // ours as a conflict copy) before ours could go up.
-            if !link.mode.sends() || self.inner.state.outbox_summary(pid).await.map(|s| s.0).unwrap_or(0) == 0 {
+            if !link.mode.sends()
+                || self
+                    .inner
+                    .state
+                    .outbox_summary(pid)
+                    .await
+                    .map(|s| s.0)
+                    .unwrap_or(0)
+                    == 0
+            {
                 return Ok(());
             }
             self.wait_caught_up(pid).await?;
@@ -504,32 +662,24 @@ impl Engine {
             if batch.is_empty() {
                 return Ok(());
             }
-            let mut send = Vec::with_capacity(batch.len());
+            // Blobs first, several at a time; results in batch order.
+            let outcomes: Vec<(crate::state::Queued, BlobOutcome)> =
+                futures_util::stream::iter(batch.into_iter().map(|q| async move {
+                    let outcome = self.ensure_blob(pid, &link.path, &q.change).await;
+                    (q, outcome)
+                }))
+                .buffered(BLOB_CONCURRENCY)
+                .collect()
+                .await;
+            let mut send = Vec::with_capacity(outcomes.len());
             let mut superseded = Vec::new();
-            for q in batch {
-                if let Some(hash) = q.change.hash {
-                    let file = q.change.path.under(&link.path);
-                    if !self.inner.api.has_blob(pid, &hash).await? {
-                        match self.inner.api.put_blob(pid, &hash, &file).await {
-                            Ok(()) => {}
-                            // The file changed or went since: a newer change covers it.
-                            Err(ApiError::Refused { status: 422, .. }) => {
-                                superseded.push(q.id);
-                                continue;
-                            }
-                            Err(e) if !file.exists() && e.retryable() => {
-                                superseded.push(q.id);
-                                continue;
-                            }
-                            Err(e) if e.retryable() => return Err(e),
-                            Err(e) => {
-                                self.refuse(pid, &[q.id], &e).await;
-                                continue;
-                            }
-                        }
-                    }
+            for (q, outcome) in outcomes {
+                match outcome {
+                    BlobOutcome::Ready => send.push(q),
+                    BlobOutcome::Superseded => superseded.push(q.id),
+                    BlobOutcome::Retry(e) => return Err(e),
+                    BlobOutcome::Refused(e) => self.refuse(pid, &[q.id], &e).await,
                 }
-                send.push(q);
             }
             if !superseded.is_empty() {
                 let _ = self.inner.state.outbox_remove(&superseded).await;
@@ -539,14 +689,24 @@ impl Engine {
             }
             let changes: Vec<_> = send.iter().map(|q| q.change.clone()).collect();
             let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
-            match self.inner.api.post_changes(pid, &self.inner.client_id, &changes).await {
+            match self
+                .inner
+                .api
+                .post_changes(pid, &self.inner.client_id, &changes)
+                .await
+            {
                 Ok(resp) => {
                     if let Err(e) = self.inner.state.outbox_remove(&ids).await {
                         tracing::error!(%e, "clearing the outbox");
                     }
                     self.set_error(pid, None);
                     for (c, ev) in changes.iter().zip(resp.events.iter()) {
-                        self.emit(EngineEvent::ChangeUploaded { project_id: pid.clone(), path: c.path.to_string(), op: c.op, seq: ev.seq });
+                        self.emit(EngineEvent::ChangeUploaded {
+                            project_id: pid.clone(),
+                            path: c.path.to_string(),
+                            op: c.op,
+                            seq: ev.seq,
+                        });
                     }
                     tracing::debug!(project = %pid, n = changes.len(), head = resp.head_seq, "changes posted");
                 }
@@ -556,15 +716,51 @@ impl Engine {
         }
     }
 
+    /// Makes sure the server has the content a change names.
+    async fn ensure_blob(
+        &self,
+        pid: &str,
+        root: &Path,
+        change: &vidsync_protocol::Change,
+    ) -> BlobOutcome {
+        let Some(hash) = change.hash else {
+            return BlobOutcome::Ready;
+        };
+        let file = change.path.under(root);
+        match self.inner.api.has_blob(pid, &hash).await {
+            Ok(true) => return BlobOutcome::Ready,
+            Ok(false) => {}
+            Err(e) if e.retryable() => return BlobOutcome::Retry(e),
+            Err(e) => return BlobOutcome::Refused(e),
+        }
+        match self.inner.api.put_blob(pid, &hash, &file).await {
+            Ok(()) => BlobOutcome::Ready,
+            // The file changed or went since: a newer change covers it.
+            Err(ApiError::Refused { status: 422, .. }) => BlobOutcome::Superseded,
+            Err(e) if e.retryable() && !file.exists() => BlobOutcome::Superseded,
+            Err(e) if e.retryable() => BlobOutcome::Retry(e),
+            Err(e) => BlobOutcome::Refused(e),
+        }
+    }
+
     async fn wait_caught_up(&self, project_id: &str) -> std::result::Result<(), ApiError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let caught_up = || {
-            let taken = self.inner.taken.lock().ok().and_then(|t| t.get(project_id).copied()).unwrap_or(0);
+            let taken = self
+                .inner
+                .taken
+                .lock()
+                .ok()
+                .and_then(|t| t.get(project_id).copied())
+                .unwrap_or(0);
             self.inner.feed.head(project_id).is_some_and(|h| taken >= h)
         };
         while !caught_up() {
             if tokio::time::Instant::now() >= deadline {
-                return Err(ApiError::Network { url: self.inner.api.base().to_string(), message: "not caught up with the event log yet".into() });
+                return Err(ApiError::Network {
+                    url: self.inner.api.base().to_string(),
+                    message: "not caught up with the event log yet".into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -577,17 +773,15 @@ impl Engine {
         if let Err(err) = self.inner.state.outbox_fail(ids, &message).await {
             tracing::error!(%err, "parking a refused change");
         }
-        self.emit(EngineEvent::Error { project_id: Some(project_id.to_string()), message });
+        self.emit(EngineEvent::Error {
+            project_id: Some(project_id.to_string()),
+            message,
+        });
     }
 }
 
 fn retry_delays() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
+    crate::backoff(Duration::from_millis(500), Duration::from_secs(30))
 }
 
 #[cfg(test)]
@@ -599,7 +793,10 @@ mod tests {
         assert_eq!(badge(0, Connection::Live, None, 0, false), "up to date");
         assert_eq!(badge(3, Connection::Live, None, 0, false), "syncing (3)");
         assert_eq!(badge(3, Connection::Polling, None, 0, false), "syncing (3)");
-        assert_eq!(badge(2, Connection::Offline, None, 0, false), "offline (2 queued)");
+        assert_eq!(
+            badge(2, Connection::Offline, None, 0, false),
+            "offline (2 queued)"
+        );
         assert_eq!(badge(0, Connection::Offline, None, 0, false), "up to date");
         assert_eq!(badge(2, Connection::Live, Some("nope"), 1, false), "error");
         assert_eq!(badge(0, Connection::Live, None, 2, false), "conflict (2)");

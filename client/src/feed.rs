@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
 use rust_socketio::{Event, Payload, TransportType};
@@ -21,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use vidsync_protocol::{ProjectEvent, SubscribeAck, EV_PROJECT_EVENT, EV_SUBSCRIBE, EV_UNSUBSCRIBE};
+use vidsync_protocol::{
+    ProjectEvent, SubscribeAck, EV_PROJECT_EVENT, EV_SUBSCRIBE, EV_UNSUBSCRIBE,
+};
 
 use crate::api::ApiClient;
 use crate::Transport;
@@ -52,10 +53,17 @@ pub enum FeedEvent {
     Event(ProjectEvent),
     /// The next seq of a project, but not an event this client accepts
     /// (a bad path, a malformed body): skipped, and said so.
-    Invalid { project_id: String, seq: u64, message: String },
+    Invalid {
+        project_id: String,
+        seq: u64,
+        message: String,
+    },
     Connection(Connection),
     /// A refusal about one project (e.g. no longer a member).
-    Error { project_id: String, message: String },
+    Error {
+        project_id: String,
+        message: String,
+    },
 }
 
 /// Page size when polling or filling a gap.
@@ -73,7 +81,11 @@ impl RawEvent {
         let project_id = v.get("project_id")?.as_str()?.to_string();
         let seq = v.get("seq")?.as_u64()?;
         let event = serde_json::from_value::<ProjectEvent>(v).map_err(|e| e.to_string());
-        Some(RawEvent { project_id, seq, event })
+        Some(RawEvent {
+            project_id,
+            seq,
+            event,
+        })
     }
 }
 
@@ -106,7 +118,11 @@ impl LiveFeed {
     ) -> (LiveFeed, mpsc::UnboundedReceiver<FeedEvent>) {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let initial = if transport == Transport::PollingOnly { Connection::Polling } else { Connection::Offline };
+        let initial = if transport == Transport::PollingOnly {
+            Connection::Polling
+        } else {
+            Connection::Offline
+        };
         let (conn_tx, conn_rx) = watch::channel(initial);
         let shared = Arc::new(Shared {
             api,
@@ -122,7 +138,11 @@ impl LiveFeed {
         tokio::spawn(report_connection(shared.clone(), conn_rx, cancel.clone()));
         tokio::spawn(poll(shared.clone(), poll_interval, cancel.clone()));
         if transport != Transport::PollingOnly {
-            tokio::spawn(run_socket(shared.clone(), transport == Transport::WebsocketOnly, cancel));
+            tokio::spawn(run_socket(
+                shared.clone(),
+                transport == Transport::WebsocketOnly,
+                cancel,
+            ));
         }
         (LiveFeed { shared }, out_rx)
     }
@@ -133,7 +153,11 @@ impl LiveFeed {
 
     /// The newest head the server reported for a project, if any yet.
     pub fn head(&self, project_id: &str) -> Option<u64> {
-        self.shared.heads.lock().ok().and_then(|h| h.get(project_id).copied())
+        self.shared
+            .heads
+            .lock()
+            .ok()
+            .and_then(|h| h.get(project_id).copied())
     }
 
     /// Moves a project's cursor forward (after a catch-up done elsewhere).
@@ -186,7 +210,11 @@ fn set_conn(shared: &Shared, c: Connection) {
     });
 }
 
-async fn report_connection(shared: Arc<Shared>, mut rx: watch::Receiver<Connection>, cancel: CancellationToken) {
+async fn report_connection(
+    shared: Arc<Shared>,
+    mut rx: watch::Receiver<Connection>,
+    cancel: CancellationToken,
+) {
     let first = *rx.borrow_and_update();
     let _ = shared.out.send(FeedEvent::Connection(first));
     loop {
@@ -203,13 +231,19 @@ async fn report_connection(shared: Arc<Shared>, mut rx: watch::Receiver<Connecti
 }
 
 /// Dedupes by seq, fills gaps from the log, hands events on in order.
-async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<RawEvent>, cancel: CancellationToken) {
+async fn process(
+    shared: Arc<Shared>,
+    mut raw: mpsc::UnboundedReceiver<RawEvent>,
+    cancel: CancellationToken,
+) {
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => return,
             ev = raw.recv() => match ev { Some(ev) => ev, None => return },
         };
-        let Some(cursor) = cursor_of(&shared, &ev.project_id) else { continue };
+        let Some(cursor) = cursor_of(&shared, &ev.project_id) else {
+            continue;
+        };
         note_head(&shared, &ev.project_id, ev.seq);
         if ev.seq <= cursor {
             continue;
@@ -221,7 +255,12 @@ async fn process(shared: Arc<Shared>, mut raw: mpsc::UnboundedReceiver<RawEvent>
                 match shared.api.raw_events(&ev.project_id, at, PAGE).await {
                     Ok(page) if !page.events.is_empty() => {
                         note_head(&shared, &ev.project_id, page.head_seq);
-                        for e in page.events.into_iter().filter_map(RawEvent::from_value).filter(|e| e.seq < ev.seq) {
+                        for e in page
+                            .events
+                            .into_iter()
+                            .filter_map(RawEvent::from_value)
+                            .filter(|e| e.seq < ev.seq)
+                        {
                             at = hand_on(&shared, e).unwrap_or(at);
                         }
                     }
@@ -253,7 +292,11 @@ fn hand_on(shared: &Shared, ev: RawEvent) -> Option<u64> {
     let seq = ev.seq;
     let msg = match ev.event {
         Ok(e) => FeedEvent::Event(e),
-        Err(message) => FeedEvent::Invalid { project_id: ev.project_id, seq, message },
+        Err(message) => FeedEvent::Invalid {
+            project_id: ev.project_id,
+            seq,
+            message,
+        },
     };
     let _ = shared.out.send(msg);
     Some(seq)
@@ -265,16 +308,22 @@ async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
         // A socket that is up but never got its subscribe acks: ask again.
         if shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() != Connection::Live {
             if let Some(client) = shared.client.lock().await.clone() {
-                let projects: Vec<(String, u64)> =
-                    shared.cursors.lock().map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+                let projects: Vec<(String, u64)> = shared
+                    .cursors
+                    .lock()
+                    .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default();
                 for (pid, since) in projects {
                     subscribe(&shared, &client, &pid, since).await;
                 }
             }
         }
         if !(shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() == Connection::Live) {
-            let projects: Vec<(String, u64)> =
-                shared.cursors.lock().map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+            let projects: Vec<(String, u64)> = shared
+                .cursors
+                .lock()
+                .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default();
             let mut reachable = true;
             for (pid, since) in projects {
                 let mut since = since;
@@ -297,7 +346,10 @@ async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
                             break;
                         }
                         Err(e) => {
-                            let _ = shared.out.send(FeedEvent::Error { project_id: pid.clone(), message: e.to_string() });
+                            let _ = shared.out.send(FeedEvent::Error {
+                                project_id: pid.clone(),
+                                message: e.to_string(),
+                            });
                             break;
                         }
                     }
@@ -306,8 +358,16 @@ async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
                     break;
                 }
             }
-            if !shared.socket_up.load(Ordering::SeqCst) || *shared.conn.borrow() != Connection::Live {
-                set_conn(&shared, if reachable { Connection::Polling } else { Connection::Offline });
+            if !shared.socket_up.load(Ordering::SeqCst) || *shared.conn.borrow() != Connection::Live
+            {
+                set_conn(
+                    &shared,
+                    if reachable {
+                        Connection::Polling
+                    } else {
+                        Connection::Offline
+                    },
+                );
             }
         }
         tokio::select! {
@@ -338,8 +398,14 @@ async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id: &str, sinc
                             set_conn(&shared, Connection::Live);
                         }
                     } else {
-                        let message = ack.error.map(|e| e.message).unwrap_or_else(|| "subscription refused".into());
-                        let _ = shared.out.send(FeedEvent::Error { project_id: pid, message });
+                        let message = ack
+                            .error
+                            .map(|e| e.message)
+                            .unwrap_or_else(|| "subscription refused".into());
+                        let _ = shared.out.send(FeedEvent::Error {
+                            project_id: pid,
+                            message,
+                        });
                     }
                 }
                 .boxed()
@@ -353,10 +419,16 @@ async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id: &str, sinc
 
 /// rust_socketio hands an ack's argument list over as `[[ack]]` or `[ack]`.
 fn ack_of(p: Payload) -> Option<SubscribeAck> {
-    let Payload::Text(values) = p else { return None };
+    let Payload::Text(values) = p else {
+        return None;
+    };
     let mut v = values.into_iter().next()?;
     if let Value::Array(mut inner) = v {
-        v = if inner.is_empty() { return None } else { inner.remove(0) };
+        v = if inner.is_empty() {
+            return None;
+        } else {
+            inner.remove(0)
+        };
     }
     serde_json::from_value(v).ok()
 }
@@ -375,7 +447,11 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
         let s_close = shared.clone();
         let s_error = shared.clone();
         let builder = ClientBuilder::new(shared.api.base())
-            .transport_type(if websocket_only { TransportType::Websocket } else { TransportType::Any })
+            .transport_type(if websocket_only {
+                TransportType::Websocket
+            } else {
+                TransportType::Any
+            })
             .auth(json!({ "token": shared.api.token() }))
             .reconnect(true)
             .reconnect_on_disconnect(true)
@@ -408,7 +484,9 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
                                 Some(ev) => {
                                     let _ = shared.raw.send(ev);
                                 }
-                                None => tracing::warn!("project:event without project_id or seq skipped"),
+                                None => tracing::warn!(
+                                    "project:event without project_id or seq skipped"
+                                ),
                             }
                         }
                     }
@@ -473,11 +551,7 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
     }
 }
 
+/// Reconnect delays: 0.5 s doubling to 8 s, with jitter.
 fn backoff() -> impl Iterator<Item = Duration> {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(8))
-        .with_jitter()
-        .without_max_times()
-        .build()
+    crate::backoff(Duration::from_millis(500), Duration::from_secs(8))
 }

@@ -7,15 +7,22 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use vidsync_client::api::{ApiClient, ApiError};
 use vidsync_client::feed::{FeedEvent, LiveFeed};
-use vidsync_client::{config, Config, Engine, EngineEvent, FolderLink, FolderStatus, Mode, Transport};
+use vidsync_client::{
+    config, Config, Engine, EngineEvent, FolderLink, FolderStatus, Mode, Transport,
+};
 use vidsync_protocol::ProjectEvent;
 
 #[derive(Parser)]
-#[command(name = "vidsync", version, about = "Vidsync: live project-folder sync through your own server")]
+#[command(
+    name = "vidsync",
+    version,
+    about = "Vidsync: live project-folder sync through your own server"
+)]
 struct Cli {
     /// Where settings and local state live (several clients can share a machine).
     #[arg(long, env = "VIDSYNC_CONFIG_DIR", global = true)]
@@ -87,7 +94,9 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -132,39 +141,76 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
             cfg.server = Some(api.base().to_string());
             cfg.token = Some(token);
             cfg.save(dir)?;
-            println!("logged in to {} ({} project(s) visible)", api.base(), projects.len());
+            println!(
+                "logged in to {} ({} project(s) visible)",
+                api.base(),
+                projects.len()
+            );
         }
         Command::Share { dir: folder, name } => {
             let mut cfg = Config::load(dir)?;
             let api = api_of(&cfg)?;
             let path = absolute(&folder)?;
-            let name = name.unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "project".into()));
+            let name = name.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "project".into())
+            });
             let project = api.create_project(&name).await.map_err(explain)?;
-            cfg.link(FolderLink { project_id: project.id.clone(), name: project.name, path, mode: Mode::SendReceive });
+            cfg.link(FolderLink {
+                project_id: project.id.clone(),
+                name: project.name,
+                path,
+                mode: Mode::SendReceive,
+            });
             cfg.save(dir)?;
             println!("{}", project.id);
         }
         Command::Invite { project_id } => {
             let cfg = Config::load(dir)?;
-            let invite = api_of(&cfg)?.create_invite(&project_id).await.map_err(explain)?;
+            let invite = api_of(&cfg)?
+                .create_invite(&project_id)
+                .await
+                .map_err(explain)?;
             println!("{}", invite.code);
         }
-        Command::Join { code, dir: folder, mode } => {
+        Command::Join {
+            code,
+            dir: folder,
+            mode,
+        } => {
             let mut cfg = Config::load(dir)?;
             let api = api_of(&cfg)?;
             let project = api.accept_invite(&code).await.map_err(|e| match e {
-                ApiError::Refused { status: 404, .. } => anyhow!("unknown or expired invite code {code:?}"),
+                ApiError::Refused { status: 404, .. } => {
+                    anyhow!("unknown or expired invite code {code:?}")
+                }
                 e => explain(e),
             })?;
             let path = absolute(&folder)?;
-            cfg.link(FolderLink { project_id: project.id.clone(), name: project.name.clone(), path: path.clone(), mode });
+            cfg.link(FolderLink {
+                project_id: project.id.clone(),
+                name: project.name.clone(),
+                path: path.clone(),
+                mode,
+            });
             cfg.save(dir)?;
-            println!("joined {} ({}) in {} as {}", project.name, project.id, path.display(), mode.as_str());
+            println!(
+                "joined {} ({}) in {} as {}",
+                project.name,
+                project.id,
+                path.display(),
+                mode.as_str()
+            );
             if mode != Mode::Send {
                 catch_up(dir, &cfg, &api, &project.id, &path).await?;
             }
         }
-        Command::Set { transport, debounce_ms, poll_interval_ms } => {
+        Command::Set {
+            transport,
+            debounce_ms,
+            poll_interval_ms,
+        } => {
             let mut cfg = Config::load(dir)?;
             if let Some(t) = transport {
                 cfg.transport = t;
@@ -177,16 +223,30 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
             }
             cfg.save(dir)?;
         }
-        Command::Run { debounce_ms, transport, json } => run_engine(dir, debounce_ms, transport, json).await?,
+        Command::Run {
+            debounce_ms,
+            transport,
+            json,
+        } => run_engine(dir, debounce_ms, transport, json).await?,
         Command::Status { json } => status(dir, json).await?,
-        Command::Log { project_id, follow, json } => log(dir, &project_id, follow, json).await?,
+        Command::Log {
+            project_id,
+            follow,
+            json,
+        } => log(dir, &project_id, follow, json).await?,
     }
     Ok(())
 }
 
 /// Brings a newly joined folder to the project's current state: the newest
 /// version of every path, downloaded with a progress bar on a terminal.
-async fn catch_up(dir: &Path, cfg: &Config, api: &ApiClient, project_id: &str, root: &Path) -> Result<()> {
+async fn catch_up(
+    dir: &Path,
+    cfg: &Config,
+    api: &ApiClient,
+    project_id: &str,
+    root: &Path,
+) -> Result<()> {
     use std::collections::BTreeMap;
     use vidsync_client::api::RawPage;
     let state = vidsync_client::state::LocalState::open(dir).await?;
@@ -194,7 +254,10 @@ async fn catch_up(dir: &Path, cfg: &Config, api: &ApiClient, project_id: &str, r
     let mut since = 0;
     let mut head = 0;
     loop {
-        let page: RawPage = api.raw_events(project_id, since, 1000).await.map_err(explain)?;
+        let page: RawPage = api
+            .raw_events(project_id, since, 1000)
+            .await
+            .map_err(explain)?;
         head = head.max(page.head_seq);
         let n = page.events.len();
         for v in page.events {
@@ -213,13 +276,22 @@ async fn catch_up(dir: &Path, cfg: &Config, api: &ApiClient, project_id: &str, r
     }
     let mut todo: Vec<ProjectEvent> = latest.into_values().collect();
     todo.sort_by_key(|e| e.seq);
-    let total_bytes: u64 = todo.iter().filter(|e| e.change.op != vidsync_protocol::Op::Delete).filter_map(|e| e.change.size).sum();
+    let total_bytes: u64 = todo
+        .iter()
+        .filter(|e| e.change.op != vidsync_protocol::Op::Delete)
+        .filter_map(|e| e.change.size)
+        .sum();
     let files = todo.len();
-    let bar = indicatif::ProgressBar::with_draw_target(Some(total_bytes), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total_bytes),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let applier = vidsync_client::apply::Applier {
         api: api.clone(),
@@ -228,29 +300,36 @@ async fn catch_up(dir: &Path, cfg: &Config, api: &ApiClient, project_id: &str, r
         project_id: project_id.to_string(),
         client_id: cfg.client_id.clone(),
     };
-    let mut failed = 0;
-    for (i, ev) in todo.iter().enumerate() {
-        bar.set_message(format!("{}/{files} files", i + 1));
-        let before = bar.position();
-        let mut got = 0;
-        let res = applier
-            .apply(ev, |n| {
-                got += n;
-                bar.set_position(before + got);
-            })
-            .await;
-        if let Err(e) = res {
-            failed += 1;
-            bar.suspend(|| eprintln!("vidsync: {}: {e}", ev.change.path));
+    // Distinct paths: several downloads at once.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<bool> = futures_util::stream::iter(todo.iter().map(|ev| {
+        let (applier, bar, done) = (&applier, &bar, &done);
+        async move {
+            let res = applier.apply(ev, |n| bar.inc(n)).await;
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.set_message(format!("{n}/{files} files"));
+            match res {
+                Ok(_) => true,
+                Err(e) => {
+                    bar.suspend(|| eprintln!("vidsync: {}: {e}", ev.change.path));
+                    false
+                }
+            }
         }
-        bar.set_position(before + ev.change.size.unwrap_or(0));
-    }
+    }))
+    .buffer_unordered(8)
+    .collect()
+    .await;
+    let failed = results.iter().filter(|ok| !**ok).count();
     bar.finish_and_clear();
     if failed == 0 {
         state.set_cursor(project_id, head).await?;
         println!("{files} path(s) brought up to seq {head}");
     } else {
-        println!("{} of {files} path(s) could not be brought over; `vidsync run` will try again", failed);
+        println!(
+            "{} of {files} path(s) could not be brought over; `vidsync run` will try again",
+            failed
+        );
     }
     state.close().await;
     Ok(())
@@ -268,7 +347,12 @@ async fn shutdown_signal() {
     tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }
 
-async fn run_engine(dir: &Path, debounce_ms: Option<u64>, transport: Option<Transport>, json: bool) -> Result<()> {
+async fn run_engine(
+    dir: &Path,
+    debounce_ms: Option<u64>,
+    transport: Option<Transport>,
+    json: bool,
+) -> Result<()> {
     let mut cfg = Config::load(dir)?;
     if cfg.folders.is_empty() {
         bail!("no linked folders: use `vidsync share DIR` or `vidsync join CODE DIR` first");
@@ -293,7 +377,9 @@ async fn drive(engine: Engine, json: bool) -> Result<()> {
         loop {
             match events.recv().await {
                 Ok(ev) => print_engine_event(&ev, json),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(skipped = n, "output fell behind"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "output fell behind")
+                }
                 Err(_) => return,
             }
         }
@@ -314,8 +400,12 @@ fn print_engine_event(ev: &EngineEvent, json: bool) {
     }
     match ev {
         EngineEvent::StatusChanged { status } => println!("{}", status_line(status)),
-        EngineEvent::ChangeQueued { path, op, .. } => println!("queued    {:<6} {path}", op.as_str()),
-        EngineEvent::ChangeUploaded { path, op, seq, .. } => println!("uploaded  {:<6} {path} (seq {seq})", op.as_str()),
+        EngineEvent::ChangeQueued { path, op, .. } => {
+            println!("queued    {:<6} {path}", op.as_str())
+        }
+        EngineEvent::ChangeUploaded { path, op, seq, .. } => {
+            println!("uploaded  {:<6} {path} (seq {seq})", op.as_str())
+        }
         EngineEvent::RemoteEvent { event, .. } => println!("{}", event_line(event)),
         EngineEvent::Applied { path, conflict, .. } => match conflict {
             Some(c) => println!("synced    {path} (your version kept as {c})"),
@@ -347,7 +437,10 @@ fn event_line(e: &ProjectEvent) -> String {
         e.seq,
         e.change.op.as_str(),
         e.change.path,
-        e.change.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        e.change
+            .size
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into()),
         e.origin.user,
         e.origin.client_id,
         e.created_at
@@ -375,14 +468,25 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             None => {
                 // Not running: nothing is connected; show what is waiting.
                 let (queued, error) = state.outbox_summary(&f.project_id).await?;
-                let conflicts = state.conflicts(&f.project_id).await?.iter().filter(|p| f.path.join(p).exists()).count();
+                let conflicts = state
+                    .conflicts(&f.project_id)
+                    .await?
+                    .iter()
+                    .filter(|p| f.path.join(p).exists())
+                    .count();
                 let connection = vidsync_client::Connection::Offline;
                 FolderStatus {
                     project_id: f.project_id.clone(),
                     name: f.name.clone(),
                     path: f.path.clone(),
                     mode: f.mode,
-                    badge: vidsync_client::engine::badge(queued, connection, error.as_deref(), conflicts, false),
+                    badge: vidsync_client::engine::badge(
+                        queued,
+                        connection,
+                        error.as_deref(),
+                        conflicts,
+                        false,
+                    ),
                     connection,
                     queued,
                     last_seq: state.cursor(&f.project_id).await?,
@@ -419,11 +523,18 @@ async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Result<(
     };
     let mut since = 0;
     loop {
-        let page = api.events(project_id, since, 1000).await.map_err(|e| match e {
-            ApiError::Refused { status: 404, .. } => anyhow!("no project {project_id:?} on this server"),
-            ApiError::Refused { status: 403, .. } => anyhow!("you are not a member of project {project_id:?}"),
-            e => explain(e),
-        })?;
+        let page = api
+            .events(project_id, since, 1000)
+            .await
+            .map_err(|e| match e {
+                ApiError::Refused { status: 404, .. } => {
+                    anyhow!("no project {project_id:?} on this server")
+                }
+                ApiError::Refused { status: 403, .. } => {
+                    anyhow!("you are not a member of project {project_id:?}")
+                }
+                e => explain(e),
+            })?;
         let n = page.events.len();
         for e in &page.events {
             print(e);
@@ -438,7 +549,13 @@ async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Result<(
     }
     let cancel = CancellationToken::new();
     let projects = [(project_id.to_string(), since)].into_iter().collect();
-    let (_feed, mut rx) = LiveFeed::start(api, cfg.transport, Duration::from_millis(cfg.poll_interval_ms.max(100)), projects, cancel.clone());
+    let (_feed, mut rx) = LiveFeed::start(
+        api,
+        cfg.transport,
+        Duration::from_millis(cfg.poll_interval_ms.max(100)),
+        projects,
+        cancel.clone(),
+    );
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {

@@ -41,7 +41,10 @@ impl IgnoreRules {
             tracing::warn!(%e, "ignore rules unusable; ignoring only the built-in ones");
             Gitignore::empty()
         });
-        IgnoreRules { root: root.to_path_buf(), rules }
+        IgnoreRules {
+            root: root.to_path_buf(),
+            rules,
+        }
     }
 
     /// Whether a path (relative to the root) is left out of syncing.
@@ -52,7 +55,9 @@ impl IgnoreRules {
                 return true;
             }
         }
-        self.rules.matched_path_or_any_parents(self.root.join(rel), is_dir).is_ignore()
+        self.rules
+            .matched_path_or_any_parents(self.root.join(rel), is_dir)
+            .is_ignore()
     }
 }
 
@@ -92,7 +97,9 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
 }
 
 fn mtime_rfc3339(ns: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128).ok().map(crate::rfc3339)
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
+        .ok()
+        .map(crate::rfc3339)
 }
 
 fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change {
@@ -115,7 +122,11 @@ fn diff_one(root: &Path, path: &ProjectPath, known: Option<&IndexEntry>) -> Opti
     };
     match (meta, known) {
         (None, None) => None,
-        (None, Some(_)) => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Delete, None)), entry: None }),
+        (None, Some(_)) => Some(Diff {
+            path: path.clone(),
+            change: Some(new_change(path, Op::Delete, None)),
+            entry: None,
+        }),
         (Some(meta), known) => {
             let mtime = mtime_ns(&meta);
             if let Some(k) = known {
@@ -132,11 +143,27 @@ fn diff_one(root: &Path, path: &ProjectPath, known: Option<&IndexEntry>) -> Opti
                     return None;
                 }
             };
-            let entry = IndexEntry { size, mtime_ns: mtime, hash };
+            let entry = IndexEntry {
+                size,
+                mtime_ns: mtime,
+                hash,
+            };
             match known {
-                Some(k) if k.hash == hash => Some(Diff { path: path.clone(), change: None, entry: Some(entry) }),
-                Some(_) => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Update, Some(&entry))), entry: Some(entry) }),
-                None => Some(Diff { path: path.clone(), change: Some(new_change(path, Op::Create, Some(&entry))), entry: Some(entry) }),
+                Some(k) if k.hash == hash => Some(Diff {
+                    path: path.clone(),
+                    change: None,
+                    entry: Some(entry),
+                }),
+                Some(_) => Some(Diff {
+                    path: path.clone(),
+                    change: Some(new_change(path, Op::Update, Some(&entry))),
+                    entry: Some(entry),
+                }),
+                None => Some(Diff {
+                    path: path.clone(),
+                    change: Some(new_change(path, Op::Create, Some(&entry))),
+                    entry: Some(entry),
+                }),
             }
         }
     }
@@ -153,7 +180,8 @@ fn walk(root: &Path, under: &Path, rules: &IgnoreRules) -> BTreeSet<ProjectPath>
             let rules = rules.clone();
             move |e| {
                 let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
-                rel.as_os_str().is_empty() || !rules.is_ignored(rel, e.file_type().is_some_and(|t| t.is_dir()))
+                rel.as_os_str().is_empty()
+                    || !rules.is_ignored(rel, e.file_type().is_some_and(|t| t.is_dir()))
             }
         })
         .build();
@@ -161,12 +189,16 @@ fn walk(root: &Path, under: &Path, rules: &IgnoreRules) -> BTreeSet<ProjectPath>
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
         match ProjectPath::from_relative(rel) {
             Ok(p) => {
                 out.insert(p);
             }
-            Err(e) => tracing::warn!(path = %entry.path().display(), %e, "cannot sync this name; skipped"),
+            Err(e) => {
+                tracing::warn!(path = %entry.path().display(), %e, "cannot sync this name; skipped")
+            }
         }
     }
     out
@@ -195,10 +227,17 @@ pub fn scan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEntry
 /// Differences at the paths a watcher reported (files or directories,
 /// absolute), including everything below a directory and index entries
 /// below a path that is gone.
-pub fn rescan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEntry>, paths: &[PathBuf]) -> Vec<Diff> {
+pub fn rescan(
+    root: &Path,
+    rules: &IgnoreRules,
+    index: &HashMap<String, IndexEntry>,
+    paths: &[PathBuf],
+) -> Vec<Diff> {
     let mut candidates: BTreeSet<ProjectPath> = BTreeSet::new();
     for abs in paths {
-        let Ok(rel) = abs.strip_prefix(root) else { continue };
+        let Ok(rel) = abs.strip_prefix(root) else {
+            continue;
+        };
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -222,7 +261,10 @@ pub fn rescan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEnt
             }
         }
     }
-    candidates.iter().filter_map(|p| diff_one(root, p, index.get(p.as_str()))).collect()
+    candidates
+        .iter()
+        .filter_map(|p| diff_one(root, p, index.get(p.as_str())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -248,21 +290,35 @@ mod tests {
         let mut created: Vec<&str> = diffs.iter().map(|d| d.path.as_str()).collect();
         created.sort();
         assert_eq!(created, vec![IGNORE_FILE, "src/a.rs", "src/deep/b.rs"]);
-        assert!(diffs.iter().all(|d| d.change.as_ref().unwrap().op == Op::Create));
+        assert!(diffs
+            .iter()
+            .all(|d| d.change.as_ref().unwrap().op == Op::Create));
         for d in &diffs {
             index.insert(d.path.as_str().to_string(), d.entry.clone().unwrap());
         }
-        assert!(scan(root, &rules, &index).is_empty(), "nothing changed, nothing found");
+        assert!(
+            scan(root, &rules, &index).is_empty(),
+            "nothing changed, nothing found"
+        );
 
         std::fs::write(root.join("src/a.rs"), "a2").unwrap();
         std::fs::remove_file(root.join("src/deep/b.rs")).unwrap();
         let diffs = scan(root, &rules, &index);
-        let ops: HashMap<&str, Op> = diffs.iter().map(|d| (d.path.as_str(), d.change.as_ref().unwrap().op)).collect();
+        let ops: HashMap<&str, Op> = diffs
+            .iter()
+            .map(|d| (d.path.as_str(), d.change.as_ref().unwrap().op))
+            .collect();
         assert_eq!(ops.len(), 2);
         assert_eq!(ops["src/a.rs"], Op::Update);
         assert_eq!(ops["src/deep/b.rs"], Op::Delete);
-        let upd = diffs.iter().find(|d| d.path.as_str() == "src/a.rs").unwrap();
-        assert_eq!(upd.change.as_ref().unwrap().hash, Some(ContentHash::of(b"a2")));
+        let upd = diffs
+            .iter()
+            .find(|d| d.path.as_str() == "src/a.rs")
+            .unwrap();
+        assert_eq!(
+            upd.change.as_ref().unwrap().hash,
+            Some(ContentHash::of(b"a2"))
+        );
     }
 
     #[test]

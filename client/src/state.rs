@@ -48,7 +48,10 @@ impl LocalState {
             // those changes again.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(LocalState { pool })
     }
@@ -58,22 +61,36 @@ impl LocalState {
     }
 
     pub async fn index(&self, project_id: &str) -> Result<HashMap<String, IndexEntry>> {
-        let rows = sqlx::query("SELECT path, size, mtime_ns, hash FROM file_index WHERE project_id = ?")
-            .bind(project_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT path, size, mtime_ns, hash FROM file_index WHERE project_id = ?")
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
             let hash: String = r.get(3);
             if let Ok(hash) = hash.parse() {
-                out.insert(r.get(0), IndexEntry { size: r.get::<i64, _>(1) as u64, mtime_ns: r.get(2), hash });
+                out.insert(
+                    r.get(0),
+                    IndexEntry {
+                        size: r.get::<i64, _>(1) as u64,
+                        mtime_ns: r.get(2),
+                        hash,
+                    },
+                );
             }
         }
         Ok(out)
     }
 
     /// Queues `change` (if any) and sets the index entry of `path`, together.
-    pub async fn record(&self, project_id: &str, path: &ProjectPath, change: Option<&Change>, entry: Option<&IndexEntry>) -> Result<()> {
+    pub async fn record(
+        &self,
+        project_id: &str,
+        path: &ProjectPath,
+        change: Option<&Change>,
+        entry: Option<&IndexEntry>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if let Some(c) = change {
             sqlx::query(
@@ -91,28 +108,7 @@ impl LocalState {
             .execute(&mut *tx)
             .await?;
         }
-        match entry {
-            Some(e) => {
-                sqlx::query(
-                    "INSERT INTO file_index (project_id, path, size, mtime_ns, hash) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT(project_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
-                )
-                .bind(project_id)
-                .bind(path.as_str())
-                .bind(e.size as i64)
-                .bind(e.mtime_ns)
-                .bind(e.hash.to_hex())
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM file_index WHERE project_id = ? AND path = ?")
-                    .bind(project_id)
-                    .bind(path.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        set_index(&mut tx, project_id, path, entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -131,7 +127,10 @@ impl LocalState {
         for r in rows {
             let path = ProjectPath::new(r.get::<String, _>(2));
             let op = Op::parse(r.get::<String, _>(3).as_str());
-            let hash = r.get::<Option<String>, _>(4).map(|h| h.parse::<ContentHash>()).transpose();
+            let hash = r
+                .get::<Option<String>, _>(4)
+                .map(|h| h.parse::<ContentHash>())
+                .transpose();
             if let (Ok(path), Some(op), Ok(hash)) = (path, op, hash) {
                 out.push(Queued {
                     id: r.get(0),
@@ -152,7 +151,10 @@ impl LocalState {
     pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM outbox WHERE id = ?").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM outbox WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -162,7 +164,11 @@ impl LocalState {
     pub async fn outbox_fail(&self, ids: &[i64], message: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("UPDATE outbox SET failed = ? WHERE id = ?").bind(message).bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE outbox SET failed = ? WHERE id = ?")
+                .bind(message)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -202,30 +208,15 @@ impl LocalState {
 
     /// After a remote event was applied to `path`: its index entry (None:
     /// gone), the agreed hash, and no queued change left for it — at once.
-    pub async fn applied(&self, project_id: &str, path: &ProjectPath, entry: Option<&IndexEntry>, base: Option<&ContentHash>) -> Result<()> {
+    pub async fn applied(
+        &self,
+        project_id: &str,
+        path: &ProjectPath,
+        entry: Option<&IndexEntry>,
+        base: Option<&ContentHash>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        match entry {
-            Some(e) => {
-                sqlx::query(
-                    "INSERT INTO file_index (project_id, path, size, mtime_ns, hash) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT(project_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
-                )
-                .bind(project_id)
-                .bind(path.as_str())
-                .bind(e.size as i64)
-                .bind(e.mtime_ns)
-                .bind(e.hash.to_hex())
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM file_index WHERE project_id = ? AND path = ?")
-                    .bind(project_id)
-                    .bind(path.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        set_index(&mut tx, project_id, path, entry).await?;
         match base {
             Some(h) => {
                 sqlx::query(
@@ -265,7 +256,12 @@ impl LocalState {
         Ok(r.and_then(|r| r.get::<String, _>(0).parse().ok()))
     }
 
-    pub async fn set_base(&self, project_id: &str, path: &str, hash: Option<&ContentHash>) -> Result<()> {
+    pub async fn set_base(
+        &self,
+        project_id: &str,
+        path: &str,
+        hash: Option<&ContentHash>,
+    ) -> Result<()> {
         match hash {
             Some(h) => {
                 sqlx::query(
@@ -290,20 +286,55 @@ impl LocalState {
     }
 
     pub async fn add_conflict(&self, project_id: &str, path: &str) -> Result<()> {
-        sqlx::query("INSERT OR IGNORE INTO conflicts (project_id, path, created_at) VALUES (?, ?, ?)")
-            .bind(project_id)
-            .bind(path)
-            .bind(crate::now_rfc3339())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO conflicts (project_id, path, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(project_id)
+        .bind(path)
+        .bind(crate::now_rfc3339())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn conflicts(&self, project_id: &str) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT path FROM conflicts WHERE project_id = ? ORDER BY created_at")
-            .bind(project_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT path FROM conflicts WHERE project_id = ? ORDER BY created_at")
+                .bind(project_id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Sets (or, with `None`, removes) the index entry of a path.
+async fn set_index(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    project_id: &str,
+    path: &ProjectPath,
+    entry: Option<&IndexEntry>,
+) -> Result<()> {
+    match entry {
+        Some(e) => {
+            sqlx::query(
+                    "INSERT INTO file_index (project_id, path, size, mtime_ns, hash) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(project_id, path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+                )
+                .bind(project_id)
+                .bind(path.as_str())
+                .bind(e.size as i64)
+                .bind(e.mtime_ns)
+                .bind(e.hash.to_hex())
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM file_index WHERE project_id = ? AND path = ?")
+                .bind(project_id)
+                .bind(path.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }

@@ -46,7 +46,11 @@ impl FromStr for ContentHash {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || HashError(s.chars().take(80).collect());
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];

@@ -16,8 +16,8 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use hash::{ContentHash, HashError};
 pub use path::{PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use types::{
-    Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
-    RawChange, Role, SubscribeAck, check_id, MAX_ID_BYTES, SubscribeRequest, UpdateRequest, UpdateResponse,
+    check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
+    RawChange, Role, SubscribeAck, SubscribeRequest, UpdateRequest, UpdateResponse, MAX_ID_BYTES,
 };
 
 /// Socket.IO event a client emits to join a project's room.

@@ -153,7 +153,16 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["a", "src/main.rs", "dir with space/ünïcødé.txt", "a/b/c/d.e.f", ".hidden/x", "...", "x/a:b", "ab:c"] {
+        for p in [
+            "a",
+            "src/main.rs",
+            "dir with space/ünïcødé.txt",
+            "a/b/c/d.e.f",
+            ".hidden/x",
+            "...",
+            "x/a:b",
+            "ab:c",
+        ] {
             assert!(ProjectPath::new(p).is_ok(), "{p}");
         }
     }
@@ -179,7 +188,10 @@ mod tests {
         for (p, want) in cases {
             assert_eq!(ProjectPath::new(p), Err(want.clone()), "{p:?}");
         }
-        assert_eq!(ProjectPath::new("x".repeat(256)), Err(PathError::ComponentTooLong));
+        assert_eq!(
+            ProjectPath::new("x".repeat(256)),
+            Err(PathError::ComponentTooLong)
+        );
         let long = vec!["y".repeat(200); 21].join("/");
         assert_eq!(ProjectPath::new(long), Err(PathError::TooLong));
         assert!(ProjectPath::new(vec!["y".repeat(255); 16].join("/")).is_ok());

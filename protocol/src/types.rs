@@ -94,7 +94,10 @@ impl TryFrom<RawChange> for Change {
         let unprocessable = |m: String| ChangeError::Unprocessable(m);
         let path = ProjectPath::new(raw.path)?;
         let op = Op::parse(&raw.op).ok_or_else(|| {
-            unprocessable(format!("unknown op {:?}: expected create, update or delete", raw.op))
+            unprocessable(format!(
+                "unknown op {:?}: expected create, update or delete",
+                raw.op
+            ))
         })?;
         let hash = match (op, raw.hash) {
             (Op::Delete, Some(_)) => return Err(unprocessable("a delete carries no hash".into())),
@@ -115,7 +118,14 @@ impl TryFrom<RawChange> for Change {
         if let Some(id) = &raw.change_id {
             check_id("change_id", id).map_err(unprocessable)?;
         }
-        Ok(Change { path, op, hash, size, mtime: raw.mtime, change_id: raw.change_id })
+        Ok(Change {
+            path,
+            op,
+            hash,
+            size,
+            mtime: raw.mtime,
+            change_id: raw.change_id,
+        })
     }
 }
 
@@ -242,14 +252,21 @@ pub struct SubscribeAck {
 
 impl SubscribeAck {
     pub fn ok(head_seq: u64) -> Self {
-        SubscribeAck { ok: true, head_seq: Some(head_seq), error: None }
+        SubscribeAck {
+            ok: true,
+            head_seq: Some(head_seq),
+            error: None,
+        }
     }
 
     pub fn err(code: ErrorCode, message: impl Into<String>) -> Self {
         SubscribeAck {
             ok: false,
             head_seq: None,
-            error: Some(ErrorDetail { code, message: message.into() }),
+            error: Some(ErrorDetail {
+                code,
+                message: message.into(),
+            }),
         }
     }
 }
@@ -278,14 +295,38 @@ mod tests {
         assert!(raw(json!({"path":"a","op":"delete"})).is_ok());
         assert!(raw(json!({"path":"a","op":"delete","hash":null,"size":null})).is_ok());
         let code = |v| raw(v).unwrap_err().code();
-        assert_eq!(code(json!({"path":"../a","op":"create","hash":h,"size":1})), ErrorCode::InvalidPath);
-        assert_eq!(code(json!({"path":"a","op":"create","hash":"ABC","size":1})), ErrorCode::InvalidHash);
-        assert_eq!(code(json!({"path":"a","op":"move","hash":h,"size":1})), ErrorCode::Unprocessable);
-        assert_eq!(code(json!({"path":"a","op":"create","size":1})), ErrorCode::Unprocessable);
-        assert_eq!(code(json!({"path":"a","op":"update","hash":h})), ErrorCode::Unprocessable);
-        assert_eq!(code(json!({"path":"a","op":"delete","hash":h})), ErrorCode::Unprocessable);
-        assert_eq!(code(json!({"path":"a","op":"create","hash":h,"size":1,"mtime":"yesterday"})), ErrorCode::Unprocessable);
-        assert_eq!(code(json!({"path":"a","op":"create","hash":h,"size":1,"change_id":""})), ErrorCode::Unprocessable);
+        assert_eq!(
+            code(json!({"path":"../a","op":"create","hash":h,"size":1})),
+            ErrorCode::InvalidPath
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"create","hash":"ABC","size":1})),
+            ErrorCode::InvalidHash
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"move","hash":h,"size":1})),
+            ErrorCode::Unprocessable
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"create","size":1})),
+            ErrorCode::Unprocessable
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"update","hash":h})),
+            ErrorCode::Unprocessable
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"delete","hash":h})),
+            ErrorCode::Unprocessable
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"create","hash":h,"size":1,"mtime":"yesterday"})),
+            ErrorCode::Unprocessable
+        );
+        assert_eq!(
+            code(json!({"path":"a","op":"create","hash":h,"size":1,"change_id":""})),
+            ErrorCode::Unprocessable
+        );
     }
 
     #[test]
@@ -294,7 +335,10 @@ mod tests {
         let mut e = c.clone();
         e.change_id = None;
         let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v, json!({"path":"a","op":"delete","hash":null,"size":null,"mtime":null}));
+        assert_eq!(
+            v,
+            json!({"path":"a","op":"delete","hash":null,"size":null,"mtime":null})
+        );
         assert_eq!(serde_json::to_value(&c).unwrap()["change_id"], "c1");
     }
 
@@ -302,7 +346,8 @@ mod tests {
     fn subscribe_accepts_both_forms() {
         let a: SubscribeRequest = serde_json::from_value(json!("p1")).unwrap();
         assert_eq!((a.project_id(), a.since_seq()), ("p1", None));
-        let b: SubscribeRequest = serde_json::from_value(json!({"project_id":"p2","since_seq":7})).unwrap();
+        let b: SubscribeRequest =
+            serde_json::from_value(json!({"project_id":"p2","since_seq":7})).unwrap();
         assert_eq!((b.project_id(), b.since_seq()), ("p2", Some(7)));
         assert!(serde_json::from_value::<SubscribeRequest>(json!(42)).is_err());
     }

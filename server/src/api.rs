@@ -33,12 +33,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/projects/{project_id}", get(get_project))
         .route("/api/projects/{project_id}/invites", post(create_invite))
         .route("/api/invites/{code}/accept", post(accept_invite))
-        .route("/api/projects/{project_id}/files/update", post(post_changes))
+        .route(
+            "/api/projects/{project_id}/files/update",
+            post(post_changes),
+        )
         .route("/api/projects/{project_id}/events", get(get_events))
 }
 
 pub fn open_router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics_text))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
 }
 
 fn access_error(access: Access, project_id: &str) -> AppError {
@@ -50,7 +55,11 @@ fn access_error(access: Access, project_id: &str) -> AppError {
 
 /// The caller's role in the project, or the 404/403 that says why not.
 pub async fn require_member(state: &AppState, project_id: &str, user: &User) -> AppResult<Role> {
-    state.db.role_in(project_id, user).await?.map_err(|a| access_error(a, project_id))
+    state
+        .db
+        .role_in(project_id, user)
+        .await?
+        .map_err(|a| access_error(a, project_id))
 }
 
 #[derive(Deserialize)]
@@ -75,7 +84,10 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-async fn list_projects(State(state): State<AppState>, AuthUser(user): AuthUser) -> AppResult<Response> {
+async fn list_projects(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<Response> {
     let projects = state.db.projects_of(&user).await?;
     Ok(Json(serde_json::json!({ "projects": projects })).into_response())
 }
@@ -85,7 +97,11 @@ async fn get_project(
     AuthUser(user): AuthUser,
     Path(project_id): Path<String>,
 ) -> AppResult<Json<Project>> {
-    let project = state.db.project_for(&project_id, &user).await?.map_err(|a| access_error(a, &project_id))?;
+    let project = state
+        .db
+        .project_for(&project_id, &user)
+        .await?
+        .map_err(|a| access_error(a, &project_id))?;
     Ok(Json(project))
 }
 
@@ -99,8 +115,18 @@ async fn create_invite(
     }
     let code = random_hex(16);
     let expires_at = crate::rfc3339(time::OffsetDateTime::now_utc() + INVITE_TTL);
-    state.db.create_invite(&code, &project_id, &user, &expires_at).await?;
-    Ok((StatusCode::CREATED, Json(Invite { code, project_id, expires_at })))
+    state
+        .db
+        .create_invite(&code, &project_id, &user, &expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Invite {
+            code,
+            project_id,
+            expires_at,
+        }),
+    ))
 }
 
 async fn accept_invite(
@@ -111,15 +137,20 @@ async fn accept_invite(
     let Some((project_id, expires_at)) = state.db.invite(&code).await? else {
         return Err(AppError::not_found("unknown invite code"));
     };
-    let expired = time::OffsetDateTime::parse(&expires_at, &time::format_description::well_known::Rfc3339)
-        .map(|t| t <= time::OffsetDateTime::now_utc())
-        .unwrap_or(true);
+    let expired =
+        time::OffsetDateTime::parse(&expires_at, &time::format_description::well_known::Rfc3339)
+            .map(|t| t <= time::OffsetDateTime::now_utc())
+            .unwrap_or(true);
     if expired {
         return Err(AppError::not_found("this invite code has expired"));
     }
     state.db.add_member(&project_id, &user).await?;
     tracing::info!(project = %project_id, user = %user.name, "invite accepted");
-    let project = state.db.project_for(&project_id, &user).await?.map_err(|a| access_error(a, &project_id))?;
+    let project = state
+        .db
+        .project_for(&project_id, &user)
+        .await?
+        .map_err(|a| access_error(a, &project_id))?;
     Ok(Json(project))
 }
 
@@ -140,7 +171,8 @@ async fn post_changes(
     }
     let mut changes = Vec::with_capacity(n);
     for (i, raw) in body.changes.into_iter().enumerate() {
-        let change = Change::try_from(raw).map_err(|e| AppError::new(e.code(), format!("changes[{i}]: {e}")))?;
+        let change = Change::try_from(raw)
+            .map_err(|e| AppError::new(e.code(), format!("changes[{i}]: {e}")))?;
         changes.push(change);
     }
     let hub = state.hub.clone();
@@ -152,7 +184,10 @@ async fn post_changes(
         .await?;
     metrics::counter!("vidsync_events_appended_total").increment(appended.fresh.len() as u64);
     tracing::debug!(project = %project_id, appended = appended.fresh.len(), head = appended.head_seq, "changes appended");
-    Ok(Json(UpdateResponse { events: appended.events, head_seq: appended.head_seq }))
+    Ok(Json(UpdateResponse {
+        events: appended.events,
+        head_seq: appended.head_seq,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -168,7 +203,8 @@ async fn get_events(
     Path(project_id): Path<String>,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> AppResult<Json<EventsPage>> {
-    let Query(q) = query.map_err(|e| AppError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(format!("bad query: {}", e.body_text())))?;
     require_member(&state, &project_id, &user).await?;
     let limit = match q.limit {
         None => DEFAULT_EVENTS_PAGE,
@@ -176,18 +212,38 @@ async fn get_events(
         Some(l) => l.min(MAX_EVENTS_PAGE),
     };
     // Events first: the head read after them is never behind the page.
-    let events = state.db.events_since(&project_id, q.since_seq, limit).await?;
+    let events = state
+        .db
+        .events_since(&project_id, q.since_seq, limit)
+        .await?;
     let head_seq = state.db.head_seq(&project_id).await?;
     Ok(Json(EventsPage { events, head_seq }))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     let connections = state.connections();
-    let db_ok = matches!(tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await, Ok(Ok(())));
+    let db_ok = matches!(
+        tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await,
+        Ok(Ok(()))
+    );
     let (status, body) = if db_ok {
-        (StatusCode::OK, Health { status: "ok".into(), connections, db: "ok".into() })
+        (
+            StatusCode::OK,
+            Health {
+                status: "ok".into(),
+                connections,
+                db: "ok".into(),
+            },
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Health { status: "degraded".into(), connections, db: "unavailable".into() })
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Health {
+                status: "degraded".into(),
+                connections,
+                db: "unavailable".into(),
+            },
+        )
     };
     (status, Json(body)).into_response()
 }
@@ -195,7 +251,10 @@ async fn health(State(state): State<AppState>) -> Response {
 async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("vidsync_socket_connections").set(state.connections() as f64);
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
         .into_response()

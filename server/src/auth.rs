@@ -41,18 +41,27 @@ pub struct AuthUser(pub User);
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let token = match (header("authorization"), header("x-auth-token")) {
             (Some(auth), _) => {
                 let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
                 if !scheme.eq_ignore_ascii_case("bearer") {
-                    return Err(AppError::unauthorized("Authorization must be 'Bearer <token>'"));
+                    return Err(AppError::unauthorized(
+                        "Authorization must be 'Bearer <token>'",
+                    ));
                 }
                 rest.trim().to_string()
             }
             (None, Some(t)) => t.trim().to_string(),
-            (None, None) => return Err(AppError::unauthorized("missing token: send 'Authorization: Bearer <token>'")),
+            (None, None) => {
+                return Err(AppError::unauthorized(
+                    "missing token: send 'Authorization: Bearer <token>'",
+                ))
+            }
         };
         match user_for_token(state, &token).await? {
             Some(user) => Ok(AuthUser(user)),

@@ -38,7 +38,11 @@ impl BlobStore {
         for entry in std::fs::read_dir(&tmp)? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(BlobStore { root, tmp, max_bytes })
+        Ok(BlobStore {
+            root,
+            tmp,
+            max_bytes,
+        })
     }
 
     fn path_of(&self, project_id: &str, hash: &ContentHash) -> PathBuf {
@@ -58,7 +62,9 @@ pub fn router() -> Router<AppState> {
 }
 
 fn parse_hash(s: &str) -> AppResult<ContentHash> {
-    s.parse().map_err(|e: vidsync_protocol::HashError| AppError::new(ErrorCode::InvalidHash, e.to_string()))
+    s.parse().map_err(|e: vidsync_protocol::HashError| {
+        AppError::new(ErrorCode::InvalidHash, e.to_string())
+    })
 }
 
 /// Deletes a temp file unless it was moved into place.
@@ -81,7 +87,12 @@ async fn put_blob(
     require_member(&state, &project_id, &user).await?;
     let hash = parse_hash(&hash)?;
     let store = &state.blobs;
-    let too_large = || AppError::too_large(format!("blob is over the server's limit of {} bytes", store.max_bytes));
+    let too_large = || {
+        AppError::too_large(format!(
+            "blob is over the server's limit of {} bytes",
+            store.max_bytes
+        ))
+    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -106,7 +117,9 @@ async fn put_blob(
             return Err(too_large());
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(|e| AppError::internal("writing blob", e))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| AppError::internal("writing blob", e))?;
     }
     let got = ContentHash::from(hasher.finalize());
     if got != hash {
@@ -115,7 +128,9 @@ async fn put_blob(
             format!("the uploaded bytes hash to {got}, not {hash}"),
         ));
     }
-    file.sync_all().await.map_err(|e| AppError::internal("syncing blob", e))?;
+    file.sync_all()
+        .await
+        .map_err(|e| AppError::internal("syncing blob", e))?;
     drop(file);
 
     let dest = store.path_of(&project_id, &hash);
@@ -123,9 +138,13 @@ async fn put_blob(
         return Ok(StatusCode::OK.into_response());
     }
     if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| AppError::internal("creating blob dir", e))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| AppError::internal("creating blob dir", e))?;
     }
-    tokio::fs::rename(&tmp_path, &dest).await.map_err(|e| AppError::internal("storing blob", e))?;
+    tokio::fs::rename(&tmp_path, &dest)
+        .await
+        .map_err(|e| AppError::internal("storing blob", e))?;
     std::mem::forget(guard);
     metrics::counter!("vidsync_blob_bytes_stored_total").increment(written);
     Ok(StatusCode::CREATED.into_response())
@@ -141,7 +160,9 @@ async fn get_blob(
     let hash = parse_hash(&hash)?;
     let path = state.blobs.path_of(&project_id, &hash);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(AppError::not_found(format!("no blob {hash} in this project")));
+        return Err(AppError::not_found(format!(
+            "no blob {hash} in this project"
+        )));
     }
     let served = tower_http::services::ServeFile::new(&path)
         .oneshot(req)

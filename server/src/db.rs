@@ -75,9 +75,15 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Db { pool, writer: Default::default() })
+        Ok(Db {
+            pool,
+            writer: Default::default(),
+        })
     }
 
     /// The sqlite URL for a data directory.
@@ -100,11 +106,13 @@ impl Db {
     pub async fn add_user_token(&self, name: &str, token_hash: &str) -> DbResult<User> {
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
-            .bind(name)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO users (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
         let id: i64 = sqlx::query("SELECT id FROM users WHERE name = ?")
             .bind(name)
             .fetch_one(&mut *tx)
@@ -117,7 +125,10 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(User { id, name: name.to_string() })
+        Ok(User {
+            id,
+            name: name.to_string(),
+        })
     }
 
     /// Revokes every token of a user; returns how many were live.
@@ -128,11 +139,13 @@ impl Db {
             .await?
             .ok_or_else(|| DbError::NoSuchUser(name.to_string()))?;
         let id: i64 = user.get(0);
-        let done = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-            .bind(now_rfc3339())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -144,7 +157,10 @@ impl Db {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| User { id: r.get(0), name: r.get(1) }))
+        Ok(row.map(|r| User {
+            id: r.get(0),
+            name: r.get(1),
+        }))
     }
 
     // ----- projects and members ---------------------------------------------
@@ -159,12 +175,14 @@ impl Db {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO members (project_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)")
-            .bind(id)
-            .bind(owner.id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO members (project_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)",
+        )
+        .bind(id)
+        .bind(owner.id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Project {
             id: id.to_string(),
@@ -192,7 +210,11 @@ impl Db {
     }
 
     /// The project as `user` sees it; `Err(Access::..)` says why not.
-    pub async fn project_for(&self, project_id: &str, user: &User) -> DbResult<Result<Project, Access>> {
+    pub async fn project_for(
+        &self,
+        project_id: &str,
+        user: &User,
+    ) -> DbResult<Result<Project, Access>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{} WHERE m.user_id = ? AND p.id = ?",
             Self::PROJECT_COLUMNS
@@ -226,7 +248,11 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?
             .is_some();
-        Ok(if exists { Access::NotMember } else { Access::NoProject })
+        Ok(if exists {
+            Access::NotMember
+        } else {
+            Access::NoProject
+        })
     }
 
     pub async fn head_seq(&self, project_id: &str) -> DbResult<u64> {
@@ -239,7 +265,13 @@ impl Db {
 
     // ----- invites ----------------------------------------------------------
 
-    pub async fn create_invite(&self, code: &str, project_id: &str, by: &User, expires_at: &str) -> DbResult<()> {
+    pub async fn create_invite(
+        &self,
+        code: &str,
+        project_id: &str,
+        by: &User,
+        expires_at: &str,
+    ) -> DbResult<()> {
         sqlx::query("INSERT INTO invites (code, project_id, created_by, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(code)
             .bind(project_id)
@@ -295,11 +327,17 @@ impl Db {
             .fetch_one(&mut *tx)
             .await?
             .get::<i64, _>(0) as u64;
-        let origin = Origin { client_id: client_id.to_string(), user: user.name.clone() };
+        let origin = Origin {
+            client_id: client_id.to_string(),
+            user: user.name.clone(),
+        };
 
         // Events already appended for this client's change_ids (retries).
         let mut known: HashMap<String, ProjectEvent> = HashMap::new();
-        let ids: Vec<&str> = changes.iter().filter_map(|c| c.change_id.as_deref()).collect();
+        let ids: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c.change_id.as_deref())
+            .collect();
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let mut q = sqlx::QueryBuilder::new(
                 "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at, change_id
@@ -341,7 +379,10 @@ impl Db {
             let ev = ProjectEvent {
                 seq: head,
                 project_id: project_id.to_string(),
-                change: Change { change_id: None, ..change.clone() },
+                change: Change {
+                    change_id: None,
+                    ..change.clone()
+                },
                 origin: origin.clone(),
                 created_at: now.clone(),
             };
@@ -380,11 +421,20 @@ impl Db {
         }
         tx.commit().await?;
         after_commit(&fresh);
-        Ok(Appended { events, head_seq: head, fresh })
+        Ok(Appended {
+            events,
+            head_seq: head,
+            fresh,
+        })
     }
 
     /// Events with `seq > since`, oldest first, at most `limit`.
-    pub async fn events_since(&self, project_id: &str, since: u64, limit: u32) -> DbResult<Vec<ProjectEvent>> {
+    pub async fn events_since(
+        &self,
+        project_id: &str,
+        since: u64,
+        limit: u32,
+    ) -> DbResult<Vec<ProjectEvent>> {
         let rows = sqlx::query(
             "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at
              FROM events WHERE project_id = ? AND seq > ? ORDER BY seq LIMIT ?",
@@ -444,7 +494,10 @@ fn event_from_row(project_id: &str, r: &sqlx::sqlite::SqliteRow) -> DbResult<Pro
             mtime: r.get(5),
             change_id: None,
         },
-        origin: Origin { client_id: r.get(6), user: r.get(7) },
+        origin: Origin {
+            client_id: r.get(6),
+            user: r.get(7),
+        },
         created_at: r.get(8),
     })
 }

@@ -20,7 +20,10 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let too_large = || {
-            AppError::too_large(format!("request body is over {} bytes", vidsync_protocol::MAX_JSON_BODY_BYTES))
+            AppError::too_large(format!(
+                "request body is over {} bytes",
+                vidsync_protocol::MAX_JSON_BODY_BYTES
+            ))
         };
         // Refuse on the announced length before reading (and before a
         // `100 Continue` invites the client to send it all).

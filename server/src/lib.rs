@@ -41,7 +41,9 @@ pub struct Config {
 
 impl Config {
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| Db::url_for_data_dir(&self.data_dir))
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| Db::url_for_data_dir(&self.data_dir))
     }
 }
 
@@ -94,7 +96,9 @@ fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -108,7 +112,8 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// Opens the store (running migrations) and the blob directory.
 pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
     let db = Db::open(&config.database_url()).await?;
     let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;

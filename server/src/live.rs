@@ -53,14 +53,21 @@ pub struct Hub {
 impl Hub {
     /// Called by the appender after commit, still under the writer lock.
     pub fn publish(&self, project_id: &str, events: &[ProjectEvent], received: Instant) {
-        let Ok(mut channels) = self.channels.lock() else { return };
-        let Some(tx) = channels.get(project_id) else { return };
+        let Ok(mut channels) = self.channels.lock() else {
+            return;
+        };
+        let Some(tx) = channels.get(project_id) else {
+            return;
+        };
         if tx.receiver_count() == 0 {
             channels.remove(project_id);
             return;
         }
         for ev in events {
-            let _ = tx.send(Arc::new(LiveEvent { event: ev.clone(), received }));
+            let _ = tx.send(Arc::new(LiveEvent {
+                event: ev.clone(),
+                received,
+            }));
         }
     }
 
@@ -120,7 +127,9 @@ async fn authenticate(
     TryData(auth): TryData<Auth>,
 ) -> Result<(), Refused> {
     let Ok(auth) = auth else {
-        return Err(Refused("unauthorized: the handshake auth must be {\"token\": \"<token>\"}"));
+        return Err(Refused(
+            "unauthorized: the handshake auth must be {\"token\": \"<token>\"}",
+        ));
     };
     match crate::auth::user_for_token(&state, &auth.token).await {
         Ok(Some(user)) => {
@@ -132,18 +141,24 @@ async fn authenticate(
     }
 }
 
-async fn on_connect(socket: SocketRef, State(state): State<AppState>, Extension(user): Extension<User>) {
+async fn on_connect(
+    socket: SocketRef,
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) {
     state.socket_opened();
     tracing::debug!(sid = %socket.id, user = %user.name, "socket connected");
     let subs = Subscriptions::default();
     socket.extensions.insert(subs.clone());
     socket.on(EV_SUBSCRIBE, on_subscribe);
     socket.on(EV_UNSUBSCRIBE, on_unsubscribe);
-    socket.on_disconnect(async move |s: SocketRef, State(state): State<AppState>, reason: DisconnectReason| {
-        subs.abort_all();
-        state.socket_closed();
-        tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
-    });
+    socket.on_disconnect(
+        async move |s: SocketRef, State(state): State<AppState>, reason: DisconnectReason| {
+            subs.abort_all();
+            state.socket_closed();
+            tracing::debug!(sid = %s.id, ?reason, "socket disconnected");
+        },
+    );
 }
 
 fn ack(ack: AckSender, body: SubscribeAck) {
@@ -160,46 +175,69 @@ async fn on_subscribe(
     TryData(req): TryData<serde_json::Value>,
     ack_sender: AckSender,
 ) {
-    let req = match req.map(serde_json::from_value::<SubscribeRequest>) {
-        Ok(Ok(r)) => r,
-        _ => {
-            return ack(ack_sender, SubscribeAck::err(
-                ErrorCode::BadRequest,
-                "expected \"<project_id>\" or {\"project_id\": \"...\", \"since_seq\": <int>}",
-            ))
-        }
-    };
+    let req =
+        match req.map(serde_json::from_value::<SubscribeRequest>) {
+            Ok(Ok(r)) => r,
+            _ => return ack(
+                ack_sender,
+                SubscribeAck::err(
+                    ErrorCode::BadRequest,
+                    "expected \"<project_id>\" or {\"project_id\": \"...\", \"since_seq\": <int>}",
+                ),
+            ),
+        };
     let project_id = req.project_id().to_string();
     match state.db.role_in(&project_id, &user).await {
         Ok(Ok(_)) => {}
         Ok(Err(Access::NoProject)) => {
-            return ack(ack_sender, SubscribeAck::err(ErrorCode::NotFound, format!("no project {project_id:?}")))
+            return ack(
+                ack_sender,
+                SubscribeAck::err(ErrorCode::NotFound, format!("no project {project_id:?}")),
+            )
         }
         Ok(Err(Access::NotMember)) => {
-            return ack(ack_sender, SubscribeAck::err(ErrorCode::Forbidden, "you are not a member of this project"))
+            return ack(
+                ack_sender,
+                SubscribeAck::err(ErrorCode::Forbidden, "you are not a member of this project"),
+            )
         }
         Err(e) => {
             tracing::error!(%e, "membership check");
-            return ack(ack_sender, SubscribeAck::err(ErrorCode::Internal, "internal server error"));
+            return ack(
+                ack_sender,
+                SubscribeAck::err(ErrorCode::Internal, "internal server error"),
+            );
         }
     }
     // Listen before reading the head: nothing committed after this point
     // can be missed, and anything seen twice is dropped by the cursor.
     let Some(rx) = state.hub.subscribe(&project_id) else {
-        return ack(ack_sender, SubscribeAck::err(ErrorCode::Internal, "internal server error"));
+        return ack(
+            ack_sender,
+            SubscribeAck::err(ErrorCode::Internal, "internal server error"),
+        );
     };
     let head = match state.db.head_seq(&project_id).await {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(%e, "reading head");
-            return ack(ack_sender, SubscribeAck::err(ErrorCode::Internal, "internal server error"));
+            return ack(
+                ack_sender,
+                SubscribeAck::err(ErrorCode::Internal, "internal server error"),
+            );
         }
     };
     let cursor = req.since_seq().unwrap_or(head);
     socket.join(room_name(&project_id));
     ack(ack_sender, SubscribeAck::ok(head));
     tracing::debug!(sid = %socket.id, project = %project_id, cursor, head, "subscribed");
-    let task = tokio::spawn(forward(socket.clone(), state.db.clone(), project_id.clone(), cursor, rx));
+    let task = tokio::spawn(forward(
+        socket.clone(),
+        state.db.clone(),
+        project_id.clone(),
+        cursor,
+        rx,
+    ));
     subs.replace(&project_id, Some(task.abort_handle()));
 }
 
@@ -213,9 +251,19 @@ async fn on_unsubscribe(
         Ok(project_id) => {
             subs.replace(&project_id, None);
             socket.leave(room_name(&project_id));
-            ack(ack_sender, SubscribeAck { ok: true, head_seq: None, error: None });
+            ack(
+                ack_sender,
+                SubscribeAck {
+                    ok: true,
+                    head_seq: None,
+                    error: None,
+                },
+            );
         }
-        Err(_) => ack(ack_sender, SubscribeAck::err(ErrorCode::BadRequest, "expected \"<project_id>\"")),
+        Err(_) => ack(
+            ack_sender,
+            SubscribeAck::err(ErrorCode::BadRequest, "expected \"<project_id>\""),
+        ),
     }
 }
 
@@ -228,7 +276,9 @@ async fn deliver(socket: &SocketRef, ev: &ProjectEvent) -> Result<(), Gone> {
     loop {
         match socket.emit(EV_PROJECT_EVENT, ev) {
             Ok(()) => return Ok(()),
-            Err(SendError::Socket(SocketError::InternalChannelFull)) if Instant::now() < deadline => {
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+                if Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
@@ -245,7 +295,12 @@ async fn deliver(socket: &SocketRef, ev: &ProjectEvent) -> Result<(), Gone> {
 }
 
 /// Sends every logged event after `cursor`, advancing it.
-async fn catch_up(socket: &SocketRef, db: &Db, project_id: &str, cursor: &mut u64) -> Result<(), Gone> {
+async fn catch_up(
+    socket: &SocketRef,
+    db: &Db,
+    project_id: &str,
+    cursor: &mut u64,
+) -> Result<(), Gone> {
     loop {
         let page = match db.events_since(project_id, *cursor, REPLAY_PAGE).await {
             Ok(p) => p,
@@ -273,7 +328,10 @@ async fn forward(
     mut cursor: u64,
     mut rx: broadcast::Receiver<Arc<LiveEvent>>,
 ) {
-    if catch_up(&socket, &db, &project_id, &mut cursor).await.is_err() {
+    if catch_up(&socket, &db, &project_id, &mut cursor)
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -283,7 +341,11 @@ async fn forward(
                 if seq <= cursor {
                     continue;
                 }
-                if seq > cursor + 1 && catch_up(&socket, &db, &project_id, &mut cursor).await.is_err() {
+                if seq > cursor + 1
+                    && catch_up(&socket, &db, &project_id, &mut cursor)
+                        .await
+                        .is_err()
+                {
                     return;
                 }
                 if seq == cursor + 1 {
@@ -297,7 +359,10 @@ async fn forward(
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::debug!(sid = %socket.id, skipped = n, "live channel lagged; reading the log");
-                if catch_up(&socket, &db, &project_id, &mut cursor).await.is_err() {
+                if catch_up(&socket, &db, &project_id, &mut cursor)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

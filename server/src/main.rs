@@ -9,7 +9,11 @@ use tracing_subscriber::EnvFilter;
 use vidsync_server::{auth, Config, Db};
 
 #[derive(Parser)]
-#[command(name = "vidsync-server", version, about = "Vidsync server: project event log over HTTP + Socket.IO")]
+#[command(
+    name = "vidsync-server",
+    version,
+    about = "Vidsync server: project event log over HTTP + Socket.IO"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -45,7 +49,12 @@ enum UserCommand {
 #[derive(Args, Clone)]
 struct StoreArgs {
     /// Directory for the embedded database and the blobs.
-    #[arg(long, env = "VIDSYNC_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "VIDSYNC_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     data_dir: PathBuf,
     /// Database URL (sqlite://PATH); defaults to DATA_DIR/vidsync.db.
     #[arg(long, env = "VIDSYNC_DATABASE_URL", global = true)]
@@ -70,8 +79,13 @@ struct ServeArgs {
 fn valid_user_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    anyhow::ensure!(ok, "a user name is 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'");
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    anyhow::ensure!(
+        ok,
+        "a user name is 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-'"
+    );
     Ok(())
 }
 
@@ -122,7 +136,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -26,7 +26,11 @@ pub fn client_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let bin = server_bin().with_file_name("vidsync");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p vidsync-client` first (make test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p vidsync-client` first (make test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -40,7 +44,11 @@ pub fn server_bin() -> PathBuf {
     // target/debug/deps/<test> -> target/debug/vidsync-server
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("vidsync-server");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p vidsync-server` first (make test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p vidsync-server` first (make test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -109,7 +117,11 @@ impl TestServer {
             .strip_prefix("vidsync-server listening on ")
             .ok_or_else(|| anyhow!("unexpected first line {line:?}"))?
             .to_string();
-        self.port = url.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or_else(|| anyhow!("no port in {url}"))?;
+        self.port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("no port in {url}"))?;
         self.url = url;
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -146,9 +158,15 @@ impl TestServer {
     pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
         if let Some(pid) = child.id() {
-            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await?;
         }
-        Ok(tokio::time::timeout(DEADLINE, child.wait()).await.context("server did not stop on SIGTERM")??)
+        Ok(tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .context("server did not stop on SIGTERM")??)
     }
 
     /// SIGKILL: the crash case.
@@ -178,7 +196,11 @@ impl TestServer {
     }
 
     pub fn api(&self, token: &str) -> Api {
-        Api { http: reqwest::Client::new(), base: self.url.clone(), token: token.to_string() }
+        Api {
+            http: reqwest::Client::new(),
+            base: self.url.clone(),
+            token: token.to_string(),
+        }
     }
 }
 
@@ -196,12 +218,18 @@ pub type Reply = (u16, Value);
 async fn reply(resp: reqwest::Response) -> Result<Reply> {
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await?;
-    Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
 }
 
 impl Api {
     pub fn with_token(&self, token: &str) -> Api {
-        Api { token: token.to_string(), ..self.clone() }
+        Api {
+            token: token.to_string(),
+            ..self.clone()
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -209,15 +237,34 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
-        reply(self.http.get(self.url(path)).bearer_auth(&self.token).send().await?).await
+        reply(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(&self.token)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Reply> {
-        reply(self.http.post(self.url(path)).bearer_auth(&self.token).json(body).send().await?).await
+        reply(
+            self.http
+                .post(self.url(path))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await?,
+        )
+        .await
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Result<Reply> {
-        let req = self.http.post(self.url(path)).bearer_auth(&self.token).header("content-type", "application/json");
+        let req = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json");
         reply(req.body(body).send().await?).await
     }
 
@@ -231,19 +278,28 @@ impl Api {
 
     /// Creates an invite as this user and accepts it as `other`.
     pub async fn invite(&self, project_id: &str, other: &Api) -> Result<()> {
-        let (s, inv) = self.post(&format!("/api/projects/{project_id}/invites"), &json!({})).await?;
+        let (s, inv) = self
+            .post(&format!("/api/projects/{project_id}/invites"), &json!({}))
+            .await?;
         if s != 201 {
             bail!("invite: {s} {inv}");
         }
         let code = inv["code"].as_str().ok_or_else(|| anyhow!("no code"))?;
-        let (s, body) = other.post(&format!("/api/invites/{code}/accept"), &json!({})).await?;
+        let (s, body) = other
+            .post(&format!("/api/invites/{code}/accept"), &json!({}))
+            .await?;
         if s != 200 {
             bail!("accept: {s} {body}");
         }
         Ok(())
     }
 
-    pub async fn update(&self, project_id: &str, client_id: &str, changes: Vec<Value>) -> Result<Reply> {
+    pub async fn update(
+        &self,
+        project_id: &str,
+        client_id: &str,
+        changes: Vec<Value>,
+    ) -> Result<Reply> {
         self.post(
             &format!("/api/projects/{project_id}/files/update"),
             &json!({ "client_id": client_id, "changes": changes }),
@@ -252,7 +308,10 @@ impl Api {
     }
 
     pub async fn events(&self, project_id: &str, since: u64) -> Result<Reply> {
-        self.get(&format!("/api/projects/{project_id}/events?since_seq={since}&limit=10000")).await
+        self.get(&format!(
+            "/api/projects/{project_id}/events?since_seq={since}&limit=10000"
+        ))
+        .await
     }
 
     /// Every event of a project, through as many pages as it takes.
@@ -274,7 +333,15 @@ impl Api {
 
     pub async fn put_blob(&self, project_id: &str, hash: &str, bytes: Vec<u8>) -> Result<Reply> {
         let url = self.url(&format!("/api/projects/{project_id}/blobs/{hash}"));
-        reply(self.http.put(url).bearer_auth(&self.token).body(bytes).send().await?).await
+        reply(
+            self.http
+                .put(url)
+                .bearer_auth(&self.token)
+                .body(bytes)
+                .send()
+                .await?,
+        )
+        .await
     }
 }
 
@@ -307,12 +374,20 @@ pub enum ConnectFailure {
 
 impl Live {
     pub async fn connect(url: &str, token: &str) -> Result<Live> {
-        Self::connect_with(url, Some(json!({ "token": token })), TransportType::Websocket)
-            .await
-            .map_err(|e| anyhow!("{e:?}"))
+        Self::connect_with(
+            url,
+            Some(json!({ "token": token })),
+            TransportType::Websocket,
+        )
+        .await
+        .map_err(|e| anyhow!("{e:?}"))
     }
 
-    pub async fn connect_with(url: &str, auth: Option<Value>, transport: TransportType) -> Result<Live, ConnectFailure> {
+    pub async fn connect_with(
+        url: &str,
+        auth: Option<Value>,
+        transport: TransportType,
+    ) -> Result<Live, ConnectFailure> {
         let (ev_tx, events) = mpsc::unbounded_channel();
         let (conn_tx, connects) = mpsc::unbounded_channel();
         let (err_tx, mut errors) = mpsc::unbounded_channel::<String>();
@@ -348,8 +423,15 @@ impl Live {
         if let Some(auth) = auth {
             builder = builder.auth(auth);
         }
-        let client = builder.connect().await.map_err(|e| ConnectFailure::Other(e.into()))?;
-        let mut live = Live { client, events, connects };
+        let client = builder
+            .connect()
+            .await
+            .map_err(|e| ConnectFailure::Other(e.into()))?;
+        let mut live = Live {
+            client,
+            events,
+            connects,
+        };
         tokio::select! {
             c = live.connects.recv() => match c {
                 Some(()) => Ok(live),
@@ -373,7 +455,11 @@ impl Live {
                     // rust_socketio hands an ack's argument list over as one
                     // JSON array: `[ack]`.
                     if let Payload::Text(mut v) = p {
-                        let mut first = if v.len() == 1 { v.remove(0) } else { Value::Array(v) };
+                        let mut first = if v.len() == 1 {
+                            v.remove(0)
+                        } else {
+                            Value::Array(v)
+                        };
                         if let Value::Array(args) = &mut first {
                             if args.len() == 1 {
                                 first = args.remove(0);
@@ -446,7 +532,9 @@ where
 /// Quiet logs unless TEST_LOG is set.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("debug").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .try_init();
     }
 }
 
@@ -470,20 +558,36 @@ impl ClientDir {
         let root = tempfile::tempdir()?;
         let folder = root.path().join("folder");
         std::fs::create_dir_all(&folder)?;
-        Ok(ClientDir { config: tempfile::tempdir()?, folder, _folder_root: root })
+        Ok(ClientDir {
+            config: tempfile::tempdir()?,
+            folder,
+            _folder_root: root,
+        })
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(client_bin());
-        cmd.arg("--config-dir").arg(self.config.path()).args(args).stdin(Stdio::null());
-        cmd.env("RUST_LOG", if std::env::var_os("TEST_LOG").is_some() { "debug" } else { "warn" });
+        cmd.arg("--config-dir")
+            .arg(self.config.path())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.env(
+            "RUST_LOG",
+            if std::env::var_os("TEST_LOG").is_some() {
+                "debug"
+            } else {
+                "warn"
+            },
+        );
         cmd
     }
 
     /// Runs a CLI command to completion.
     pub async fn cmd(&self, args: &[&str]) -> Result<CmdOutput> {
         // Generous: `join` downloads the whole project.
-        let out = tokio::time::timeout(DEADLINE * 6, self.command(args).output()).await.context("vidsync command hung")??;
+        let out = tokio::time::timeout(DEADLINE * 6, self.command(args).output())
+            .await
+            .context("vidsync command hung")??;
         Ok(CmdOutput {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).to_string(),
@@ -521,7 +625,11 @@ impl ClientDir {
                 }
             }
         });
-        Ok(RunningClient { child: Some(child), events, seen: Vec::new() })
+        Ok(RunningClient {
+            child: Some(child),
+            events,
+            seen: Vec::new(),
+        })
     }
 
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
@@ -559,14 +667,24 @@ impl RunningClient {
                     }
                 }
                 Ok(None) => bail!("client exited while waiting for {what}"),
-                Err(_) => bail!("timed out waiting for {what}; seen: {:?}", self.seen.iter().rev().take(5).collect::<Vec<_>>()),
+                Err(_) => bail!(
+                    "timed out waiting for {what}; seen: {:?}",
+                    self.seen.iter().rev().take(5).collect::<Vec<_>>()
+                ),
             }
         }
     }
 
     /// Waits for a status_changed event whose status matches.
-    pub async fn wait_status(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
-        self.wait_for(what, |v| v["type"] == "status_changed" && pred(&v["status"])).await
+    pub async fn wait_status(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        self.wait_for(what, |v| {
+            v["type"] == "status_changed" && pred(&v["status"])
+        })
+        .await
     }
 
     /// Forgets the events seen so far (so later waits look only forward).
@@ -593,9 +711,15 @@ impl RunningClient {
     pub async fn stop(&mut self) -> Result<()> {
         let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
         if let Some(pid) = child.id() {
-            Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await?;
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await?;
         }
-        let status = tokio::time::timeout(DEADLINE, child.wait()).await.context("vidsync run did not stop")??;
+        let status = tokio::time::timeout(DEADLINE, child.wait())
+            .await
+            .context("vidsync run did not stop")??;
         if !status.success() {
             bail!("vidsync run exited with {status}");
         }
@@ -606,13 +730,18 @@ impl RunningClient {
 /// Two client installations on one project: A logged in as alice sharing
 /// its folder, B logged in as bob and joined in `b_mode`. Returns A, B,
 /// the project id and alice's API client.
-pub async fn linked_pair(server: &TestServer, b_mode: &str) -> Result<(ClientDir, ClientDir, String, Api)> {
+pub async fn linked_pair(
+    server: &TestServer,
+    b_mode: &str,
+) -> Result<(ClientDir, ClientDir, String, Api)> {
     let ta = server.add_user("alice").await?;
     let tb = server.add_user("bob").await?;
     let a = ClientDir::new()?;
     let b = ClientDir::new()?;
-    a.ok(&["login", "--server", &server.url, "--token", &ta]).await?;
-    b.ok(&["login", "--server", &server.url, "--token", &tb]).await?;
+    a.ok(&["login", "--server", &server.url, "--token", &ta])
+        .await?;
+    b.ok(&["login", "--server", &server.url, "--token", &tb])
+        .await?;
     let folder = a.folder.to_string_lossy().to_string();
     let id = a.ok(&["share", &folder, "--name", "proj"]).await?;
     let code = a.ok(&["invite", &id]).await?;

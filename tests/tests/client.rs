@@ -17,7 +17,12 @@ fn uploaded(v: &Value, path: &str) -> bool {
 fn paths_and_ops(events: &[Value]) -> Vec<(String, String)> {
     events
         .iter()
-        .map(|e| (e["change"]["path"].as_str().unwrap_or("").to_string(), e["change"]["op"].as_str().unwrap_or("").to_string()))
+        .map(|e| {
+            (
+                e["change"]["path"].as_str().unwrap_or("").to_string(),
+                e["change"]["op"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -27,15 +32,22 @@ async fn a_write_reaches_b_and_a_burst_is_one_change() -> anyhow::Result<()> {
     let (a, b, id, api) = pair(&server, "receive").await?;
     let mut ra = a.run(&[])?;
     let mut rb = b.run(&[])?;
-    rb.wait_status("B live", |s| s["connection"] == "live").await?;
-    ra.wait_status("A live", |s| s["connection"] == "live").await?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
 
     a.write("src/hello.txt", b"hello, world")?;
-    let ev = rb.wait_for("hello.txt at B", |v| remote_path(v, "src/hello.txt")).await?;
+    let ev = rb
+        .wait_for("hello.txt at B", |v| remote_path(v, "src/hello.txt"))
+        .await?;
     let change = &ev["event"]["change"];
     assert_eq!(change["op"], "create");
     assert_eq!(change["size"], 12);
-    assert_eq!(change["hash"], blake3::hash(b"hello, world").to_hex().as_str());
+    assert_eq!(
+        change["hash"],
+        blake3::hash(b"hello, world").to_hex().as_str()
+    );
     assert_eq!(ev["event"]["origin"]["user"], "alice");
     // A does not see its own change as a remote one.
     assert!(!ra.seen.iter().any(|v| v["type"] == "remote_event"));
@@ -46,13 +58,27 @@ async fn a_write_reaches_b_and_a_burst_is_one_change() -> anyhow::Result<()> {
         a.write("burst.txt", format!("version {i}\n").as_bytes())?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(start.elapsed() < Duration::from_millis(500), "the burst took {:?}", start.elapsed());
-    rb.wait_for("burst at B", |v| remote_path(v, "burst.txt")).await?;
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "the burst took {:?}",
+        start.elapsed()
+    );
+    rb.wait_for("burst at B", |v| remote_path(v, "burst.txt"))
+        .await?;
     a.write("marker.txt", b"m")?;
-    rb.wait_for("marker at B", |v| remote_path(v, "marker.txt")).await?;
-    let burst: Vec<Value> = api.all_events(&id).await?.into_iter().filter(|e| e["change"]["path"] == "burst.txt").collect();
+    rb.wait_for("marker at B", |v| remote_path(v, "marker.txt"))
+        .await?;
+    let burst: Vec<Value> = api
+        .all_events(&id)
+        .await?
+        .into_iter()
+        .filter(|e| e["change"]["path"] == "burst.txt")
+        .collect();
     assert_eq!(burst.len(), 1, "one change for the burst: {burst:?}");
-    assert_eq!(burst[0]["change"]["hash"], blake3::hash(b"version 49\n").to_hex().as_str());
+    assert_eq!(
+        burst[0]["change"]["hash"],
+        blake3::hash(b"version 49\n").to_hex().as_str()
+    );
 
     ra.stop().await?;
     rb.stop().await?;
@@ -70,7 +96,8 @@ async fn editor_saves_make_one_update_and_ignored_paths_none() -> anyhow::Result
     a.write(".vidsyncignore", b"*.log\nbuild/\n")?;
     a.write("doc.txt", b"first draft")?;
     let mut ra = a.run(&[])?;
-    ra.wait_for("doc.txt uploaded", |v| uploaded(v, "doc.txt")).await?;
+    ra.wait_for("doc.txt uploaded", |v| uploaded(v, "doc.txt"))
+        .await?;
 
     // Save the way editors do: write a temp file, rename it over.
     a.write(".doc.txt.swp~", b"second draft")?;
@@ -79,20 +106,32 @@ async fn editor_saves_make_one_update_and_ignored_paths_none() -> anyhow::Result
     a.write("debug.log", b"noise")?;
     a.write("build/out.o", b"object")?;
     a.write(".git/HEAD", b"ref: refs/heads/main")?;
-    ra.wait_for("doc.txt update", |v| uploaded(v, "doc.txt") && v["op"] == "update").await?;
+    ra.wait_for("doc.txt update", |v| {
+        uploaded(v, "doc.txt") && v["op"] == "update"
+    })
+    .await?;
     a.write("marker.txt", b"m")?;
-    ra.wait_for("marker uploaded", |v| uploaded(v, "marker.txt")).await?;
+    ra.wait_for("marker uploaded", |v| uploaded(v, "marker.txt"))
+        .await?;
 
     let got = paths_and_ops(&api.all_events(&id).await?);
-    let want: Vec<(String, String)> = [(".vidsyncignore", "create"), ("doc.txt", "create"), ("doc.txt", "update"), ("marker.txt", "create")]
-        .iter()
-        .map(|(p, o)| (p.to_string(), o.to_string()))
-        .collect();
+    let want: Vec<(String, String)> = [
+        (".vidsyncignore", "create"),
+        ("doc.txt", "create"),
+        ("doc.txt", "update"),
+        ("marker.txt", "create"),
+    ]
+    .iter()
+    .map(|(p, o)| (p.to_string(), o.to_string()))
+    .collect();
     let mut got_sorted = got.clone();
     got_sorted[..2].sort();
     assert_eq!(got_sorted, want, "events: {got:?}");
     let (_, last) = api.events(&id, 2).await?;
-    assert_eq!(last["events"][0]["change"]["hash"], blake3::hash(b"second draft").to_hex().as_str());
+    assert_eq!(
+        last["events"][0]["change"]["hash"],
+        blake3::hash(b"second draft").to_hex().as_str()
+    );
     ra.stop().await?;
     Ok(())
 }
@@ -103,19 +142,33 @@ async fn polling_when_the_socket_is_refused_then_live_when_it_returns() -> anyho
     let (_a, b, id, api) = pair(&server, "receive").await?;
     b.ok(&["set", "--poll-interval-ms", "300"]).await?;
     let mut rb = b.run(&[])?;
-    rb.wait_status("B polling", |s| s["connection"] == "polling").await?;
-    api.update(&id, "other", vec![create_change("polled.txt", b"p", None)]).await?;
-    rb.wait_for("polled event", |v| remote_path(v, "polled.txt")).await?;
-    assert!(!rb.seen.iter().any(|v| v["type"] == "status_changed" && v["status"]["connection"] == "live"));
+    rb.wait_status("B polling", |s| s["connection"] == "polling")
+        .await?;
+    api.update(&id, "other", vec![create_change("polled.txt", b"p", None)])
+        .await?;
+    rb.wait_for("polled event", |v| remote_path(v, "polled.txt"))
+        .await?;
+    assert!(!rb
+        .seen
+        .iter()
+        .any(|v| v["type"] == "status_changed" && v["status"]["connection"] == "live"));
 
     // The socket comes back: B says live, and events keep coming, once each.
     server.set_extra(&[]);
     server.restart().await?;
     let api = server.api(&api.token);
-    rb.wait_status("B live", |s| s["connection"] == "live").await?;
-    api.update(&id, "other", vec![create_change("live.txt", b"l", None)]).await?;
-    rb.wait_for("live event", |v| remote_path(v, "live.txt")).await?;
-    let seqs: Vec<u64> = rb.seen.iter().filter(|v| v["type"] == "remote_event").map(|v| v["event"]["seq"].as_u64().unwrap()).collect();
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    api.update(&id, "other", vec![create_change("live.txt", b"l", None)])
+        .await?;
+    rb.wait_for("live event", |v| remote_path(v, "live.txt"))
+        .await?;
+    let seqs: Vec<u64> = rb
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "remote_event")
+        .map(|v| v["event"]["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2]);
     rb.stop().await?;
     Ok(())
@@ -127,15 +180,32 @@ async fn a_polling_only_client_gets_every_event_and_says_polling() -> anyhow::Re
     let (_a, b, id, api) = pair(&server, "receive").await?;
     b.ok(&["set", "--poll-interval-ms", "300"]).await?;
     let mut rb = b.run(&["--transport", "polling-only"])?;
-    rb.wait_status("B polling", |s| s["connection"] == "polling").await?;
+    rb.wait_status("B polling", |s| s["connection"] == "polling")
+        .await?;
     for i in 0..5 {
-        api.update(&id, "other", vec![create_change(&format!("f{i}"), b"x", None)]).await?;
+        api.update(
+            &id,
+            "other",
+            vec![create_change(&format!("f{i}"), b"x", None)],
+        )
+        .await?;
     }
     rb.wait_for("last event", |v| remote_path(v, "f4")).await?;
-    let seqs: Vec<u64> = rb.seen.iter().filter(|v| v["type"] == "remote_event").map(|v| v["event"]["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = rb
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "remote_event")
+        .map(|v| v["event"]["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-    let health: Value = reqwest::get(format!("{}/health", server.url)).await?.json().await?;
-    assert_eq!(health["connections"], 0, "a polling-only client opens no socket");
+    let health: Value = reqwest::get(format!("{}/health", server.url))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        health["connections"], 0,
+        "a polling-only client opens no socket"
+    );
     rb.stop().await?;
     Ok(())
 }
@@ -152,31 +222,51 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     a.ok(&["set", "--poll-interval-ms", "300"]).await?;
     let mut ra = a.run(&[])?;
     a.write("before.txt", b"b")?;
-    ra.wait_for("before uploaded", |v| uploaded(v, "before.txt")).await?;
+    ra.wait_for("before uploaded", |v| uploaded(v, "before.txt"))
+        .await?;
 
     server.stop().await?;
-    ra.wait_status("A offline", |s| s["connection"] == "offline").await?;
+    ra.wait_status("A offline", |s| s["connection"] == "offline")
+        .await?;
     for i in 0..3 {
         a.write(&format!("offline{i}.txt"), format!("{i}").as_bytes())?;
     }
-    ra.wait_status("3 queued", |s| s["badge"] == "offline (3 queued)").await?;
+    ra.wait_status("3 queued", |s| s["badge"] == "offline (3 queued)")
+        .await?;
     let st = status_of(&a).await?;
-    assert_eq!((st["badge"].as_str(), st["connection"].as_str(), st["queued"].as_u64()), (Some("offline (3 queued)"), Some("offline"), Some(3)));
+    assert_eq!(
+        (
+            st["badge"].as_str(),
+            st["connection"].as_str(),
+            st["queued"].as_u64()
+        ),
+        (Some("offline (3 queued)"), Some("offline"), Some(3))
+    );
 
     // A restarts while the server is still down: the queue is on disk.
     ra.stop().await?;
     let st = status_of(&a).await?;
     assert_eq!(st["badge"], "offline (3 queued)");
     let mut ra = a.run(&[])?;
-    ra.wait_status("A offline again", |s| s["connection"] == "offline" && s["queued"] == 3).await?;
+    ra.wait_status("A offline again", |s| {
+        s["connection"] == "offline" && s["queued"] == 3
+    })
+    .await?;
 
     server.restart().await?;
     let api = server.api(&api.token);
-    ra.wait_status("A up to date", |s| s["badge"] == "up to date" && s["connection"] == "live").await?;
+    ra.wait_status("A up to date", |s| {
+        s["badge"] == "up to date" && s["connection"] == "live"
+    })
+    .await?;
     let events = api.all_events(&id).await?;
     let mut paths: Vec<String> = paths_and_ops(&events).into_iter().map(|(p, _)| p).collect();
     paths.sort();
-    assert_eq!(paths, vec!["before.txt", "offline0.txt", "offline1.txt", "offline2.txt"], "each change once");
+    assert_eq!(
+        paths,
+        vec!["before.txt", "offline0.txt", "offline1.txt", "offline2.txt"],
+        "each change once"
+    );
     ra.stop().await?;
     Ok(())
 }
@@ -200,7 +290,10 @@ async fn the_start_up_scan_uploads_exactly_what_changed_while_stopped() -> anyho
     std::fs::remove_file(a.folder.join("gone.txt"))?;
     a.write("new/born.txt", b"new")?;
     let mut ra: RunningClient = a.run(&[])?;
-    ra.wait_status("A up to date", |s| s["badge"] == "up to date" && s["last_seq"] == 6).await?;
+    ra.wait_status("A up to date", |s| {
+        s["badge"] == "up to date" && s["last_seq"] == 6
+    })
+    .await?;
     let events = api.all_events(&id).await?;
     let mut after = paths_and_ops(&events[before..]);
     after.sort();
@@ -231,18 +324,27 @@ async fn mistakes_get_one_clear_line_and_a_non_zero_exit() -> anyhow::Result<()>
     };
 
     // Nothing listens on port 9 of loopback.
-    let out = c.cmd(&["login", "--server", "http://127.0.0.1:9", "--token", &token]).await?;
+    let out = c
+        .cmd(&["login", "--server", "http://127.0.0.1:9", "--token", &token])
+        .await?;
     assert!(one_line(&out).contains("cannot reach the server"));
-    let out = c.cmd(&["login", "--server", "not a url", "--token", &token]).await?;
+    let out = c
+        .cmd(&["login", "--server", "not a url", "--token", &token])
+        .await?;
     assert!(one_line(&out).contains("http://"));
-    let out = c.cmd(&["login", "--server", &server.url, "--token", "vst_wrong"]).await?;
+    let out = c
+        .cmd(&["login", "--server", &server.url, "--token", "vst_wrong"])
+        .await?;
     assert!(one_line(&out).contains("token"));
     let out = c.cmd(&["share", "."]).await?;
     assert!(one_line(&out).contains("vidsync login"));
 
-    c.ok(&["login", "--server", &server.url, "--token", &token]).await?;
+    c.ok(&["login", "--server", &server.url, "--token", &token])
+        .await?;
     let dir = c.folder.to_string_lossy().to_string();
-    let out = c.cmd(&["join", "0123456789abcdef0123456789abcdef", &dir]).await?;
+    let out = c
+        .cmd(&["join", "0123456789abcdef0123456789abcdef", &dir])
+        .await?;
     assert!(one_line(&out).contains("invite code"));
     let out = c.cmd(&["log", "p_nope"]).await?;
     assert!(one_line(&out).contains("no project"));
@@ -260,12 +362,24 @@ async fn a_refused_change_is_not_retried_and_the_badge_says_error() -> anyhow::R
     let (a, _b, id, api) = pair(&server, "receive").await?;
     let mut ra = a.run(&[])?;
     a.write("big.bin", &[7u8; 1000])?;
-    let st = ra.wait_status("error badge", |s| s["badge"] == "error").await?;
-    assert!(st["status"]["error"].as_str().unwrap_or("").contains("limit"), "{st}");
+    let st = ra
+        .wait_status("error badge", |s| s["badge"] == "error")
+        .await?;
+    assert!(
+        st["status"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("limit"),
+        "{st}"
+    );
     // Other changes still go through, and the refused one was not posted.
     a.write("small.txt", b"ok")?;
-    ra.wait_for("small uploaded", |v| uploaded(v, "small.txt")).await?;
-    let paths: Vec<String> = paths_and_ops(&api.all_events(&id).await?).into_iter().map(|(p, _)| p).collect();
+    ra.wait_for("small uploaded", |v| uploaded(v, "small.txt"))
+        .await?;
+    let paths: Vec<String> = paths_and_ops(&api.all_events(&id).await?)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     assert_eq!(paths, vec!["small.txt"]);
     let status: Value = serde_json::from_str(&a.ok(&["status", "--json"]).await?)?;
     assert_eq!(status[0]["badge"], "error");
@@ -277,9 +391,13 @@ async fn a_refused_change_is_not_retried_and_the_badge_says_error() -> anyhow::R
 async fn log_follow_prints_past_then_new_events() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let (a, _b, id, api) = pair(&server, "receive").await?;
-    api.update(&id, "x", vec![create_change("old.txt", b"o", None)]).await?;
+    api.update(&id, "x", vec![create_change("old.txt", b"o", None)])
+        .await?;
     let past = a.ok(&["log", &id, "--json"]).await?;
-    let lines: Vec<Value> = past.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let lines: Vec<Value> = past
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["change"]["path"], "old.txt");
 
@@ -296,10 +414,14 @@ async fn log_follow_prints_past_then_new_events() -> anyhow::Result<()> {
     let mut line = String::new();
     tokio::time::timeout(vidsync_e2e::DEADLINE, lines.read_line(&mut line)).await??;
     assert!(line.contains("old.txt"));
-    api.update(&id, "x", vec![create_change("new.txt", b"n", None)]).await?;
+    api.update(&id, "x", vec![create_change("new.txt", b"n", None)])
+        .await?;
     line.clear();
     tokio::time::timeout(vidsync_e2e::DEADLINE, lines.read_line(&mut line)).await??;
     let ev: Value = serde_json::from_str(&line)?;
-    assert_eq!((ev["seq"].as_u64(), ev["change"]["path"].as_str()), (Some(2), Some("new.txt")));
+    assert_eq!(
+        (ev["seq"].as_u64(), ev["change"]["path"].as_str()),
+        (Some(2), Some("new.txt"))
+    );
     Ok(())
 }

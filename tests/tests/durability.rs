@@ -22,13 +22,26 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
     let bob_token = server.add_user("bob").await?;
     let alice = server.api(&alice_token);
     let bob = server.api(&bob_token);
-    let id = alice.create_project("kept").await?["id"].as_str().unwrap().to_string();
+    let id = alice.create_project("kept").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     alice.invite(&id, &bob).await?;
     let bytes = b"content that must survive".to_vec();
     let hash = blake3::hash(&bytes).to_hex().to_string();
     assert_eq!(alice.put_blob(&id, &hash, bytes.clone()).await?.0, 201);
     for i in 0..7 {
-        alice.update(&id, "a", vec![create_change(&format!("f{i}"), &bytes, Some(&format!("c{i}")))]).await?;
+        alice
+            .update(
+                &id,
+                "a",
+                vec![create_change(
+                    &format!("f{i}"),
+                    &bytes,
+                    Some(&format!("c{i}")),
+                )],
+            )
+            .await?;
     }
     let before = alice.all_events(&id).await?;
 
@@ -39,15 +52,27 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
     let bob = server.api(&bob_token);
 
     let (s, p) = bob.get(&format!("/api/projects/{id}")).await?;
-    assert_eq!((s, p["role"].as_str(), p["head_seq"].as_u64()), (200, Some("member"), Some(7)));
+    assert_eq!(
+        (s, p["role"].as_str(), p["head_seq"].as_u64()),
+        (200, Some("member"), Some(7))
+    );
     assert_eq!(alice.all_events(&id).await?, before);
-    let (s, _) = alice.get(&format!("/api/projects/{id}/blobs/{hash}")).await?;
+    let (s, _) = alice
+        .get(&format!("/api/projects/{id}/blobs/{hash}"))
+        .await?;
     assert_eq!(s, 200);
     // An old change_id is still known; a new change gets seq 8.
-    let (_, r) = alice.update(&id, "a", vec![create_change("f0", &bytes, Some("c0"))]).await?;
+    let (_, r) = alice
+        .update(&id, "a", vec![create_change("f0", &bytes, Some("c0"))])
+        .await?;
     assert_eq!(r["events"][0]["seq"], 1);
-    let (_, r) = bob.update(&id, "b", vec![create_change("new", b"n", None)]).await?;
-    assert_eq!((r["events"][0]["seq"].as_u64(), r["head_seq"].as_u64()), (Some(8), Some(8)));
+    let (_, r) = bob
+        .update(&id, "b", vec![create_change("new", b"n", None)])
+        .await?;
+    assert_eq!(
+        (r["events"][0]["seq"].as_u64(), r["head_seq"].as_u64()),
+        (Some(8), Some(8))
+    );
     assert_gap_free(&alice.all_events(&id).await?);
     Ok(())
 }
@@ -57,7 +82,10 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("crashy").await?["id"].as_str().unwrap().to_string();
+    let id = api.create_project("crashy").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Four writers post 2-change batches as fast as they can; each records
     // which change_ids were answered 200 and which were not.
@@ -82,7 +110,10 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
                         let mut a = answered.lock().await;
                         for ev in body["events"].as_array().unwrap() {
                             let path = ev["change"]["path"].as_str().unwrap();
-                            a.insert(path.trim_end_matches(".txt").to_string(), ev["seq"].as_u64().unwrap());
+                            a.insert(
+                                path.trim_end_matches(".txt").to_string(),
+                                ev["seq"].as_u64().unwrap(),
+                            );
                         }
                     }
                     _ => {
@@ -97,14 +128,20 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
             }
         }));
     }
-    wait_for("some answered changes", || async { (answered.lock().await.len() >= 300).then_some(()) }).await?;
+    wait_for("some answered changes", || async {
+        (answered.lock().await.len() >= 300).then_some(())
+    })
+    .await?;
     server.kill9().await?;
     for w in writers {
         w.await?;
     }
     let answered = answered.lock().await.clone();
     let unanswered = unanswered.lock().await.clone();
-    assert!(!unanswered.is_empty(), "the kill landed while writers were posting");
+    assert!(
+        !unanswered.is_empty(),
+        "the kill landed while writers were posting"
+    );
 
     server.restart().await?;
     let api = server.api(&token);
@@ -112,10 +149,23 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
     assert_gap_free(&events);
     let by_path: BTreeMap<String, u64> = events
         .iter()
-        .map(|e| (e["change"]["path"].as_str().unwrap().trim_end_matches(".txt").to_string(), e["seq"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["change"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches(".txt")
+                    .to_string(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
         .collect();
     for (cid, seq) in &answered {
-        assert_eq!(by_path.get(cid), Some(seq), "answered change {cid} is in the log at its seq");
+        assert_eq!(
+            by_path.get(cid),
+            Some(seq),
+            "answered change {cid} is in the log at its seq"
+        );
     }
 
     // Retry every unanswered change with its change_id: no duplicate.
@@ -125,7 +175,10 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
     }
     let events = api.all_events(&id).await?;
     assert_gap_free(&events);
-    let paths: Vec<&str> = events.iter().map(|e| e["change"]["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = events
+        .iter()
+        .map(|e| e["change"]["path"].as_str().unwrap())
+        .collect();
     let distinct: HashSet<&str> = paths.iter().copied().collect();
     assert_eq!(paths.len(), distinct.len(), "no change appended twice");
     assert_eq!(distinct.len(), answered.len() + unanswered.len());
@@ -137,7 +190,10 @@ async fn sigterm_closes_sockets_and_exits_cleanly() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("p").await?["id"].as_str().unwrap().to_string();
+    let id = api.create_project("p").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // An open websocket must not hold the shutdown up: stop() fails if the
     // process is still there after the deadline. (The transport is closed
     // with a normal close, which clients treat as a reason to reconnect;
@@ -147,6 +203,8 @@ async fn sigterm_closes_sockets_and_exits_cleanly() -> anyhow::Result<()> {
     let status = server.stop().await?;
     assert!(status.success(), "exit status {status}");
     // The port is closed.
-    assert!(reqwest::get(format!("{}/health", server.url)).await.is_err());
+    assert!(reqwest::get(format!("{}/health", server.url))
+        .await
+        .is_err());
     Ok(())
 }

@@ -31,9 +31,16 @@ fn event(seq: u64, path: &str, bytes: &[u8]) -> Value {
     })
 }
 
-async fn events(State(d): State<Arc<Double>>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+async fn events(
+    State(d): State<Arc<Double>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
     let since: u64 = q.get("since_seq").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let evs: Vec<&Value> = d.events.iter().filter(|e| e["seq"].as_u64().unwrap_or(0) > since).collect();
+    let evs: Vec<&Value> = d
+        .events
+        .iter()
+        .filter(|e| e["seq"].as_u64().unwrap_or(0) > since)
+        .collect();
     Json(json!({"events": evs, "head_seq": d.events.len()}))
 }
 
@@ -58,7 +65,12 @@ async fn a_hostile_server_cannot_write_outside_the_folder() -> anyhow::Result<()
             event(5, "link/pwned.txt", &good),
             event(6, "C:\\evil.txt", &good),
         ],
-        blobs: [(hash(&good), good.clone()), (hash(&claimed), b"other bytes entirely".to_vec())].into_iter().collect(),
+        blobs: [
+            (hash(&good), good.clone()),
+            (hash(&claimed), b"other bytes entirely".to_vec()),
+        ]
+        .into_iter()
+        .collect(),
     });
     let app = Router::new()
         .route("/api/projects", get(|| async { Json(json!({"projects": []})) }))
@@ -78,17 +90,42 @@ async fn a_hostile_server_cannot_write_outside_the_folder() -> anyhow::Result<()
     let c = ClientDir::new()?;
     // A symlink inside the folder that points outside it.
     std::os::unix::fs::symlink(outside.path(), c.folder.join("link"))?;
-    c.ok(&["login", "--server", &url, "--token", "vst_whatever"]).await?;
-    c.ok(&["set", "--transport", "polling-only", "--poll-interval-ms", "200"]).await?;
+    c.ok(&["login", "--server", &url, "--token", "vst_whatever"])
+        .await?;
+    c.ok(&[
+        "set",
+        "--transport",
+        "polling-only",
+        "--poll-interval-ms",
+        "200",
+    ])
+    .await?;
     let folder = c.folder.to_string_lossy().to_string();
-    let out = c.cmd(&["join", "CODE1", &folder, "--mode", "receive"]).await?;
+    let out = c
+        .cmd(&["join", "CODE1", &folder, "--mode", "receive"])
+        .await?;
     assert!(out.ok, "join itself works: {out:?}");
-    assert!(out.stderr.contains("skipped"), "bad events are reported: {}", out.stderr);
+    assert!(
+        out.stderr.contains("skipped"),
+        "bad events are reported: {}",
+        out.stderr
+    );
 
     let mut run: RunningClient = c.run(&[])?;
-    let st = run.wait_status("error badge", |s| s["badge"] == "error" && s["last_seq"] == 6).await?;
-    assert!(st["status"]["error"].as_str().is_some_and(|m| !m.is_empty()));
-    let errors: Vec<String> = run.seen.iter().filter(|v| v["type"] == "error").map(|v| v["message"].to_string()).collect();
+    let st = run
+        .wait_status("error badge", |s| {
+            s["badge"] == "error" && s["last_seq"] == 6
+        })
+        .await?;
+    assert!(st["status"]["error"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    let errors: Vec<String> = run
+        .seen
+        .iter()
+        .filter(|v| v["type"] == "error")
+        .map(|v| v["message"].to_string())
+        .collect();
     assert!(errors.len() >= 4, "each bad event is reported: {errors:?}");
     run.stop().await?;
 
@@ -96,10 +133,18 @@ async fn a_hostile_server_cannot_write_outside_the_folder() -> anyhow::Result<()
     let parent = c.folder.parent().unwrap();
     assert!(!parent.join("escape.txt").exists());
     assert!(!std::path::Path::new("/tmp/abs-escape.txt").exists());
-    assert!(!outside.path().join("pwned.txt").exists(), "nothing written through the symlink");
+    assert!(
+        !outside.path().join("pwned.txt").exists(),
+        "nothing written through the symlink"
+    );
     assert_eq!(std::fs::read(c.folder.join("sub/good.txt"))?, good);
-    assert!(!c.folder.join("sub/mismatch.txt").exists(), "mismatched bytes are not kept");
-    let mut names: Vec<String> = std::fs::read_dir(c.folder.join("sub"))?.map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    assert!(
+        !c.folder.join("sub/mismatch.txt").exists(),
+        "mismatched bytes are not kept"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(c.folder.join("sub"))?
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
     names.sort();
     assert_eq!(names, vec!["good.txt"], "no temp file left behind");
     Ok(())

@@ -15,7 +15,11 @@ fn seq(ev: &Value) -> u64 {
 async fn handshake_without_a_valid_token_gets_connect_error() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     server.add_user("alice").await?;
-    for auth in [Some(json!({"token": "vst_wrong"})), Some(json!({"nope": 1})), None] {
+    for auth in [
+        Some(json!({"token": "vst_wrong"})),
+        Some(json!({"nope": 1})),
+        None,
+    ] {
         match Live::connect_with(&server.url, auth.clone(), TransportType::Websocket).await {
             Err(ConnectFailure::Refused(msg)) => assert!(!msg.is_empty()),
             Err(ConnectFailure::Other(e)) => panic!("{auth:?}: expected connect_error, got {e}"),
@@ -23,7 +27,10 @@ async fn handshake_without_a_valid_token_gets_connect_error() -> anyhow::Result<
         }
     }
     // And no socket was counted as open.
-    let health: Value = reqwest::get(format!("{}/health", server.url)).await?.json().await?;
+    let health: Value = reqwest::get(format!("{}/health", server.url))
+        .await?
+        .json()
+        .await?;
     assert_eq!(health["connections"], 0);
     Ok(())
 }
@@ -34,21 +41,40 @@ async fn subscribe_acks_and_refusals() -> anyhow::Result<()> {
     let alice_token = server.add_user("alice").await?;
     let mallory_token = server.add_user("mallory").await?;
     let alice = server.api(&alice_token);
-    let id = alice.create_project("demo").await?["id"].as_str().unwrap().to_string();
-    alice.update(&id, "c", vec![create_change("a", b"a", None)]).await?;
+    let id = alice.create_project("demo").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice
+        .update(&id, "c", vec![create_change("a", b"a", None)])
+        .await?;
 
     let live = Live::connect(&server.url, &alice_token).await?;
     let ack = live.subscribe(&id, None).await?;
     assert_eq!(ack, json!({"ok": true, "head_seq": 1}));
     let ack = live.subscribe("p_unknown", None).await?;
-    assert_eq!((ack["ok"].as_bool(), ack["error"]["code"].as_str()), (Some(false), Some("not_found")));
-    let ack = live.request("subscribe:project", json!({"since_seq": 3})).await?;
-    assert_eq!((ack["ok"].as_bool(), ack["error"]["code"].as_str()), (Some(false), Some("bad_request")));
+    assert_eq!(
+        (ack["ok"].as_bool(), ack["error"]["code"].as_str()),
+        (Some(false), Some("not_found"))
+    );
+    let ack = live
+        .request("subscribe:project", json!({"since_seq": 3}))
+        .await?;
+    assert_eq!(
+        (ack["ok"].as_bool(), ack["error"]["code"].as_str()),
+        (Some(false), Some("bad_request"))
+    );
 
     let outsider = Live::connect(&server.url, &mallory_token).await?;
     let ack = outsider.subscribe(&id, Some(0)).await?;
-    assert_eq!((ack["ok"].as_bool(), ack["error"]["code"].as_str()), (Some(false), Some("forbidden")));
-    let health: Value = reqwest::get(format!("{}/health", server.url)).await?.json().await?;
+    assert_eq!(
+        (ack["ok"].as_bool(), ack["error"]["code"].as_str()),
+        (Some(false), Some("forbidden"))
+    );
+    let health: Value = reqwest::get(format!("{}/health", server.url))
+        .await?
+        .json()
+        .await?;
     assert_eq!(health["connections"], 2);
     Ok(())
 }
@@ -62,38 +88,79 @@ async fn two_subscribers_get_each_event_once_and_outsiders_none() -> anyhow::Res
     let alice = server.api(&alice_token);
     let bob = server.api(&bob_token);
     let carol = server.api(&carol_token);
-    let id = alice.create_project("shared").await?["id"].as_str().unwrap().to_string();
+    let id = alice.create_project("shared").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     alice.invite(&id, &bob).await?;
-    let carols = carol.create_project("carol's own").await?["id"].as_str().unwrap().to_string();
+    let carols = carol.create_project("carol's own").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut a = Live::connect(&server.url, &alice_token).await?;
     // Bob on the polling transport: both Engine.IO transports work.
-    let mut b = Live::connect_with(&server.url, Some(json!({"token": bob_token})), TransportType::Polling)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut b = Live::connect_with(
+        &server.url,
+        Some(json!({"token": bob_token})),
+        TransportType::Polling,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut c = Live::connect(&server.url, &carol_token).await?;
     assert_eq!(a.subscribe(&id, None).await?["ok"], true);
     assert_eq!(b.subscribe(&id, None).await?["ok"], true);
     assert_eq!(c.subscribe(&id, None).await?["ok"], false);
     assert_eq!(c.subscribe(&carols, None).await?["ok"], true);
 
-    let (s, _) = alice.update(&id, "laptop", vec![create_change("doc.txt", b"v1", Some("x1"))]).await?;
+    let (s, _) = alice
+        .update(
+            &id,
+            "laptop",
+            vec![create_change("doc.txt", b"v1", Some("x1"))],
+        )
+        .await?;
     assert_eq!(s, 200);
     for live in [&mut a, &mut b] {
         let ev = live.next_event().await?;
-        assert_eq!((seq(&ev), ev["change"]["path"].as_str(), ev["project_id"].as_str()), (1, Some("doc.txt"), Some(id.as_str())));
+        assert_eq!(
+            (
+                seq(&ev),
+                ev["change"]["path"].as_str(),
+                ev["project_id"].as_str()
+            ),
+            (1, Some("doc.txt"), Some(id.as_str()))
+        );
         assert_eq!(ev["origin"]["client_id"], "laptop");
     }
     // A retry of the same change is not broadcast again; the next event is 2.
-    alice.update(&id, "laptop", vec![create_change("doc.txt", b"v1", Some("x1"))]).await?;
-    alice.update(&id, "laptop", vec![create_change("marker", b"m", Some("x2"))]).await?;
+    alice
+        .update(
+            &id,
+            "laptop",
+            vec![create_change("doc.txt", b"v1", Some("x1"))],
+        )
+        .await?;
+    alice
+        .update(
+            &id,
+            "laptop",
+            vec![create_change("marker", b"m", Some("x2"))],
+        )
+        .await?;
     for live in [&mut a, &mut b] {
         let ev = live.next_event().await?;
-        assert_eq!((seq(&ev), ev["change"]["path"].as_str()), (2, Some("marker")), "no duplicate before the marker");
+        assert_eq!(
+            (seq(&ev), ev["change"]["path"].as_str()),
+            (2, Some("marker")),
+            "no duplicate before the marker"
+        );
     }
     // Carol sees her own project's event and nothing of the other's; the
     // order of appends makes her event a barrier after alice's two.
-    carol.update(&carols, "c", vec![create_change("hers", b"h", None)]).await?;
+    carol
+        .update(&carols, "c", vec![create_change("hers", b"h", None)])
+        .await?;
     let ev = c.next_event().await?;
     assert_eq!(ev["project_id"], carols.as_str());
     assert!(c.drain().is_empty());
@@ -101,9 +168,12 @@ async fn two_subscribers_get_each_event_once_and_outsiders_none() -> anyhow::Res
     // Unsubscribe stops delivery to that socket only.
     let ack = b.request("unsubscribe:project", json!(id)).await?;
     assert_eq!(ack["ok"], true);
-    alice.update(&id, "laptop", vec![create_change("after", b"x", None)]).await?;
+    alice
+        .update(&id, "laptop", vec![create_change("after", b"x", None)])
+        .await?;
     assert_eq!(seq(&a.next_event().await?), 3);
-    bob.update(&id, "bob", vec![create_change("after2", b"y", None)]).await?;
+    bob.update(&id, "bob", vec![create_change("after2", b"y", None)])
+        .await?;
     assert_eq!(seq(&a.next_event().await?), 4);
     assert!(b.drain().is_empty(), "unsubscribed socket got events");
     Ok(())
@@ -114,11 +184,22 @@ async fn since_seq_replays_missed_events_then_hands_over_to_live() -> anyhow::Re
     let server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("busy").await?["id"].as_str().unwrap().to_string();
+    let id = api.create_project("busy").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The subscriber got seq 1..=10, then went away.
     let batch = |from: usize, n: usize| -> Vec<Value> {
-        (from..from + n).map(|i| create_change(&format!("f{i}"), format!("{i}").as_bytes(), Some(&format!("c{i}")))).collect()
+        (from..from + n)
+            .map(|i| {
+                create_change(
+                    &format!("f{i}"),
+                    format!("{i}").as_bytes(),
+                    Some(&format!("c{i}")),
+                )
+            })
+            .collect()
     };
     api.update(&id, "writer", batch(0, 10)).await?;
     // 500 events it missed while disconnected.
@@ -153,7 +234,8 @@ async fn since_seq_replays_missed_events_then_hands_over_to_live() -> anyhow::Re
     assert_eq!(got, want, "every missed and live event once, in order");
 
     // And live after that.
-    api.update(&id, "writer", vec![create_change("tail", b"t", None)]).await?;
+    api.update(&id, "writer", vec![create_change("tail", b"t", None)])
+        .await?;
     assert_eq!(seq(&live.next_event().await?), last + 1);
     assert!(live.drain().is_empty());
     Ok(())
@@ -164,23 +246,33 @@ async fn resubscribe_after_reconnect_catches_up() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("p").await?["id"].as_str().unwrap().to_string();
+    let id = api.create_project("p").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut live = Live::connect(&server.url, &token).await?;
     live.subscribe(&id, Some(0)).await?;
-    api.update(&id, "w", vec![create_change("one", b"1", None)]).await?;
+    api.update(&id, "w", vec![create_change("one", b"1", None)])
+        .await?;
     assert_eq!(seq(&live.next_event().await?), 1);
 
     // Server restarts; the client reconnects by itself and subscribes again
     // from the last seq it has.
     server.restart().await?;
     let api = server.api(&token);
-    api.update(&id, "w", vec![create_change("two", b"2", None)]).await?;
+    api.update(&id, "w", vec![create_change("two", b"2", None)])
+        .await?;
     live.next_connect().await?;
     let ack = live.subscribe(&id, Some(1)).await?;
     assert_eq!(ack["head_seq"], 2);
     assert_eq!(seq(&live.next_event().await?), 2);
     let health = wait_for("one connection", || async {
-        let h: Value = reqwest::get(format!("{}/health", server.url)).await.ok()?.json().await.ok()?;
+        let h: Value = reqwest::get(format!("{}/health", server.url))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (h["connections"] == 1).then_some(h)
     })
     .await?;

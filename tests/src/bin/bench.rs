@@ -32,13 +32,21 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { subscribers: vec![1000, 10_000], events: 200, trials: 100, only: None };
+    let mut args = Args {
+        subscribers: vec![1000, 10_000],
+        events: 200,
+        trials: 100,
+        only: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let v = it.next().with_context(|| format!("{a} needs a value"))?;
         match a.as_str() {
             "--subscribers" => {
-                args.subscribers = v.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?
+                args.subscribers = v
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
             }
             "--events" => args.events = v.parse()?,
             "--trials" => args.trials = v.parse()?,
@@ -72,7 +80,12 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 /// A (seq, time received) for every delivery to every subscriber.
 type Delivery = (u64, Instant);
 
-async fn connect_subscriber(url: &str, token: &str, project_id: &str, tx: mpsc::UnboundedSender<Delivery>) -> Result<rust_socketio::asynchronous::Client> {
+async fn connect_subscriber(
+    url: &str,
+    token: &str,
+    project_id: &str,
+    tx: mpsc::UnboundedSender<Delivery>,
+) -> Result<rust_socketio::asynchronous::Client> {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
     let client = ClientBuilder::new(url)
         .transport_type(TransportType::Websocket)
@@ -101,23 +114,41 @@ async fn connect_subscriber(url: &str, token: &str, project_id: &str, tx: mpsc::
         })
         .connect()
         .await?;
-    tokio::time::timeout(Duration::from_secs(30), ready_rx.recv()).await.context("connect")?;
+    tokio::time::timeout(Duration::from_secs(30), ready_rx.recv())
+        .await
+        .context("connect")?;
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
     client
-        .emit_with_ack(vidsync_protocol::EV_SUBSCRIBE, json!(project_id), Duration::from_secs(30), move |_, _| {
-            let tx = ack_tx.clone();
-            async move {
-                let _ = tx.send(());
-            }
-            .boxed()
-        })
+        .emit_with_ack(
+            vidsync_protocol::EV_SUBSCRIBE,
+            json!(project_id),
+            Duration::from_secs(30),
+            move |_, _| {
+                let tx = ack_tx.clone();
+                async move {
+                    let _ = tx.send(());
+                }
+                .boxed()
+            },
+        )
         .await?;
-    tokio::time::timeout(Duration::from_secs(30), ack_rx.recv()).await.context("subscribe ack")?;
+    tokio::time::timeout(Duration::from_secs(30), ack_rx.recv())
+        .await
+        .context("subscribe ack")?;
     Ok(client)
 }
 
-async fn fan_out(server: &TestServer, api: &Api, token: &str, n: usize, events: usize) -> Result<()> {
-    let id = api.create_project(&format!("fanout-{n}")).await?["id"].as_str().unwrap_or_default().to_string();
+async fn fan_out(
+    server: &TestServer,
+    api: &Api,
+    token: &str,
+    n: usize,
+    events: usize,
+) -> Result<()> {
+    let id = api.create_project(&format!("fanout-{n}")).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
@@ -126,7 +157,12 @@ async fn fan_out(server: &TestServer, api: &Api, token: &str, n: usize, events: 
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
         let mut wave = Vec::new();
         for _ in chunk {
-            let (url, token, id, tx) = (server.url.clone(), token.to_string(), id.clone(), tx.clone());
+            let (url, token, id, tx) = (
+                server.url.clone(),
+                token.to_string(),
+                id.clone(),
+                tx.clone(),
+            );
             let connected = connected.clone();
             wave.push(tokio::spawn(async move {
                 let c = connect_subscriber(&url, &token, &id, tx).await;
@@ -148,7 +184,10 @@ async fn fan_out(server: &TestServer, api: &Api, token: &str, n: usize, events: 
         }
     }
     let subs = clients.len();
-    println!("  {subs} of {n} subscribers connected and subscribed in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "  {subs} of {n} subscribers connected and subscribed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     drop(tx);
 
     let mut latencies = Vec::with_capacity(subs * events);
@@ -156,7 +195,17 @@ async fn fan_out(server: &TestServer, api: &Api, token: &str, n: usize, events: 
     for i in 0..events {
         let seq = i as u64 + 1;
         let sent = Instant::now();
-        let (s, _) = api.update(&id, "bench", vec![create_change(&format!("f{i}"), format!("{i}").as_bytes(), None)]).await?;
+        let (s, _) = api
+            .update(
+                &id,
+                "bench",
+                vec![create_change(
+                    &format!("f{i}"),
+                    format!("{i}").as_bytes(),
+                    None,
+                )],
+            )
+            .await?;
         if s != 200 {
             bail!("post {i}: status {s}");
         }
@@ -197,7 +246,10 @@ async fn fan_out(server: &TestServer, api: &Api, token: &str, n: usize, events: 
 }
 
 async fn throughput(api: &Api, batch: usize, total_events: usize) -> Result<f64> {
-    let id = api.create_project(&format!("append-{batch}")).await?["id"].as_str().unwrap_or_default().to_string();
+    let id = api.create_project(&format!("append-{batch}")).await?["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let requests = total_events / batch;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -211,7 +263,13 @@ async fn throughput(api: &Api, batch: usize, total_events: usize) -> Result<f64>
                     return anyhow::Ok(());
                 }
                 let changes: Vec<Value> = (0..batch)
-                    .map(|k| create_change(&format!("d{r}/f{k}"), format!("{r}-{k}").as_bytes(), Some(&format!("{w}-{r}-{k}"))))
+                    .map(|k| {
+                        create_change(
+                            &format!("d{r}/f{k}"),
+                            format!("{r}-{k}").as_bytes(),
+                            Some(&format!("{w}-{r}-{k}")),
+                        )
+                    })
                     .collect();
                 let (s, _) = api.update(&id, "bench", changes).await?;
                 anyhow::ensure!(s == 200, "status {s}");
@@ -228,7 +286,12 @@ async fn throughput(api: &Api, batch: usize, total_events: usize) -> Result<f64>
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
-    println!("vidsync benchmark (release build, loopback, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "vidsync benchmark (release build, loopback, {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     if args.only.as_deref() != Some("client") {
         server_bench(&args).await?;
     }
@@ -239,31 +302,57 @@ async fn main() -> Result<()> {
 }
 
 async fn client_bench(args: &Args) -> Result<()> {
-    println!("client: last write in A -> event at B ({} trials each):", args.trials);
+    println!(
+        "client: last write in A -> event at B, and -> identical bytes in B ({} trials each):",
+        args.trials
+    );
     for debounce in [500u64, 50] {
         let server = TestServer::start().await?;
         let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "receive").await?;
         let d = debounce.to_string();
         let mut ra = a.run(&["--debounce-ms", &d])?;
         let mut rb = b.run(&[])?;
-        rb.wait_status("B live", |s| s["connection"] == "live").await?;
-        ra.wait_status("A live", |s| s["connection"] == "live").await?;
-        let mut lat = Vec::with_capacity(args.trials);
-        for i in 0..args.trials {
-            let name = format!("t{i}.txt");
-            a.write(&name, format!("trial {i}").as_bytes())?;
-            let written = Instant::now();
-            rb.wait_for("trial event", |v| v["type"] == "remote_event" && v["event"]["change"]["path"] == name.as_str()).await?;
-            lat.push(written.elapsed());
-            rb.forget();
+        rb.wait_status("B live", |s| s["connection"] == "live")
+            .await?;
+        ra.wait_status("A live", |s| s["connection"] == "live")
+            .await?;
+        let sizes: &[(usize, &str)] = if debounce == 500 {
+            &[(1024, "1 KiB"), (10 << 20, "10 MiB")]
+        } else {
+            &[(1024, "1 KiB")]
+        };
+        for &(size, label) in sizes {
+            let (mut to_event, mut to_bytes) = (Vec::new(), Vec::new());
+            let mut content = vec![0u8; size];
+            for i in 0..args.trials {
+                let name = format!("t{size}-{i}.bin");
+                content[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                a.write(&name, &content)?;
+                let written = Instant::now();
+                rb.wait_for("trial event", |v| {
+                    v["type"] == "remote_event" && v["event"]["change"]["path"] == name.as_str()
+                })
+                .await?;
+                to_event.push(written.elapsed());
+                rb.wait_for("trial applied", |v| {
+                    v["type"] == "applied" && v["path"] == name.as_str()
+                })
+                .await?;
+                to_bytes.push(written.elapsed());
+                rb.forget();
+            }
+            to_event.sort();
+            to_bytes.sort();
+            println!(
+                "  debounce {debounce:>3} ms, {label:>6}: event p50 {}, p99 {} (p50 - debounce {}); identical bytes p50 {}, p99 {} (p50 - debounce {})",
+                ms(percentile(&to_event, 0.5)),
+                ms(percentile(&to_event, 0.99)),
+                ms(percentile(&to_event, 0.5).saturating_sub(Duration::from_millis(debounce))),
+                ms(percentile(&to_bytes, 0.5)),
+                ms(percentile(&to_bytes, 0.99)),
+                ms(percentile(&to_bytes, 0.5).saturating_sub(Duration::from_millis(debounce))),
+            );
         }
-        lat.sort();
-        println!(
-            "  debounce {debounce:>3} ms: p50 {}, p99 {} (p50 - debounce = {})",
-            ms(percentile(&lat, 0.5)),
-            ms(percentile(&lat, 0.99)),
-            ms(percentile(&lat, 0.5).saturating_sub(Duration::from_millis(debounce)))
-        );
         ra.stop().await?;
         rb.stop().await?;
     }
@@ -302,9 +391,70 @@ async fn client_bench(args: &Args) -> Result<()> {
     .await?;
     let (scan_time, found) = scan;
     println!("client: start-up scan of {files} files / {mb:.0} MiB (warm cache, one thread):");
-    println!("  scanner:      {:>8.0} files/s {:>7.0} MiB/s ({found} creates found)", files as f64 / scan_time.as_secs_f64(), mb / scan_time.as_secs_f64());
-    println!("  plain BLAKE3: {:>8.0} files/s {:>7.0} MiB/s", files as f64 / raw_time.as_secs_f64(), mb / raw_time.as_secs_f64());
-    println!("  scanner / plain hashing: {:.2}", raw_time.as_secs_f64() / scan_time.as_secs_f64());
+    println!(
+        "  scanner:      {:>8.0} files/s {:>7.0} MiB/s ({found} creates found)",
+        files as f64 / scan_time.as_secs_f64(),
+        mb / scan_time.as_secs_f64()
+    );
+    println!(
+        "  plain BLAKE3: {:>8.0} files/s {:>7.0} MiB/s",
+        files as f64 / raw_time.as_secs_f64(),
+        mb / raw_time.as_secs_f64()
+    );
+    println!(
+        "  scanner / plain hashing: {:.2}",
+        raw_time.as_secs_f64() / scan_time.as_secs_f64()
+    );
+    drop(tree);
+
+    // Joining late: 10,000 files / 200 MB shared by A, then C joins.
+    let server = TestServer::start().await?;
+    let (a, _b, id, api) = vidsync_e2e::linked_pair(&server, "receive").await?;
+    let (files, bytes) = generate_tree(&a.folder, 10_000, 200 * 1024 * 1024)?;
+    let mb = bytes as f64 / (1024.0 * 1024.0);
+    let started = Instant::now();
+    let mut ra = a.run(&[])?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (_, p) = api.events(&id, u64::MAX / 2).await?;
+        if p["head_seq"].as_u64() >= Some(files as u64) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("A did not share {files} files within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let share_time = started.elapsed();
+    let tc = server.add_user("carol").await?;
+    let c = vidsync_e2e::ClientDir::new()?;
+    c.ok(&["login", "--server", &server.url, "--token", &tc])
+        .await?;
+    let code = a.ok(&["invite", &id]).await?;
+    let started = Instant::now();
+    c.ok(&[
+        "join",
+        &code,
+        &c.folder.to_string_lossy(),
+        "--mode",
+        "receive",
+    ])
+    .await?;
+    let join_time = started.elapsed();
+    println!("client: {files} files / {mb:.0} MiB");
+    println!(
+        "  share (scan, upload, post): {:.1} s, {:>6.0} files/s {:>6.1} MiB/s",
+        share_time.as_secs_f64(),
+        files as f64 / share_time.as_secs_f64(),
+        mb / share_time.as_secs_f64()
+    );
+    println!(
+        "  join (download, verify, write): {:.1} s, {:>6.0} files/s {:>6.1} MiB/s",
+        join_time.as_secs_f64(),
+        files as f64 / join_time.as_secs_f64(),
+        mb / join_time.as_secs_f64()
+    );
+    ra.stop().await?;
     Ok(())
 }
 
@@ -354,4 +504,3 @@ async fn server_bench(args: &Args) -> Result<()> {
     }
     Ok(())
 }
-
