@@ -456,7 +456,6 @@ async fn run_socket(shared: Arc<Shared>, websocket_only: bool, cancel: Cancellat
             .reconnect(true)
             .reconnect_on_disconnect(true)
             .reconnect_delay(500, 8000)
-            .max_reconnect_attempts(255)
             .on(Event::Connect, move |_, client: Client| {
                 let shared = s_connect.clone();
                 async move {

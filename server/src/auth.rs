@@ -35,6 +35,18 @@ pub async fn user_for_token(state: &AppState, token: &str) -> Result<Option<User
     Ok(state.db.user_by_token_hash(&token_hash(token)).await?)
 }
 
+/// Per-user token buckets for `/api/...` requests.
+pub type Limiter = governor::DefaultKeyedRateLimiter<i64>;
+
+/// A limiter allowing `per_second` requests per user, bursts up to 5x.
+pub fn limiter(per_second: u32) -> Option<Limiter> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(per_second.saturating_mul(5)).unwrap_or(rate);
+    Some(governor::RateLimiter::keyed(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    ))
+}
+
 /// The authenticated caller of an `/api/...` request.
 pub struct AuthUser(pub User);
 
@@ -63,9 +75,17 @@ impl FromRequestParts<AppState> for AuthUser {
                 ))
             }
         };
-        match user_for_token(state, &token).await? {
-            Some(user) => Ok(AuthUser(user)),
-            None => Err(AppError::unauthorized("unknown or revoked token")),
+        let Some(user) = user_for_token(state, &token).await? else {
+            return Err(AppError::unauthorized("unknown or revoked token"));
+        };
+        if let Some(limiter) = &state.limiter {
+            if limiter.check_key(&user.id).is_err() {
+                return Err(AppError::new(
+                    vidsync_protocol::ErrorCode::RateLimited,
+                    "too many requests: slow down and retry",
+                ));
+            }
         }
+        Ok(AuthUser(user))
     }
 }

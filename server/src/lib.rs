@@ -37,6 +37,8 @@ pub struct Config {
     pub max_blob_bytes: u64,
     /// Serve Socket.IO (false: HTTP only, clients poll).
     pub live: bool,
+    /// API requests per second allowed per user (0: no limit).
+    pub rate_limit: u32,
 }
 
 impl Config {
@@ -67,6 +69,8 @@ pub struct Inner {
     pub hub: Arc<live::Hub>,
     pub metrics: PrometheusHandle,
     pub live: bool,
+    /// Per-user request limiter for `/api/...` (None: no limit).
+    pub limiter: Option<auth::Limiter>,
     /// Open Socket.IO sockets, for `/health` and `/metrics`.
     connections: AtomicU64,
 }
@@ -123,6 +127,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         hub: Arc::default(),
         metrics: metrics_handle(),
         live: config.live,
+        limiter: auth::limiter(config.rate_limit),
         connections: AtomicU64::new(0),
     })))
 }

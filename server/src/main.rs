@@ -69,6 +69,9 @@ struct ServeArgs {
     /// Largest blob accepted, in bytes.
     #[arg(long, env = "VIDSYNC_MAX_BLOB_BYTES", default_value_t = vidsync_protocol::DEFAULT_MAX_BLOB_BYTES)]
     max_blob_bytes: u64,
+    /// API requests per second allowed per user, bursts up to 5x (0: no limit).
+    #[arg(long, env = "VIDSYNC_RATE_LIMIT", default_value_t = 1000)]
+    rate_limit: u32,
     /// Serve without Socket.IO: clients fall back to polling the event log.
     #[arg(long, env = "VIDSYNC_DISABLE_LIVE")]
     disable_live: bool,
@@ -95,6 +98,7 @@ fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
         database_url: store.database_url.clone(),
         max_blob_bytes,
         live: true,
+        rate_limit: 0,
     }
 }
 
@@ -168,6 +172,7 @@ async fn run() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = config(&args.store, args.max_blob_bytes);
     cfg.live = !args.disable_live;
+    cfg.rate_limit = args.rate_limit;
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

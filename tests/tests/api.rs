@@ -532,3 +532,50 @@ async fn blobs_are_checked_stored_and_served_with_ranges() -> anyhow::Result<()>
     assert_eq!(leftovers, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn too_many_requests_get_429_and_change_nothing() -> anyhow::Result<()> {
+    // 2 requests per second per user, bursts of 10.
+    let server = TestServer::start_with(&["--rate-limit", "2"]).await?;
+    let alice = server.api(&server.add_user("alice").await?);
+    let bob = server.api(&server.add_user("bob").await?);
+    let id = alice.create_project("busy").await?["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut limited = None;
+    for i in 0..30 {
+        let (s, b) = alice
+            .update(&id, "c", vec![create_change(&format!("f{i}"), b"x", None)])
+            .await?;
+        if s == 429 {
+            limited = Some((i, b));
+            break;
+        }
+        assert_eq!(s, 200);
+    }
+    let (i, body) = limited.expect("a burst of 30 is limited");
+    assert_eq!(code(&body), "rate_limited");
+    // The refused change is not in the log; another user is not limited.
+    let (_, page) = bob.get("/api/projects").await?;
+    assert!(page["projects"].is_array());
+    wait_for_head(&server, &alice.token, &id, i as u64).await?;
+    Ok(())
+}
+
+/// Waits until the limiter lets alice read again, then checks the head.
+async fn wait_for_head(
+    server: &TestServer,
+    token: &str,
+    id: &str,
+    want: u64,
+) -> anyhow::Result<()> {
+    let api = server.api(token);
+    let page = vidsync_e2e::wait_for("the limiter to let a read through", || async {
+        let (s, p) = api.events(id, 0).await.ok()?;
+        (s == 200).then_some(p)
+    })
+    .await?;
+    assert_eq!(page["head_seq"], want);
+    Ok(())
+}

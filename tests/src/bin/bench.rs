@@ -482,7 +482,8 @@ fn generate_tree(root: &std::path::Path, n: usize, total: usize) -> Result<(usiz
 }
 
 async fn server_bench(args: &Args) -> Result<()> {
-    let server = TestServer::start().await?;
+    // No rate limit: the load generator is one user.
+    let server = TestServer::start_with(&["--rate-limit", "0"]).await?;
     let token = server.add_user("bench").await?;
     let api = server.api(&token);
 
