@@ -85,7 +85,7 @@ async fn connect_subscriber(
     token: &str,
     project_id: &str,
     tx: mpsc::UnboundedSender<Delivery>,
-) -> Result<rust_socketio::asynchronous::Client> {
+) -> Result<(rust_socketio::asynchronous::Client, usize)> {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
     let client = ClientBuilder::new(url)
         .transport_type(TransportType::Websocket)
@@ -117,25 +117,32 @@ async fn connect_subscriber(
     tokio::time::timeout(Duration::from_secs(30), ready_rx.recv())
         .await
         .context("connect")?;
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
-    client
-        .emit_with_ack(
-            vidsync_protocol::EV_SUBSCRIBE,
-            json!(project_id),
-            Duration::from_secs(30),
-            move |_, _| {
-                let tx = ack_tx.clone();
-                async move {
-                    let _ = tx.send(());
-                }
-                .boxed()
-            },
-        )
-        .await?;
-    tokio::time::timeout(Duration::from_secs(30), ack_rx.recv())
-        .await
-        .context("subscribe ack")?;
-    Ok(client)
+    // A lost ack is retried (and counted) so one stray packet does not end
+    // the run; the retries are reported.
+    for attempt in 0..3 {
+        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
+        client
+            .emit_with_ack(
+                vidsync_protocol::EV_SUBSCRIBE,
+                json!(project_id),
+                Duration::from_secs(5),
+                move |_, _| {
+                    let tx = ack_tx.clone();
+                    async move {
+                        let _ = tx.send(());
+                    }
+                    .boxed()
+                },
+            )
+            .await?;
+        if tokio::time::timeout(Duration::from_secs(5), ack_rx.recv())
+            .await
+            .is_ok()
+        {
+            return Ok((client, attempt));
+        }
+    }
+    bail!("no subscribe ack after 3 tries")
 }
 
 async fn fan_out(
@@ -153,6 +160,7 @@ async fn fan_out(
     let started = Instant::now();
     let mut clients = Vec::with_capacity(n);
     let connected = Arc::new(AtomicUsize::new(0));
+    let mut resubscribes = 0usize;
     // Connect in waves of 50 at a time.
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
         let mut wave = Vec::new();
@@ -172,7 +180,10 @@ async fn fan_out(
         }
         for w in wave {
             match w.await? {
-                Ok(c) => clients.push(c),
+                Ok((c, retries)) => {
+                    resubscribes += retries;
+                    clients.push(c)
+                }
                 Err(e) => {
                     println!("  subscriber {} failed to connect: {e:#}", clients.len());
                     break;
@@ -185,7 +196,7 @@ async fn fan_out(
     }
     let subs = clients.len();
     println!(
-        "  {subs} of {n} subscribers connected and subscribed in {:.1} s",
+        "  {subs} of {n} subscribers connected and subscribed in {:.1} s ({resubscribes} subscribe acks lost and retried)",
         started.elapsed().as_secs_f64()
     );
     drop(tx);
