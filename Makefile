@@ -26,11 +26,15 @@ build: deps
 	$(CARGO) build --locked --workspace
 
 run: deps
-	$(CARGO) build --locked --release -p vidsync-server
+	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client
 	@echo
 	@echo "Vidsync server on http://$(LISTEN), data in $(DATA_DIR)"
 	@echo "Make a token (in another terminal):"
 	@echo "  $(SERVER_RELEASE) user add YOUR_NAME --data-dir $(DATA_DIR)"
+	@echo "Then sync a folder with the client:"
+	@echo "  $(CLIENT_RELEASE) login --server http://$(LISTEN) --token TOKEN"
+	@echo "  $(CLIENT_RELEASE) share ~/some/folder && $(CLIENT_RELEASE) run"
+	@echo "(No desktop app yet: it is the next piece of work.)"
 	@echo
 	$(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 

@@ -30,6 +30,8 @@ pub use crate::feed::Connection;
 
 /// Changes posted per request.
 const UPLOAD_BATCH: u32 = 500;
+/// Files at least this big are checked with HEAD before uploading.
+const ASK_FIRST_BYTES: u64 = 1 << 20;
 /// Blob uploads under way at once.
 const BLOB_CONCURRENCY: usize = 8;
 
@@ -400,54 +402,77 @@ impl Engine {
     }
 
     async fn consume_feed(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<FeedEvent>) {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                FeedEvent::Event(ev) => {
-                    let pid = ev.project_id.clone();
-                    {
-                        let _applying = self.inner.apply_lock.lock().await;
-                        self.take_in(&ev).await;
-                        if let Ok(mut t) = self.inner.taken.lock() {
-                            t.insert(pid.clone(), ev.seq);
+        while let Some(first) = rx.recv().await {
+            // Take what is already waiting too, then save cursors and tell
+            // statuses once per project: a burst of events costs one update.
+            let mut cursors: HashMap<String, u64> = HashMap::new();
+            let mut touched: std::collections::BTreeSet<String> = Default::default();
+            let mut all = false;
+            let mut next = Some(first);
+            let mut n = 0;
+            while let Some(msg) = next.take() {
+                match msg {
+                    FeedEvent::Event(ev) => {
+                        let pid = ev.project_id.clone();
+                        {
+                            let _applying = self.inner.apply_lock.lock().await;
+                            self.take_in(&ev).await;
+                            if let Ok(mut t) = self.inner.taken.lock() {
+                                t.insert(pid.clone(), ev.seq);
+                            }
                         }
+                        cursors.insert(pid.clone(), ev.seq);
+                        touched.insert(pid);
                     }
-                    // Saved after the event is applied: a crash replays it
-                    // (and resumes its download).
-                    if let Err(e) = self.inner.state.set_cursor(&pid, ev.seq).await {
-                        tracing::error!(%e, "saving cursor");
+                    FeedEvent::Invalid {
+                        project_id,
+                        seq,
+                        message,
+                    } => {
+                        let message = format!("event {seq} skipped: {message}");
+                        tracing::warn!(project = %project_id, %message);
+                        if let Ok(mut t) = self.inner.taken.lock() {
+                            t.insert(project_id.clone(), seq);
+                        }
+                        cursors.insert(project_id.clone(), seq);
+                        self.set_error(&project_id, Some(message.clone()));
+                        self.emit(EngineEvent::Error {
+                            project_id: Some(project_id.clone()),
+                            message,
+                        });
+                        touched.insert(project_id);
                     }
+                    FeedEvent::Connection(_) => all = true,
+                    FeedEvent::Error {
+                        project_id,
+                        message,
+                    } => {
+                        tracing::warn!(project = %project_id, %message, "feed error");
+                        self.set_error(&project_id, Some(message.clone()));
+                        self.emit(EngineEvent::Error {
+                            project_id: Some(project_id.clone()),
+                            message,
+                        });
+                        touched.insert(project_id);
+                    }
+                }
+                n += 1;
+                if n < 500 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            // Saved after the events are applied: a crash replays them (the
+            // applier then finds them done, or resumes their downloads).
+            for (pid, seq) in cursors {
+                if let Err(e) = self.inner.state.set_cursor(&pid, seq).await {
+                    tracing::error!(%e, "saving cursor");
+                }
+            }
+            if all {
+                self.refresh_all().await;
+            } else {
+                for pid in touched {
                     self.refresh_status(&pid).await;
-                }
-                FeedEvent::Invalid {
-                    project_id,
-                    seq,
-                    message,
-                } => {
-                    let message = format!("event {seq} skipped: {message}");
-                    tracing::warn!(project = %project_id, %message);
-                    let _ = self.inner.state.set_cursor(&project_id, seq).await;
-                    if let Ok(mut t) = self.inner.taken.lock() {
-                        t.insert(project_id.clone(), seq);
-                    }
-                    self.set_error(&project_id, Some(message.clone()));
-                    self.emit(EngineEvent::Error {
-                        project_id: Some(project_id.clone()),
-                        message,
-                    });
-                    self.refresh_status(&project_id).await;
-                }
-                FeedEvent::Connection(_) => self.refresh_all().await,
-                FeedEvent::Error {
-                    project_id,
-                    message,
-                } => {
-                    tracing::warn!(project = %project_id, %message, "feed error");
-                    self.set_error(&project_id, Some(message.clone()));
-                    self.emit(EngineEvent::Error {
-                        project_id: Some(project_id.clone()),
-                        message,
-                    });
-                    self.refresh_status(&project_id).await;
                 }
             }
         }
@@ -727,11 +752,15 @@ impl Engine {
             return BlobOutcome::Ready;
         };
         let file = change.path.under(root);
-        match self.inner.api.has_blob(pid, &hash).await {
-            Ok(true) => return BlobOutcome::Ready,
-            Ok(false) => {}
-            Err(e) if e.retryable() => return BlobOutcome::Retry(e),
-            Err(e) => return BlobOutcome::Refused(e),
+        // Asking first only pays for big files; a small one just goes up
+        // (the server answers 200 if it had it).
+        if change.size.unwrap_or(0) >= ASK_FIRST_BYTES {
+            match self.inner.api.has_blob(pid, &hash).await {
+                Ok(true) => return BlobOutcome::Ready,
+                Ok(false) => {}
+                Err(e) if e.retryable() => return BlobOutcome::Retry(e),
+                Err(e) => return BlobOutcome::Refused(e),
+            }
         }
         match self.inner.api.put_blob(pid, &hash, &file).await {
             Ok(()) => BlobOutcome::Ready,

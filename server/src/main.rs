@@ -70,7 +70,7 @@ struct ServeArgs {
     #[arg(long, env = "VIDSYNC_MAX_BLOB_BYTES", default_value_t = vidsync_protocol::DEFAULT_MAX_BLOB_BYTES)]
     max_blob_bytes: u64,
     /// API requests per second allowed per user, bursts up to 5x (0: no limit).
-    #[arg(long, env = "VIDSYNC_RATE_LIMIT", default_value_t = 1000)]
+    #[arg(long, env = "VIDSYNC_RATE_LIMIT", default_value_t = 2000)]
     rate_limit: u32,
     /// Serve without Socket.IO: clients fall back to polling the event log.
     #[arg(long, env = "VIDSYNC_DISABLE_LIVE")]
