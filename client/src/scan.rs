@@ -109,7 +109,7 @@ fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change 
         hash: entry.map(|e| e.hash),
         size: entry.map(|e| e.size),
         mtime: entry.and_then(|e| mtime_rfc3339(e.mtime_ns)),
-        change_id: Some(format!("{}", crate::random_hex(12))),
+        change_id: Some(crate::random_hex(12)),
     }
 }
 

@@ -9,6 +9,7 @@
 //!    100 trials, debounce 500 ms and 50 ms; the start-up scan of a generated
 //!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
 //!    files in the same run.
+//!
 //! Flags: `--only server|client`, `--subscribers N[,M...]` (default
 //! 1000,10000), `--events N` (200), `--trials N` (100).
 
