@@ -54,6 +54,9 @@ pub struct FolderLink {
     pub name: String,
     pub path: PathBuf,
     pub mode: Mode,
+    /// Paused by the user: linked, but not synced until resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -226,7 +226,7 @@ impl Engine {
             .lock()
             .map(|f| f.clone())
             .unwrap_or_default();
-        for link in links {
+        for link in links.into_iter().filter(|l| !l.paused) {
             self.start_folder(link).await?;
         }
         Ok(())

@@ -162,6 +162,7 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
                 name: project.name,
                 path,
                 mode: Mode::SendReceive,
+                paused: false,
             });
             cfg.save(dir)?;
             println!("{}", project.id);
@@ -193,6 +194,7 @@ async fn run(dir: &Path, command: Command) -> Result<()> {
                 name: project.name.clone(),
                 path: path.clone(),
                 mode,
+                paused: false,
             });
             cfg.save(dir)?;
             println!(

@@ -1,0 +1,209 @@
+// The desktop page: shows what the Rust side's engine reports and sends the
+// user's actions to it as Tauri commands. It never talks to the server.
+
+import { invoke } from "@tauri-apps/api/core";
+import { listen } from "@tauri-apps/api/event";
+import { open } from "@tauri-apps/plugin-dialog";
+import { badgeOf, emptyState, expire, overall, reduce, type EngineEvent, type FolderStatus, type UiState } from "./state";
+
+interface Link {
+  project_id: string;
+  name: string;
+  path: string;
+  mode: string;
+  paused: boolean;
+}
+
+interface Snapshot {
+  server: string | null;
+  has_token: boolean;
+  transport: string;
+  debounce_ms: number;
+  links: Link[];
+  statuses: FolderStatus[];
+}
+
+interface UiError {
+  kind: string;
+  message: string;
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+let state: UiState = emptyState();
+let links: Link[] = [];
+
+function showMessage(text: string, info = false) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = info ? "info" : "";
+  m.hidden = text === "";
+}
+
+async function call<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T | undefined> {
+  try {
+    return await invoke<T>(cmd, args);
+  } catch (e) {
+    const err = e as UiError;
+    showMessage(err?.message ?? String(e));
+    return undefined;
+  }
+}
+
+function el(tag: string, attrs: Record<string, string> = {}, text = ""): HTMLElement {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  if (text) n.textContent = text;
+  return n;
+}
+
+function render() {
+  const now = Date.now();
+  state = { ...state, synced: expire(state.synced, now) };
+  const statuses = Object.values(state.folders);
+  const conn = links.length === 0 ? state.connection : overall(statuses.length ? statuses : []);
+  const c = $("connection");
+  c.textContent = conn;
+  c.className = `conn conn-${conn}`;
+
+  const list = $("projects");
+  list.replaceChildren();
+  $("projects-empty").hidden = links.length > 0;
+  for (const link of links) {
+    const st = state.folders[link.project_id];
+    const badge = badgeOf(st, link.paused);
+    const li = el("li", { "data-project": link.project_id });
+    const title = el("div");
+    title.append(el("strong", {}, link.name), el("div", { class: "path" }, `${link.path} · ${link.mode}`));
+    const b = el("span", { class: `badge badge-${badge.kind}`, tabindex: "0", "data-testid": "badge" }, badge.text);
+    if (st?.error) {
+      b.title = st.error;
+      b.addEventListener("click", () => showMessage(st.error ?? ""));
+    }
+    const actions = el("div", { class: "actions" });
+    const pause = el("button", { type: "button" }, link.paused ? "Resume" : "Pause");
+    pause.addEventListener("click", async () => {
+      await call("pause_folder", { projectId: link.project_id, paused: !link.paused });
+      await refresh();
+    });
+    const invite = el("button", { type: "button" }, "Invite");
+    invite.addEventListener("click", async () => {
+      const code = await call<string>("invite", { projectId: link.project_id });
+      if (code) showMessage(`Invite code for ${link.name}: ${code}`, true);
+    });
+    const remove = el("button", { type: "button" }, "Remove");
+    remove.addEventListener("click", async () => {
+      await call("remove_folder", { projectId: link.project_id });
+      await refresh();
+    });
+    actions.append(pause, invite, remove);
+    li.append(title, b, actions);
+    list.append(li);
+  }
+
+  const feed = $("feed");
+  feed.replaceChildren();
+  $("feed-empty").hidden = state.feed.length > 0;
+  for (const item of state.feed) {
+    const li = el("li", { "data-path": item.path });
+    li.append(el("span", { class: "op" }, item.op), document.createTextNode(item.path));
+    li.append(el("div", { class: "meta" }, `${item.who} · ${new Date(item.when).toLocaleTimeString()}`));
+    feed.append(li);
+  }
+
+  const synced = $("synced");
+  const shown = new Set(Array.from(synced.children).map((n) => (n as HTMLElement).dataset.key));
+  for (const s of state.synced) {
+    const key = `${s.project_id}:${s.path}:${s.until}`;
+    if (!shown.has(key)) synced.append(el("span", { "data-key": key }, `Synced: ${s.path}`));
+  }
+  for (const n of Array.from(synced.children)) {
+    const key = (n as HTMLElement).dataset.key ?? "";
+    if (!state.synced.some((s) => `${s.project_id}:${s.path}:${s.until}` === key)) n.remove();
+  }
+}
+
+function applySnapshot(snap: Snapshot) {
+  links = snap.links;
+  for (const s of snap.statuses) state = reduce(state, { type: "status_changed", status: s }, Date.now());
+  ($("server-url") as HTMLInputElement).value = snap.server ?? "";
+  ($("transport") as HTMLSelectElement).value = snap.transport;
+  ($("debounce") as HTMLInputElement).value = String(snap.debounce_ms);
+  if (!snap.server || !snap.has_token) {
+    showMessage("Not connected: open Settings and enter your server's URL and a token.", true);
+  }
+  render();
+}
+
+async function refresh() {
+  const snap = await call<Snapshot>("snapshot");
+  if (snap) applySnapshot(snap);
+}
+
+async function pickFolder(target: string) {
+  const dir = await open({ directory: true, multiple: false });
+  if (typeof dir === "string") ($(target) as HTMLInputElement).value = dir;
+}
+
+function settingsArgs() {
+  return {
+    server: ($("server-url") as HTMLInputElement).value.trim(),
+    token: ($("server-token") as HTMLInputElement).value.trim(),
+    transport: ($("transport") as HTMLSelectElement).value,
+    debounceMs: Number(($("debounce") as HTMLInputElement).value) || 500,
+  };
+}
+
+async function main() {
+  // Listen first, then tell the Rust side we are ready: no event is lost.
+  await listen<EngineEvent>("engine", (e) => {
+    state = reduce(state, e.payload, Date.now());
+    if (e.payload.type === "error") showMessage(e.payload.message);
+    render();
+  });
+  await listen("folders-changed", () => void refresh());
+  const snap = await call<Snapshot>("ready");
+  if (snap) applySnapshot(snap);
+  setInterval(render, 250);
+
+  $("add-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const path = ($("add-path") as HTMLInputElement).value.trim();
+    const name = ($("add-name") as HTMLInputElement).value.trim();
+    const id = await call<string>("add_folder", { path, name: name || null });
+    if (id) {
+      showMessage(`Sharing ${path}`, true);
+      await refresh();
+    }
+  });
+  $("join-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const code = ($("join-code") as HTMLInputElement).value.trim();
+    const path = ($("join-path") as HTMLInputElement).value.trim();
+    const mode = ($("join-mode") as HTMLSelectElement).value;
+    const id = await call<string>("join_project", { code, path, mode });
+    if (id) {
+      showMessage(`Joined; syncing into ${path}`, true);
+      await refresh();
+    }
+  });
+  $("browse-add").addEventListener("click", () => void pickFolder("add-path"));
+  $("browse-join").addEventListener("click", () => void pickFolder("join-path"));
+  const dialog = $("settings") as HTMLDialogElement;
+  $("open-settings").addEventListener("click", () => dialog.showModal());
+  $("close-settings").addEventListener("click", () => dialog.close());
+  $("test-connection").addEventListener("click", async () => {
+    const a = settingsArgs();
+    const r = await call<string>("test_connection", { server: a.server, token: a.token });
+    $("settings-result").textContent = r ?? "Connection failed (see the message above).";
+  });
+  $("save-settings").addEventListener("click", async () => {
+    const ok = await call("save_settings", settingsArgs());
+    if (ok !== undefined) {
+      $("settings-result").textContent = "Saved.";
+      showMessage("");
+      await refresh();
+    }
+  });
+}
+
+void main();

@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import {
+  badgeOf,
+  emptyState,
+  expire,
+  FEED_CAP,
+  overall,
+  pushFeed,
+  reduce,
+  SYNCED_MS,
+  type FolderStatus,
+  type EngineEvent,
+} from "./state";
+
+const status = (over: Partial<FolderStatus> = {}): FolderStatus => ({
+  project_id: "p1",
+  name: "site",
+  path: "/home/a/site",
+  mode: "send-receive",
+  badge: "up to date",
+  connection: "live",
+  queued: 0,
+  last_seq: 3,
+  error: null,
+  ...over,
+});
+
+const remote = (seq: number, path = `f${seq}.txt`): EngineEvent => ({
+  type: "remote_event",
+  project_id: "p1",
+  event: {
+    seq,
+    project_id: "p1",
+    change: { path, op: "create", size: 1 },
+    origin: { client_id: "c", user: "bob" },
+    created_at: "2026-11-22T10:00:00Z",
+  },
+});
+
+describe("badgeOf", () => {
+  it("follows the engine's badge and kind", () => {
+    expect(badgeOf(status(), false)).toEqual({ text: "up to date", kind: "ok" });
+    expect(badgeOf(status({ badge: "syncing (3)" }), false)).toEqual({ text: "syncing (3)", kind: "syncing" });
+    expect(badgeOf(status({ badge: "offline (2 queued)" }), false).kind).toBe("offline");
+    expect(badgeOf(status({ badge: "conflict (1)" }), false).kind).toBe("conflict");
+    expect(badgeOf(status({ badge: "error", error: "nope" }), false).kind).toBe("error");
+  });
+  it("says paused when the user paused the folder, whatever the engine says", () => {
+    expect(badgeOf(status({ badge: "syncing (3)" }), true)).toEqual({ text: "paused", kind: "paused" });
+    expect(badgeOf(undefined, true).text).toBe("paused");
+  });
+});
+
+describe("feed", () => {
+  it("is newest first, capped, and free of duplicates", () => {
+    let s = emptyState();
+    for (let i = 1; i <= FEED_CAP + 50; i++) s = reduce(s, remote(i), 0);
+    expect(s.feed.length).toBe(FEED_CAP);
+    expect(s.feed[0].key).toBe(`p1:${FEED_CAP + 50}`);
+    expect(s.feed[FEED_CAP - 1].key).toBe("p1:51");
+    const again = reduce(s, remote(FEED_CAP + 50), 0);
+    expect(again.feed).toBe(s.feed);
+  });
+  it("records who made a change", () => {
+    const s = reduce(emptyState(), remote(1, "src/a.rs"), 0);
+    expect(s.feed[0]).toMatchObject({ path: "src/a.rs", op: "create", who: "bob" });
+    const mine = reduce(s, { type: "change_uploaded", project_id: "p1", path: "b", op: "update", seq: 2 }, 0);
+    expect(mine.feed[0]).toMatchObject({ path: "b", who: "you" });
+    expect(pushFeed(mine.feed, mine.feed[0])).toBe(mine.feed);
+  });
+});
+
+describe("synced badges", () => {
+  it("appear for each applied change and fade after 2 s", () => {
+    let s = reduce(emptyState(), { type: "applied", project_id: "p1", path: "a", op: "create", seq: 1, conflict: null }, 1000);
+    s = reduce(s, { type: "applied", project_id: "p1", path: "b", op: "create", seq: 2, conflict: null }, 2500);
+    expect(expire(s.synced, 2999).map((b) => b.path)).toEqual(["a", "b"]);
+    expect(expire(s.synced, 1000 + SYNCED_MS).map((b) => b.path)).toEqual(["b"]);
+    expect(expire(s.synced, 2500 + SYNCED_MS)).toEqual([]);
+  });
+});
+
+describe("connection", () => {
+  it("follows status changes and is the worst of all folders", () => {
+    const s = reduce(emptyState(), { type: "status_changed", status: status({ connection: "polling" }) }, 0);
+    expect(s.connection).toBe("polling");
+    expect(overall([status(), status({ connection: "polling" })])).toBe("polling");
+    expect(overall([status(), status({ connection: "offline" })])).toBe("offline");
+    expect(overall([status()])).toBe("live");
+    expect(overall([])).toBe("offline");
+  });
+});

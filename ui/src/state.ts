@@ -1,0 +1,150 @@
+// The page's state logic, free of DOM and Tauri so Vitest can check it:
+// what a folder's badge says, how the activity feed grows and is capped,
+// which "Synced: path" badges are still showing.
+
+export type Connection = "live" | "polling" | "offline";
+
+export interface FolderStatus {
+  project_id: string;
+  name: string;
+  path: string;
+  mode: "send" | "receive" | "send-receive";
+  badge: string;
+  connection: Connection;
+  queued: number;
+  last_seq: number;
+  error: string | null;
+}
+
+export interface Change {
+  path: string;
+  op: "create" | "update" | "delete";
+  size: number | null;
+}
+
+export interface ProjectEvent {
+  seq: number;
+  project_id: string;
+  change: Change;
+  origin: { client_id: string; user: string };
+  created_at: string;
+}
+
+/** The engine's events, as the Rust side emits them. */
+export type EngineEvent =
+  | { type: "status_changed"; status: FolderStatus }
+  | { type: "change_queued"; project_id: string; path: string; op: string }
+  | { type: "change_uploaded"; project_id: string; path: string; op: string; seq: number }
+  | { type: "remote_event"; project_id: string; event: ProjectEvent }
+  | { type: "applied"; project_id: string; path: string; op: string; seq: number; conflict: string | null }
+  | { type: "error"; project_id: string | null; message: string };
+
+export interface FeedItem {
+  key: string;
+  project_id: string;
+  path: string;
+  op: string;
+  who: string;
+  when: string;
+}
+
+export interface SyncedBadge {
+  project_id: string;
+  path: string;
+  until: number;
+}
+
+export interface UiState {
+  folders: Record<string, FolderStatus>;
+  paused: Record<string, boolean>;
+  feed: FeedItem[];
+  synced: SyncedBadge[];
+  connection: Connection;
+}
+
+/** Most activity items kept (older ones drop off). */
+export const FEED_CAP = 200;
+/** How long a "Synced: path" badge shows, in ms. */
+export const SYNCED_MS = 2000;
+
+export function emptyState(): UiState {
+  return { folders: {}, paused: {}, feed: [], synced: [], connection: "offline" };
+}
+
+/** The badge a folder shows: the engine's, unless the user paused it. */
+export function badgeOf(status: FolderStatus | undefined, paused: boolean): { text: string; kind: string } {
+  if (paused) return { text: "paused", kind: "paused" };
+  if (!status) return { text: "starting", kind: "syncing" };
+  const text = status.badge;
+  const kind = text.startsWith("syncing")
+    ? "syncing"
+    : text.startsWith("offline")
+      ? "offline"
+      : text.startsWith("conflict")
+        ? "conflict"
+        : text === "error"
+          ? "error"
+          : "ok";
+  return { text, kind };
+}
+
+/** Folds one engine event into the state (returns a new state). */
+export function reduce(state: UiState, ev: EngineEvent, now: number): UiState {
+  switch (ev.type) {
+    case "status_changed":
+      return {
+        ...state,
+        folders: { ...state.folders, [ev.status.project_id]: ev.status },
+        connection: ev.status.connection,
+      };
+    case "remote_event": {
+      const e = ev.event;
+      const item: FeedItem = {
+        key: `${e.project_id}:${e.seq}`,
+        project_id: e.project_id,
+        path: e.change.path,
+        op: e.change.op,
+        who: e.origin.user,
+        when: e.created_at,
+      };
+      return { ...state, feed: pushFeed(state.feed, item) };
+    }
+    case "change_uploaded": {
+      const item: FeedItem = {
+        key: `${ev.project_id}:${ev.seq}`,
+        project_id: ev.project_id,
+        path: ev.path,
+        op: ev.op,
+        who: "you",
+        when: new Date(now).toISOString(),
+      };
+      return { ...state, feed: pushFeed(state.feed, item) };
+    }
+    case "applied":
+      return {
+        ...state,
+        synced: [...expire(state.synced, now), { project_id: ev.project_id, path: ev.path, until: now + SYNCED_MS }],
+      };
+    default:
+      return state;
+  }
+}
+
+/** Newest first, no duplicate keys, at most FEED_CAP items. */
+export function pushFeed(feed: FeedItem[], item: FeedItem): FeedItem[] {
+  if (feed.some((f) => f.key === item.key)) return feed;
+  return [item, ...feed].slice(0, FEED_CAP);
+}
+
+/** The "Synced" badges still showing at `now`. */
+export function expire(synced: SyncedBadge[], now: number): SyncedBadge[] {
+  return synced.filter((s) => s.until > now);
+}
+
+/** The overall connection: the worst of the folders'. */
+export function overall(folders: FolderStatus[]): Connection {
+  if (folders.length === 0) return "offline";
+  if (folders.some((f) => f.connection === "offline")) return "offline";
+  if (folders.some((f) => f.connection === "polling")) return "polling";
+  return "live";
+}
