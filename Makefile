@@ -14,34 +14,51 @@ SERVER_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync-server
 SERVER_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync-server
 CLIENT_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync
 CLIENT_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync
+DESKTOP_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync-desktop
+DESKTOP_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync-desktop
+SCREENSHOT_DIR ?= $(CARGO_TARGET_DIR)/desktop-screenshots
 
-.PHONY: all deps build run test bench clean-data
+.PHONY: all deps ui build run test bench clean-data
+
+# The desktop app's page; Tauri embeds ui/dist when the app is compiled.
+ui: deps
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 all: build
 
 deps:
 	@./scripts/deps.sh
 
-build: deps
+build: ui
 	$(CARGO) build --locked --workspace
 
-run: deps
-	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client
+run: ui
+	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-desktop
 	@echo
 	@echo "Vidsync server on http://$(LISTEN), data in $(DATA_DIR)"
 	@echo "Make a token (in another terminal):"
 	@echo "  $(SERVER_RELEASE) user add YOUR_NAME --data-dir $(DATA_DIR)"
-	@echo "Then sync a folder with the client:"
+	@echo "then enter http://$(LISTEN) and the token in the app's Settings, or use the CLI:"
 	@echo "  $(CLIENT_RELEASE) login --server http://$(LISTEN) --token TOKEN"
 	@echo "  $(CLIENT_RELEASE) share ~/some/folder && $(CLIENT_RELEASE) run"
-	@echo "(No desktop app yet: it is the next piece of work.)"
 	@echo
-	$(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR) & srv=$$!; \
+	  trap 'kill $$srv 2>/dev/null' EXIT INT TERM; \
+	  $(DESKTOP_RELEASE); kill $$srv 2>/dev/null; wait $$srv; \
+	else \
+	  echo "(no display: starting the server only; run the desktop app where a display exists)"; \
+	  $(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR); \
+	fi
 
-test: deps
-	$(CARGO) build --locked -p vidsync-server -p vidsync-client
+test: ui
+	cd ui && npm test
+	$(CARGO) build --locked -p vidsync-server -p vidsync-client -p vidsync-desktop
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
+	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) VIDSYNC_DESKTOP_BIN=$(DESKTOP_DEBUG) \
+	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 xvfb-run -a -s "-screen 0 1280x900x24" \
+	  node --test tests/desktop/e2e.test.mjs
 
 bench: deps
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e

@@ -5,7 +5,11 @@
 set -euo pipefail
 
 need=()
-for pkg in pkg-config libssl-dev gcc make curl; do
+# Tauri 2 on Debian 12 (webkit2gtk 4.1, gtk3, libsoup 3, librsvg, tray),
+# and what the desktop end-to-end test runs in (Xvfb, WebKitWebDriver).
+for pkg in pkg-config libssl-dev gcc make curl \
+           libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev \
+           libayatana-appindicator3-dev libxdo-dev xvfb xauth webkit2gtk-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 
@@ -33,4 +37,10 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "deps: no Rust toolchain found. Install Rust 1.94 or newer (rustup), then run make again." >&2
     exit 1
   fi
+fi
+
+# tauri-driver bridges WebDriver to the app's WebKitWebDriver.
+if ! command -v tauri-driver >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+  echo "deps: installing tauri-driver"
+  cargo install tauri-driver --version '^2' --locked --quiet
 fi

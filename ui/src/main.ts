@@ -32,11 +32,15 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 let state: UiState = emptyState();
 let links: Link[] = [];
 
+let messageTimer: ReturnType<typeof setTimeout> | undefined;
 function showMessage(text: string, info = false) {
   const m = $("message");
   m.textContent = text;
   m.className = info ? "info" : "";
   m.hidden = text === "";
+  clearTimeout(messageTimer);
+  // Information fades; errors stay until the next message.
+  if (info && text) messageTimer = setTimeout(() => showMessage(""), 6000);
 }
 
 async function call<T>(cmd: string, args: Record<string, unknown> = {}): Promise<T | undefined> {
