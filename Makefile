@@ -20,11 +20,13 @@ SCREENSHOT_DIR ?= $(CARGO_TARGET_DIR)/desktop-screenshots
 
 .PHONY: all deps ui build run test bench clean-data
 
+all: build
+
 # The desktop app's page; Tauri embeds ui/dist when the app is compiled.
 ui: deps
-	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	# npm ci trips over rollup's optional platform packages (npm 11); install keeps to the lock.
+	cd ui && npm install --no-audit --no-fund --loglevel=error && npm run build
 
-all: build
 
 deps:
 	@./scripts/deps.sh
@@ -56,14 +58,18 @@ test: ui
 	$(CARGO) build --locked -p vidsync-server -p vidsync-client -p vidsync-desktop
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
+	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) VIDSYNC_DESKTOP_BIN=$(DESKTOP_DEBUG) \
 	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 xvfb-run -a -s "-screen 0 1280x900x24" \
 	  node --test tests/desktop/e2e.test.mjs
 
-bench: deps
-	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e
+bench: ui
+	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e -p vidsync-desktop
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
+	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
+	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) VIDSYNC_DESKTOP_BIN=$(DESKTOP_RELEASE) \
+	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 600 xvfb-run -a -s "-screen 0 1280x900x24" node tests/desktop/bench.mjs
 
 clean-data:
 	rm -rf $(DATA_DIR)
