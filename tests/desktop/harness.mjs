@@ -36,8 +36,9 @@ export class World {
     mkdirSync(SHOTS, { recursive: true });
   }
 
+  /** Spawns in a process group of its own, so close() ends it with all its children. */
   spawn(cmd, args, opts) {
-    const child = spawn(cmd, args, opts);
+    const child = spawn(cmd, args, { ...opts, detached: true });
     this.children.push(child);
     return child;
   }
@@ -65,7 +66,8 @@ export class World {
     const port = 4444 + Math.floor(Math.random() * 500);
     this.driverUrl = `http://127.0.0.1:${port}`;
     this.driver = this.spawn("tauri-driver", ["--port", String(port), "--native-port", String(port + 600)], {
-      stdio: "inherit",
+      // Not inherited: WebKitWebDriver would keep the test's output open.
+      stdio: process.env.TEST_LOG ? "inherit" : "ignore",
       env: { ...process.env, VIDSYNC_CONFIG_DIR: configDir },
     });
     await until("tauri-driver", () => fetch(`${this.driverUrl}/status`).then((r) => r.ok));
@@ -116,7 +118,13 @@ export class World {
 
   async close() {
     if (this.session) await this.wd("DELETE", `/session/${this.session}`).catch(() => {});
-    for (const c of this.children) if (c.exitCode === null) c.kill("SIGKILL");
+    for (const c of this.children) {
+      try {
+        process.kill(-c.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     rmSync(this.root, { recursive: true, force: true });
   }
 }
