@@ -4,6 +4,7 @@
 // Env: VIDSYNC_SERVER_BIN, VIDSYNC_BIN, VIDSYNC_DESKTOP_BIN, SCREENSHOT_DIR.
 
 import { test, after } from "node:test";
+import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { World, until, CLI } from "./harness.mjs";
@@ -52,4 +53,15 @@ test("link a folder in the window, see another client's change live, follow the 
   await w.startServer(`127.0.0.1:${port}`);
   await until("live again", async () => (await w.text("#connection")) === "live", 30000);
   await w.shot("4-live-again");
+
+  // The smallest supported size still shows everything.
+  await w.wd("POST", `/session/${w.session}/window/rect`, { width: 800, height: 600 });
+  // Two animation frames: the page has laid out and painted at the new size.
+  const width = await w.wd("POST", `/session/${w.session}/execute/async`, {
+    script: "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(document.documentElement.clientWidth)));",
+    args: [],
+  });
+  assert.ok(width <= 800 && width > 700, `page width ${width}`);
+  console.log(`page width at 800x600: ${width}`);
+  await w.shot("5-800x600");
 });
