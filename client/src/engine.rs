@@ -548,6 +548,33 @@ impl Engine {
     async fn record_diffs(&self, link: &FolderLink, diffs: Vec<scan::Diff>) -> usize {
         let mut queued = 0;
         for d in diffs {
+            // Echo suppression, second line: what is on disk is exactly the
+            // version last agreed with the project (e.g. just applied), so
+            // there is nothing to send.
+            if link.mode != Mode::Send {
+                let agreed = self
+                    .inner
+                    .state
+                    .base(&link.project_id, d.path.as_str())
+                    .await
+                    .ok()
+                    .flatten();
+                let same = d.change.as_ref().is_some_and(|c| {
+                    c.op != vidsync_protocol::Op::Delete && c.hash.is_some() && c.hash == agreed
+                });
+                if same {
+                    // Anything still queued for the path is superseded too.
+                    if let Err(e) = self
+                        .inner
+                        .state
+                        .applied(&link.project_id, &d.path, d.entry.as_ref(), agreed.as_ref())
+                        .await
+                    {
+                        tracing::error!(%e, path = %d.path, "could not record the index");
+                    }
+                    continue;
+                }
+            }
             match self
                 .inner
                 .state
@@ -575,6 +602,30 @@ impl Engine {
         queued
     }
 
+    /// Scans the folder (or just `paths`) against the index and queues what
+    /// changed; returns how many changes were queued.
+    async fn look(
+        &self,
+        link: &FolderLink,
+        rules: &IgnoreRules,
+        paths: Option<Vec<PathBuf>>,
+    ) -> usize {
+        let index = self
+            .inner
+            .state
+            .index(&link.project_id)
+            .await
+            .unwrap_or_default();
+        let (root, rules) = (link.path.clone(), rules.clone());
+        let diffs = tokio::task::spawn_blocking(move || match paths {
+            None => scan::scan(&root, &rules, &index),
+            Some(paths) => scan::rescan(&root, &rules, &index, &paths),
+        })
+        .await
+        .unwrap_or_default();
+        self.record_diffs(link, diffs).await
+    }
+
     async fn watch_folder(self, link: FolderLink, kick: Arc<Notify>, cancel: CancellationToken) {
         let root = link.path.clone();
         // Watch first, then scan: nothing that changes during the scan is missed.
@@ -591,17 +642,7 @@ impl Engine {
             }
         };
         let mut rules = IgnoreRules::load(&root);
-        let index = self
-            .inner
-            .state
-            .index(&link.project_id)
-            .await
-            .unwrap_or_default();
-        let (r2, rules2) = (root.clone(), rules.clone());
-        let diffs = tokio::task::spawn_blocking(move || scan::scan(&r2, &rules2, &index))
-            .await
-            .unwrap_or_default();
-        let n = self.record_diffs(&link, diffs).await;
+        let n = self.look(&link, &rules, None).await;
         tracing::info!(project = %link.project_id, changes = n, "start-up scan done");
         kick.notify_one();
         self.refresh_status(&link.project_id).await;
@@ -613,18 +654,7 @@ impl Engine {
             if paths.iter().any(|p| p == &root.join(scan::IGNORE_FILE)) {
                 rules = IgnoreRules::load(&root);
             }
-            let index = self
-                .inner
-                .state
-                .index(&link.project_id)
-                .await
-                .unwrap_or_default();
-            let (r2, rules2) = (root.clone(), rules.clone());
-            let diffs =
-                tokio::task::spawn_blocking(move || scan::rescan(&r2, &rules2, &index, &paths))
-                    .await
-                    .unwrap_or_default();
-            if self.record_diffs(&link, diffs).await > 0 {
+            if self.look(&link, &rules, Some(paths)).await > 0 {
                 kick.notify_one();
                 self.refresh_status(&link.project_id).await;
             }

@@ -18,7 +18,10 @@ pub struct UiError {
 
 impl UiError {
     fn new(kind: &'static str, message: impl Into<String>) -> UiError {
-        UiError { kind, message: message.into() }
+        UiError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -32,9 +35,10 @@ impl From<ApiError> for UiError {
     fn from(e: ApiError) -> Self {
         match &e {
             ApiError::Network { .. } => UiError::new("network", e.to_string()),
-            ApiError::Refused { status: 401, .. } => {
-                UiError::new("auth", "The server refused the token. Check it in Settings.")
-            }
+            ApiError::Refused { status: 401, .. } => UiError::new(
+                "auth",
+                "The server refused the token. Check it in Settings.",
+            ),
             ApiError::Refused { status: 404, .. } => UiError::new("not_found", e.to_string()),
             ApiError::Refused { .. } => UiError::new("refused", e.to_string()),
         }
@@ -70,9 +74,12 @@ async fn snapshot_of(state: &AppState) -> Res<Snapshot> {
 }
 
 fn api(cfg: &Config) -> Res<ApiClient> {
-    let (server, token) = cfg
-        .credentials()
-        .map_err(|_| UiError::new("settings", "Not connected: enter the server URL and a token in Settings."))?;
+    let (server, token) = cfg.credentials().map_err(|_| {
+        UiError::new(
+            "settings",
+            "Not connected: enter the server URL and a token in Settings.",
+        )
+    })?;
     Ok(ApiClient::new(&server, &token)?)
 }
 
@@ -95,7 +102,11 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
 pub async fn test_connection(server: String, token: String) -> Res<String> {
     let api = ApiClient::new(&server, &token)?;
     let projects = api.projects().await?;
-    Ok(format!("Connected to {} ({} project(s) visible).", api.base(), projects.len()))
+    Ok(format!(
+        "Connected to {} ({} project(s) visible).",
+        api.base(),
+        projects.len()
+    ))
 }
 
 #[tauri::command]
@@ -108,7 +119,11 @@ pub async fn save_settings(
     debounce_ms: u64,
 ) -> Res<()> {
     let mut cfg = Config::load(&state.dir)?;
-    let token = if token.is_empty() { cfg.token.clone().unwrap_or_default() } else { token };
+    let token = if token.is_empty() {
+        cfg.token.clone().unwrap_or_default()
+    } else {
+        token
+    };
     let api = ApiClient::new(&server, &token)?;
     api.projects().await?;
     cfg.server = Some(api.base().to_string());
@@ -123,9 +138,13 @@ pub async fn save_settings(
 fn absolute(path: &str) -> Res<PathBuf> {
     let p = PathBuf::from(path);
     if !p.is_absolute() {
-        return Err(UiError::new("path", "Choose a folder with its full path (or use Browse…)."));
+        return Err(UiError::new(
+            "path",
+            "Choose a folder with its full path (or use Browse…).",
+        ));
     }
-    std::fs::create_dir_all(&p).map_err(|e| UiError::new("path", format!("{}: {e}", p.display())))?;
+    std::fs::create_dir_all(&p)
+        .map_err(|e| UiError::new("path", format!("{}: {e}", p.display())))?;
     Ok(p)
 }
 
@@ -140,29 +159,54 @@ async fn link_and_start(state: &AppState, link: FolderLink) -> Res<()> {
 }
 
 #[tauri::command]
-pub async fn add_folder(state: State<'_, AppState>, path: String, name: Option<String>) -> Res<String> {
+pub async fn add_folder(
+    state: State<'_, AppState>,
+    path: String,
+    name: Option<String>,
+) -> Res<String> {
     let cfg = Config::load(&state.dir)?;
     let api = api(&cfg)?;
     let path = absolute(&path)?;
     let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
-        path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "project".into())
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "project".into())
     });
     let project = api.create_project(&name).await?;
-    let link = FolderLink { project_id: project.id.clone(), name: project.name, path, mode: Mode::SendReceive, paused: false };
+    let link = FolderLink {
+        project_id: project.id.clone(),
+        name: project.name,
+        path,
+        mode: Mode::SendReceive,
+        paused: false,
+    };
     link_and_start(&state, link).await?;
     Ok(project.id)
 }
 
 #[tauri::command]
-pub async fn join_project(state: State<'_, AppState>, code: String, path: String, mode: Mode) -> Res<String> {
+pub async fn join_project(
+    state: State<'_, AppState>,
+    code: String,
+    path: String,
+    mode: Mode,
+) -> Res<String> {
     let cfg = Config::load(&state.dir)?;
     let api = api(&cfg)?;
     let path = absolute(&path)?;
     let project = api.accept_invite(code.trim()).await.map_err(|e| match e {
-        ApiError::Refused { status: 404, .. } => UiError::new("not_found", "Unknown or expired invite code."),
+        ApiError::Refused { status: 404, .. } => {
+            UiError::new("not_found", "Unknown or expired invite code.")
+        }
         e => e.into(),
     })?;
-    let link = FolderLink { project_id: project.id.clone(), name: project.name, path, mode, paused: false };
+    let link = FolderLink {
+        project_id: project.id.clone(),
+        name: project.name,
+        path,
+        mode,
+        paused: false,
+    };
     link_and_start(&state, link).await?;
     Ok(project.id)
 }

@@ -20,7 +20,10 @@ pub struct Running {
 
 impl AppState {
     pub fn new(dir: PathBuf) -> AppState {
-        AppState { dir, running: tokio::sync::Mutex::new(None) }
+        AppState {
+            dir,
+            running: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// (Re)starts the engine from the saved config, if it has credentials,
@@ -44,7 +47,12 @@ impl AppState {
                 };
                 match ev {
                     Ok(ev) => {
-                        if let EngineEvent::Applied { conflict: Some(copy), path, .. } = &ev {
+                        if let EngineEvent::Applied {
+                            conflict: Some(copy),
+                            path,
+                            ..
+                        } = &ev
+                        {
                             crate::tray::notify_conflict(&app2, path, copy);
                         }
                         if let EngineEvent::StatusChanged { .. } = &ev {

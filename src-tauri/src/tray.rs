@@ -18,7 +18,9 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let resume = MenuItem::with_id(app, "resume-all", "Resume all", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
     let menu = Menu::with_items(app, &[&open, &pause, &resume, &quit])?;
-    let mut tray = TrayIconBuilder::with_id(TRAY_ID).menu(&menu).tooltip("Vidsync");
+    let mut tray = TrayIconBuilder::with_id(TRAY_ID)
+        .menu(&menu)
+        .tooltip("Vidsync");
     if let Some(icon) = app.default_window_icon() {
         tray = tray.icon(icon.clone());
     }
@@ -29,8 +31,9 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
                 let st = state(&app);
-                let ids: Vec<String> =
-                    Config::load(&st.dir).map(|c| c.folders.into_iter().map(|f| f.project_id).collect()).unwrap_or_default();
+                let ids: Vec<String> = Config::load(&st.dir)
+                    .map(|c| c.folders.into_iter().map(|f| f.project_id).collect())
+                    .unwrap_or_default();
                 for id in ids {
                     let _ = crate::commands::set_paused(&st, &id, paused).await;
                 }
@@ -64,7 +67,11 @@ pub async fn refresh(app: &AppHandle) {
             format!(
                 "Vidsync: {} · {}",
                 e.connection().as_str(),
-                if busy == 0 { "up to date".to_string() } else { format!("{busy} folder(s) need attention") }
+                if busy == 0 {
+                    "up to date".to_string()
+                } else {
+                    format!("{busy} folder(s) need attention")
+                }
             )
         }
     };
@@ -78,7 +85,9 @@ pub fn notify_conflict(app: &AppHandle, path: &str, copy: &str) {
         .notification()
         .builder()
         .title("Vidsync: conflict")
-        .body(format!("{path} changed on both sides. Your version is kept as {copy}."))
+        .body(format!(
+            "{path} changed on both sides. Your version is kept as {copy}."
+        ))
         .show();
     if let Err(e) = shown {
         tracing::debug!(%e, "notification");

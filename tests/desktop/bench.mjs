@@ -56,26 +56,34 @@ try {
   let sent = 0;
   let worstAnswer = 0;
   const answers = [];
-  while (Date.now() - started < SECONDS * 1000) {
-    const due = Math.floor(((Date.now() - started) / 1000) * RATE);
-    while (sent < due) {
-      const change = { path: `stream/f${sent}.txt`, op: "create", hash: blake, size: bytes.length, mtime: null, change_id: `b${sent}` };
-      await fetch(`${url}/api/projects/${projectId}/files/update`, {
-        method: "POST",
-        headers: { ...auth, "content-type": "application/json" },
-        body: JSON.stringify({ client_id: "bench", changes: [change] }),
-      });
-      sent++;
-    }
-    if (sent % 250 < RATE / 10) {
+  let running = true;
+  // The page is asked for its feed and DOM size every 2 s, beside the stream.
+  const sampler = (async () => {
+    while (running) {
       const t0 = Date.now();
       const dom = await w.script("return [document.querySelectorAll('#feed li').length, document.getElementsByTagName('*').length]");
       const took = Date.now() - t0;
       worstAnswer = Math.max(worstAnswer, took);
       answers.push({ at: Math.round((Date.now() - started) / 1000), feed: dom[0], nodes: dom[1], took });
+      await sleep(2000);
+    }
+  })();
+  while (Date.now() - started < SECONDS * 1000) {
+    const due = Math.floor(((Date.now() - started) / 1000) * RATE);
+    while (sent < due) {
+      const change = { path: `stream/f${sent}.txt`, op: "create", hash: blake, size: bytes.length, mtime: null, change_id: `b${sent}` };
+      const r = await fetch(`${url}/api/projects/${projectId}/files/update`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ client_id: "bench", changes: [change] }),
+      });
+      if (r.status !== 200) throw new Error(`post: ${r.status}`);
+      sent++;
     }
     await sleep(5);
   }
+  running = false;
+  await sampler;
   const elapsed = (Date.now() - started) / 1000;
   const after = sample(pid);
   const last = await w.script("return [document.querySelectorAll('#feed li').length, document.getElementsByTagName('*').length]");

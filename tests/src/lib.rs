@@ -171,10 +171,7 @@ impl TestServer {
 
     /// SIGKILL: the crash case.
     pub async fn kill9(&mut self) -> Result<()> {
-        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
-        child.start_kill()?;
-        child.wait().await?;
-        Ok(())
+        kill9(self.child.take()).await
     }
 
     /// Starts again on the same data dir and the same port.
@@ -511,6 +508,13 @@ impl Live {
     }
 }
 
+async fn kill9(child: Option<Child>) -> Result<()> {
+    let mut child = child.ok_or_else(|| anyhow!("not running"))?;
+    child.start_kill()?;
+    child.wait().await?;
+    Ok(())
+}
+
 /// Waits until `check` returns `Some`, polling every 20 ms, up to DEADLINE.
 pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
 where
@@ -701,10 +705,7 @@ impl RunningClient {
 
     /// SIGKILL: the crash case.
     pub async fn kill9(&mut self) -> Result<()> {
-        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
-        child.start_kill()?;
-        child.wait().await?;
-        Ok(())
+        kill9(self.child.take()).await
     }
 
     /// SIGTERM and wait; fails if it does not exit cleanly.

@@ -60,15 +60,39 @@ function el(tag: string, attrs: Record<string, string> = {}, text = ""): HTMLEle
   return n;
 }
 
+let scheduled = false;
+/** Renders at most once per frame, however many events arrive. */
+function scheduleRender() {
+  if (scheduled) return;
+  scheduled = true;
+  requestAnimationFrame(() => {
+    scheduled = false;
+    render();
+  });
+}
+
+let projectsKey = "";
 function render() {
   const now = Date.now();
   state = { ...state, synced: expire(state.synced, now) };
   const statuses = Object.values(state.folders);
-  const conn = links.length === 0 ? state.connection : overall(statuses.length ? statuses : []);
+  const conn = links.length === 0 ? state.connection : overall(statuses);
   const c = $("connection");
-  c.textContent = conn;
-  c.className = `conn conn-${conn}`;
+  if (c.textContent !== conn) {
+    c.textContent = conn;
+    c.className = `conn conn-${conn}`;
+  }
+  // The project list is rebuilt only when something in it changed.
+  const key = JSON.stringify([links, links.map((l) => state.folders[l.project_id]?.badge), statuses.map((s) => s.error)]);
+  if (key !== projectsKey) {
+    projectsKey = key;
+    renderProjects();
+  }
+  renderFeed();
+  renderSynced();
+}
 
+function renderProjects() {
   const list = $("projects");
   list.replaceChildren();
   $("projects-empty").hidden = links.length > 0;
@@ -103,31 +127,44 @@ function render() {
     li.append(title, b, actions);
     list.append(li);
   }
+}
 
+/** Adds the new feed items on top and drops the ones past the cap. */
+function renderFeed() {
   const feed = $("feed");
-  feed.replaceChildren();
   $("feed-empty").hidden = state.feed.length > 0;
+  const first = (feed.firstElementChild as HTMLElement | null)?.dataset.key;
+  const fresh = [];
   for (const item of state.feed) {
-    const li = el("li", { "data-path": item.path });
+    if (item.key === first) break;
+    fresh.push(item);
+  }
+  for (const item of fresh.reverse()) {
+    const li = el("li", { "data-path": item.path, "data-key": item.key });
     li.append(el("span", { class: "op" }, item.op), document.createTextNode(item.path));
     li.append(el("div", { class: "meta" }, `${item.who} · ${new Date(item.when).toLocaleTimeString()}`));
-    feed.append(li);
+    feed.prepend(li);
   }
+  while (feed.children.length > state.feed.length) feed.lastElementChild?.remove();
+}
 
+/** The newest few "Synced" badges; each fades after two seconds. */
+function renderSynced() {
   const synced = $("synced");
-  const shown = new Set(Array.from(synced.children).map((n) => (n as HTMLElement).dataset.key));
-  for (const s of state.synced) {
-    const key = `${s.project_id}:${s.path}:${s.until}`;
-    if (!shown.has(key)) synced.append(el("span", { "data-key": key }, `Synced: ${s.path}`));
-  }
+  const showing = state.synced.slice(-5);
+  const keys = showing.map((s) => `${s.project_id}:${s.path}:${s.until}`);
   for (const n of Array.from(synced.children)) {
-    const key = (n as HTMLElement).dataset.key ?? "";
-    if (!state.synced.some((s) => `${s.project_id}:${s.path}:${s.until}` === key)) n.remove();
+    if (!keys.includes((n as HTMLElement).dataset.key ?? "")) n.remove();
   }
+  const present = new Set(Array.from(synced.children).map((n) => (n as HTMLElement).dataset.key));
+  showing.forEach((s, i) => {
+    if (!present.has(keys[i])) synced.append(el("span", { "data-key": keys[i] }, `Synced: ${s.path}`));
+  });
 }
 
 function applySnapshot(snap: Snapshot) {
   links = snap.links;
+  projectsKey = "";
   for (const s of snap.statuses) state = reduce(state, { type: "status_changed", status: s }, Date.now());
   ($("server-url") as HTMLInputElement).value = snap.server ?? "";
   ($("transport") as HTMLSelectElement).value = snap.transport;
@@ -162,12 +199,12 @@ async function main() {
   await listen<EngineEvent>("engine", (e) => {
     state = reduce(state, e.payload, Date.now());
     if (e.payload.type === "error") showMessage(e.payload.message);
-    render();
+    scheduleRender();
   });
   await listen("folders-changed", () => void refresh());
   const snap = await call<Snapshot>("ready");
   if (snap) applySnapshot(snap);
-  setInterval(render, 250);
+  setInterval(scheduleRender, 250);
 
   $("add-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
