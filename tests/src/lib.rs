@@ -156,17 +156,7 @@ impl TestServer {
 
     /// SIGTERM, then wait for the process to exit; returns its exit status.
     pub async fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
-        if let Some(pid) = child.id() {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await?;
-        }
-        Ok(tokio::time::timeout(DEADLINE, child.wait())
-            .await
-            .context("server did not stop on SIGTERM")??)
+        terminate(self.child.take()).await
     }
 
     /// SIGKILL: the crash case.
@@ -271,6 +261,15 @@ impl Api {
             bail!("create project: {status} {body}");
         }
         Ok(body)
+    }
+
+    /// Creates a project; returns its id.
+    pub async fn new_project(&self, name: &str) -> Result<String> {
+        let p = self.create_project(name).await?;
+        p["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no id in {p}"))
     }
 
     /// Creates an invite as this user and accepts it as `other`.
@@ -508,6 +507,21 @@ impl Live {
     }
 }
 
+/// SIGTERM, then wait (up to DEADLINE) for the exit status.
+async fn terminate(child: Option<Child>) -> Result<std::process::ExitStatus> {
+    let mut child = child.ok_or_else(|| anyhow!("not running"))?;
+    if let Some(pid) = child.id() {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await?;
+    }
+    Ok(tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .context("did not stop on SIGTERM")??)
+}
+
 async fn kill9(child: Option<Child>) -> Result<()> {
     let mut child = child.ok_or_else(|| anyhow!("not running"))?;
     child.start_kill()?;
@@ -710,17 +724,7 @@ impl RunningClient {
 
     /// SIGTERM and wait; fails if it does not exit cleanly.
     pub async fn stop(&mut self) -> Result<()> {
-        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
-        if let Some(pid) = child.id() {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await?;
-        }
-        let status = tokio::time::timeout(DEADLINE, child.wait())
-            .await
-            .context("vidsync run did not stop")??;
+        let status = terminate(self.child.take()).await?;
         if !status.success() {
             bail!("vidsync run exited with {status}");
         }

@@ -192,10 +192,7 @@ async fn projects_and_invites() -> anyhow::Result<()> {
 async fn changes_in_events_out_and_idempotent_retries() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let alice = server.api(&server.add_user("alice").await?);
-    let id = alice.create_project("demo").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("demo").await?;
 
     let (s, b) = alice
         .update(
@@ -302,10 +299,7 @@ async fn bad_input_is_refused_and_changes_nothing() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let alice = server.api(&server.add_user("alice").await?);
     let mallory = server.api(&server.add_user("mallory").await?);
-    let id = alice.create_project("demo").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("demo").await?;
     let (s, _) = alice
         .update(&id, "c", vec![create_change("ok.txt", b"ok", None)])
         .await?;
@@ -448,14 +442,8 @@ async fn blobs_are_checked_stored_and_served_with_ranges() -> anyhow::Result<()>
     let server = TestServer::start_with(&["--max-blob-bytes", "100000"]).await?;
     let alice = server.api(&server.add_user("alice").await?);
     let mallory = server.api(&server.add_user("mallory").await?);
-    let id = alice.create_project("demo").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let other = alice.create_project("other").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("demo").await?;
+    let other = alice.new_project("other").await?;
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     let hash = blake3::hash(&bytes).to_hex().to_string();
 
@@ -539,10 +527,7 @@ async fn too_many_requests_get_429_and_change_nothing() -> anyhow::Result<()> {
     let server = TestServer::start_with(&["--rate-limit", "2"]).await?;
     let alice = server.api(&server.add_user("alice").await?);
     let bob = server.api(&server.add_user("bob").await?);
-    let id = alice.create_project("busy").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("busy").await?;
     let mut limited = None;
     for i in 0..30 {
         let (s, b) = alice

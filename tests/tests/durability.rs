@@ -22,10 +22,7 @@ async fn restart_keeps_everything_and_seq_continues() -> anyhow::Result<()> {
     let bob_token = server.add_user("bob").await?;
     let alice = server.api(&alice_token);
     let bob = server.api(&bob_token);
-    let id = alice.create_project("kept").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("kept").await?;
     alice.invite(&id, &bob).await?;
     let bytes = b"content that must survive".to_vec();
     let hash = blake3::hash(&bytes).to_hex().to_string();
@@ -82,10 +79,7 @@ async fn kill_9_mid_stream_loses_no_answered_change() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("crashy").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.new_project("crashy").await?;
 
     // Four writers post 2-change batches as fast as they can; each records
     // which change_ids were answered 200 and which were not.
@@ -190,10 +184,7 @@ async fn sigterm_closes_sockets_and_exits_cleanly() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("p").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.new_project("p").await?;
     // An open websocket must not hold the shutdown up: stop() fails if the
     // process is still there after the deadline. (The transport is closed
     // with a normal close, which clients treat as a reason to reconnect;

@@ -41,10 +41,7 @@ async fn subscribe_acks_and_refusals() -> anyhow::Result<()> {
     let alice_token = server.add_user("alice").await?;
     let mallory_token = server.add_user("mallory").await?;
     let alice = server.api(&alice_token);
-    let id = alice.create_project("demo").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("demo").await?;
     alice
         .update(&id, "c", vec![create_change("a", b"a", None)])
         .await?;
@@ -88,15 +85,9 @@ async fn two_subscribers_get_each_event_once_and_outsiders_none() -> anyhow::Res
     let alice = server.api(&alice_token);
     let bob = server.api(&bob_token);
     let carol = server.api(&carol_token);
-    let id = alice.create_project("shared").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.new_project("shared").await?;
     alice.invite(&id, &bob).await?;
-    let carols = carol.create_project("carol's own").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let carols = carol.new_project("carol's own").await?;
 
     let mut a = Live::connect(&server.url, &alice_token).await?;
     // Bob on the polling transport: both Engine.IO transports work.
@@ -184,10 +175,7 @@ async fn since_seq_replays_missed_events_then_hands_over_to_live() -> anyhow::Re
     let server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("busy").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.new_project("busy").await?;
 
     // The subscriber got seq 1..=10, then went away.
     let batch = |from: usize, n: usize| -> Vec<Value> {
@@ -246,10 +234,7 @@ async fn resubscribe_after_reconnect_catches_up() -> anyhow::Result<()> {
     let mut server = TestServer::start().await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
-    let id = api.create_project("p").await?["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = api.new_project("p").await?;
     let mut live = Live::connect(&server.url, &token).await?;
     live.subscribe(&id, Some(0)).await?;
     api.update(&id, "w", vec![create_change("one", b"1", None)])
