@@ -442,10 +442,24 @@ impl Live {
     }
 
     /// Emits `event` with `data` and waits for the acknowledgement.
+    ///
+    /// rust_socketio now and then drops an emit made just after its
+    /// `Connect` event (SOCKETIO-NOTES.md); an unanswered request is sent
+    /// again, up to three times, 5 s apart.
     pub async fn request(&self, event: &str, data: Value) -> Result<Value> {
+        for _ in 0..3 {
+            if let Some(ack) = self.request_once(event, data.clone()).await? {
+                return Ok(ack);
+            }
+        }
+        bail!("no ack to {event} after 3 tries")
+    }
+
+    async fn request_once(&self, event: &str, data: Value) -> Result<Option<Value>> {
+        let wait = Duration::from_secs(5);
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.client
-            .emit_with_ack(event, data, DEADLINE, move |p: Payload, _| {
+            .emit_with_ack(event, data, wait, move |p: Payload, _| {
                 let tx = tx.clone();
                 async move {
                     // rust_socketio hands an ack's argument list over as one
@@ -467,10 +481,11 @@ impl Live {
                 .boxed()
             })
             .await?;
-        tokio::time::timeout(DEADLINE, rx.recv())
-            .await
-            .context("no ack")?
-            .ok_or_else(|| anyhow!("ack channel closed"))
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(ack)) => Ok(Some(ack)),
+            Ok(None) => bail!("ack channel closed"),
+            Err(_) => Ok(None),
+        }
     }
 
     pub async fn subscribe(&self, project_id: &str, since_seq: Option<u64>) -> Result<Value> {
