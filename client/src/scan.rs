@@ -110,6 +110,7 @@ fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change 
         size: entry.map(|e| e.size),
         mtime: entry.and_then(|e| mtime_rfc3339(e.mtime_ns)),
         change_id: Some(crate::random_hex(12)),
+        base_hash: None,
     }
 }
 

@@ -141,6 +141,7 @@ impl LocalState {
                         size: r.get::<Option<i64>, _>(5).map(|s| s as u64),
                         mtime: r.get(6),
                         change_id: Some(r.get(1)),
+                        base_hash: None,
                     },
                 });
             }

@@ -65,6 +65,17 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// With `conflict` (409): each path whose `base_hash` was stale, and its
+    /// current newest event (`null`: the path does not exist now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<Vec<ConflictEntry>>,
+}
+
+/// One stale path of a 409 `conflict`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictEntry {
+    pub path: crate::ProjectPath,
+    pub current: Option<crate::ProjectEvent>,
 }
 
 impl ErrorBody {
@@ -73,6 +84,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                conflicts: None,
             },
         }
     }

@@ -12,7 +12,7 @@ mod hash;
 mod path;
 mod types;
 
-pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use error::{ConflictEntry, ErrorBody, ErrorCode, ErrorDetail};
 pub use hash::{ContentHash, HashError};
 pub use path::{PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use types::{

@@ -47,6 +47,24 @@ pub struct RawChange {
     pub mtime: Option<String>,
     #[serde(default)]
     pub change_id: Option<String>,
+    /// Absent: no conflict check. `null`: the path must not exist now.
+    /// A hash: the path's current version must be that one (else 409).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub base_hash: Option<Option<String>>,
+}
+
+/// Tells a field that is present (even as `null`) from one that is absent:
+/// with `#[serde(default)]`, absent stays `None` and `null` becomes `Some(None)`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// A checked change: its path is a [`ProjectPath`], `create`/`update` carry
@@ -62,6 +80,11 @@ pub struct Change {
     /// Present in requests (idempotency key); never in broadcast events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_id: Option<String>,
+    /// The version this change was made from (PROTOCOL.md v2, "Conflict
+    /// check"): `None` = no check; `Some(None)` = the path did not exist;
+    /// `Some(Some(h))` = it was at `h`. Never in broadcast events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_hash: Option<Option<ContentHash>>,
 }
 
 /// Longest accepted `change_id` / `client_id`, in bytes.
@@ -118,6 +141,11 @@ impl TryFrom<RawChange> for Change {
         if let Some(id) = &raw.change_id {
             check_id("change_id", id).map_err(unprocessable)?;
         }
+        let base_hash = match raw.base_hash {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(h)) => Some(Some(h.parse::<ContentHash>()?)),
+        };
         Ok(Change {
             path,
             op,
@@ -125,6 +153,7 @@ impl TryFrom<RawChange> for Change {
             size,
             mtime: raw.mtime,
             change_id: raw.change_id,
+            base_hash,
         })
     }
 }
@@ -266,6 +295,7 @@ impl SubscribeAck {
             error: Some(ErrorDetail {
                 code,
                 message: message.into(),
+                conflicts: None,
             }),
         }
     }
@@ -340,6 +370,27 @@ mod tests {
             json!({"path":"a","op":"delete","hash":null,"size":null,"mtime":null})
         );
         assert_eq!(serde_json::to_value(&c).unwrap()["change_id"], "c1");
+    }
+
+    #[test]
+    fn base_hash_absent_null_and_set_are_three_things() {
+        let h = ContentHash::of(b"x");
+        let c = raw(json!({"path":"a","op":"delete"})).unwrap();
+        assert_eq!(c.base_hash, None);
+        assert!(serde_json::to_value(&c).unwrap().get("base_hash").is_none());
+        let c = raw(json!({"path":"a","op":"delete","base_hash":null})).unwrap();
+        assert_eq!(c.base_hash, Some(None));
+        assert_eq!(serde_json::to_value(&c).unwrap()["base_hash"], json!(null));
+        let c = raw(json!({"path":"a","op":"delete","base_hash":h.to_hex()})).unwrap();
+        assert_eq!(c.base_hash, Some(Some(h)));
+        let back: Change = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(
+            raw(json!({"path":"a","op":"delete","base_hash":"nope"}))
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidHash
+        );
     }
 
     #[test]

@@ -381,6 +381,7 @@ impl Db {
                 project_id: project_id.to_string(),
                 change: Change {
                     change_id: None,
+                    base_hash: None,
                     ..change.clone()
                 },
                 origin: origin.clone(),
@@ -493,6 +494,7 @@ fn event_from_row(project_id: &str, r: &sqlx::sqlite::SqliteRow) -> DbResult<Pro
             size: r.get::<Option<i64>, _>(4).map(|s| s as u64),
             mtime: r.get(5),
             change_id: None,
+            base_hash: None,
         },
         origin: Origin {
             client_id: r.get(6),
