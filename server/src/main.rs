@@ -75,6 +75,9 @@ struct ServeArgs {
     /// Serve without Socket.IO: clients fall back to polling the event log.
     #[arg(long, env = "VIDSYNC_DISABLE_LIVE")]
     disable_live: bool,
+    /// Seconds a connection may take to send request headers (also the idle keep-alive limit).
+    #[arg(long, env = "VIDSYNC_HEADER_TIMEOUT", default_value_t = 30)]
+    header_timeout: u64,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -99,6 +102,7 @@ fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
         max_blob_bytes,
         live: true,
         rate_limit: 0,
+        header_timeout: std::time::Duration::from_secs(30),
     }
 }
 
@@ -141,7 +145,7 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            vidsync_server::redact_secrets(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -173,6 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = config(&args.store, args.max_blob_bytes);
     cfg.live = !args.disable_live;
     cfg.rate_limit = args.rate_limit;
+    cfg.header_timeout = std::time::Duration::from_secs(args.header_timeout.max(1));
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
