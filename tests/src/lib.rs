@@ -3,6 +3,8 @@
 //! with a real HTTP client (reqwest) and a real Socket.IO client
 //! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

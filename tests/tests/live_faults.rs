@@ -5,6 +5,7 @@
 use futures_util::future::try_join_all;
 use rust_socketio::TransportType;
 use serde_json::{json, Value};
+use vidsync_e2e::raw::RawSubscriber;
 use vidsync_e2e::{create_change, wait_for, Live, TestServer};
 
 async fn connections(server: &TestServer) -> Option<u64> {
@@ -44,6 +45,36 @@ async fn subscribe_emitted_right_after_connect_is_never_lost() -> anyhow::Result
             .count();
     }
     assert_eq!(lost, 0, "{lost} of {total} subscribes sent on connect got no ok ack");
+    Ok(())
+}
+
+/// 1,000 bare websocket clients (no client library to slow them down) send
+/// `subscribe:project` the instant the server acknowledges their connect,
+/// 200 connecting at once: every one gets its ack. Before the fix, a few in
+/// a thousand were dropped (the handlers were not registered yet).
+#[tokio::test]
+async fn raw_subscribes_sent_on_the_connect_ack_are_never_lost() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let id = server.api(&token).new_project("p").await?;
+    let mut lost = 0;
+    for wave in (0..1000).collect::<Vec<_>>().chunks(200) {
+        let results = futures_util::future::join_all(wave.iter().map(|&i| {
+            let (url, token, id) = (server.url.clone(), token.clone(), id.clone());
+            async move {
+                // The server answers within milliseconds; the deadline only
+                // stops a lost one from hanging the test.
+                tokio::time::timeout(
+                    vidsync_e2e::DEADLINE,
+                    RawSubscriber::subscribe(&url, &token, &id, i),
+                )
+                .await
+            }
+        }))
+        .await;
+        lost += results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
+    }
+    assert_eq!(lost, 0, "{lost} of 1000 subscribes sent on the connect ack got no ok ack");
     Ok(())
 }
 

@@ -3,22 +3,16 @@
 //! .../files/update`, and Socket.IO `subscribe:project` / `project:event`
 //! over websocket.
 //!
-//! Each subscriber is a bare Engine.IO v4 / Socket.IO v5 websocket (no
-//! Socket.IO client library): it answers pings and reads only the `seq` of
-//! each event, so the generator costs little next to the server it
-//! measures. It runs on one thread of its own, so both servers in a run
-//! meet the same load. Connections come from 127.0.0.1–127.0.0.8, so tens
-//! of thousands of them do not run out of loopback ports.
+//! Each subscriber is a bare websocket ([`vidsync_e2e::raw`]), so the
+//! generator costs little next to the server it measures. It runs on one
+//! thread of its own, so both servers in a run meet the same load.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
+use vidsync_e2e::raw::RawSubscriber;
 
 /// Where to send the load.
 #[derive(Clone)]
@@ -154,77 +148,18 @@ async fn subscriber(
     deliveries: mpsc::UnboundedSender<Delivery>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
 ) -> Result<()> {
-    let mut ready = Some(ready);
-    let result = async {
-        let server: SocketAddr = target
-            .url
-            .trim_start_matches("http://")
-            .parse()
-            .context("target url must be http://IP:PORT")?;
-        let socket = TcpSocket::new_v4()?;
-        let local = Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8);
-        socket.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
-        let tcp = socket.connect(server).await?;
-        tcp.set_nodelay(true)?;
-        let url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
-        let (mut sink, mut stream) = ws.split();
-        let connect = format!("40{}", json!({ "token": target.token }));
-        let subscribe = format!("421{}", json!(["subscribe:project", project_id]));
-        loop {
-            let Some(msg) = stream.next().await else {
-                bail!("closed during the handshake");
-            };
-            let Message::Text(text) = msg? else { continue };
-            match text.as_str() {
-                t if t.starts_with("0{") => sink.send(Message::text(connect.clone())).await?,
-                t if t.starts_with("40") => sink.send(Message::text(subscribe.clone())).await?,
-                t if t.starts_with("44") => bail!("connect refused: {t}"),
-                "2" => sink.send(Message::text("3")).await?,
-                t if t.starts_with("431") => {
-                    anyhow::ensure!(t.contains("\"ok\":true"), "subscribe refused: {t}");
-                    return Ok((sink, stream));
-                }
-                _ => {}
-            }
-        }
-    }
-    .await;
-    let (mut sink, mut stream) = match result {
+    let mut sub = match RawSubscriber::subscribe(&target.url, &target.token, project_id, i).await {
         Ok(s) => {
-            if let Some(r) = ready.take() {
-                let _ = r.send(Ok(()));
-            }
+            let _ = ready.send(Ok(()));
             s
         }
         Err(e) => {
-            let msg = format!("{e:#}");
-            if let Some(r) = ready.take() {
-                let _ = r.send(Err(e));
-            }
-            bail!(msg);
+            let _ = ready.send(Err(e));
+            return Ok(());
         }
     };
-    while let Some(msg) = stream.next().await {
-        let Message::Text(text) = msg? else { continue };
-        let at = Instant::now();
-        if text.as_str() == "2" {
-            sink.send(Message::text("3")).await?;
-        } else if let Some(seq) = event_seq(text.as_str()) {
-            let _ = deliveries.send((seq, at));
-        }
+    while let Some(seq) = sub.next_seq().await {
+        let _ = deliveries.send((seq, Instant::now()));
     }
     Ok(())
-}
-
-/// The `seq` of a `42["project:event",{...}]` packet, without parsing the rest.
-fn event_seq(packet: &str) -> Option<u64> {
-    let rest = packet.strip_prefix("42[\"project:event\",")?;
-    let at = rest.find("\"seq\":")? + "\"seq\":".len();
-    let digits: String = rest[at..]
-        .chars()
-        .skip_while(|c| c.is_whitespace())
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
 }
