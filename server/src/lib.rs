@@ -233,7 +233,10 @@ pub async fn serve(
     connections.close();
     // Requests still running this long after shutdown began are cut off.
     let grace = Duration::from_secs(10);
-    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
     }
     let _ = watcher.await;
@@ -250,13 +253,16 @@ fn log_conn_end(r: Result<(), hyper::Error>) {
 
 /// Keeps the Socket.IO crates' packet dumps out of the log whatever
 /// `RUST_LOG` asks for: the connect packet carries the token.
-pub fn redact_secrets(
-    filter: tracing_subscriber::EnvFilter,
-) -> tracing_subscriber::EnvFilter {
-    ["socketioxide", "engineioxide", "socketioxide_core", "socketioxide_parser_common"]
-        .into_iter()
-        .filter_map(|target| format!("{target}=info").parse().ok())
-        .fold(filter, |f, directive| f.add_directive(directive))
+pub fn redact_secrets(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    [
+        "socketioxide",
+        "engineioxide",
+        "socketioxide_core",
+        "socketioxide_parser_common",
+    ]
+    .into_iter()
+    .filter_map(|target| format!("{target}=info").parse().ok())
+    .fold(filter, |f, directive| f.add_directive(directive))
 }
 
 pub fn rfc3339(t: time::OffsetDateTime) -> String {

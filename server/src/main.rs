@@ -144,9 +144,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            vidsync_server::redact_secrets(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))),
-        )
+        .with_env_filter(vidsync_server::redact_secrets(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -44,7 +44,10 @@ async fn subscribe_emitted_right_after_connect_is_never_lost() -> anyhow::Result
             .filter(|a| a.as_ref().and_then(|a| a["ok"].as_bool()) != Some(true))
             .count();
     }
-    assert_eq!(lost, 0, "{lost} of {total} subscribes sent on connect got no ok ack");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {total} subscribes sent on connect got no ok ack"
+    );
     Ok(())
 }
 
@@ -74,7 +77,10 @@ async fn raw_subscribes_sent_on_the_connect_ack_are_never_lost() -> anyhow::Resu
         .await;
         lost += results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count();
     }
-    assert_eq!(lost, 0, "{lost} of 1000 subscribes sent on the connect ack got no ok ack");
+    assert_eq!(
+        lost, 0,
+        "{lost} of 1000 subscribes sent on the connect ack got no ok ack"
+    );
     Ok(())
 }
 

@@ -40,8 +40,11 @@ async fn the_token_never_appears_in_the_log_even_at_trace() -> anyhow::Result<()
         all
     });
     let mut line = String::new();
-    tokio::time::timeout(DEADLINE, tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line))
-        .await??;
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line),
+    )
+    .await??;
     let url = line
         .trim()
         .strip_prefix("vidsync-server listening on ")
@@ -72,7 +75,10 @@ async fn the_token_never_appears_in_the_log_even_at_trace() -> anyhow::Result<()
         .await?;
     tokio::time::timeout(DEADLINE, child.wait()).await??;
     let log = String::from_utf8_lossy(&log.await?).to_string();
-    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log is not verbose");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "the log is not verbose"
+    );
     // The token, and its random part on its own.
     let secret = token.trim_start_matches("vst_");
     assert!(

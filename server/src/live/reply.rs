@@ -43,8 +43,7 @@ impl<A: Adapter> Reply<A> {
     pub async fn send<T: Serialize + ?Sized>(self, body: &T) {
         let mut room = RoomWait::new();
         loop {
-            let Ok(sender) =
-                AckSender::from_message_parts(
+            let Ok(sender) = AckSender::from_message_parts(
                 &self.socket,
                 &mut socketioxide_core::Value::Bytes(bytes::Bytes::new()),
                 &self.ack_id,

@@ -31,7 +31,9 @@ impl Reference {
             "run `npm ci` in {} first (make bench does)",
             dir.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new("node")
             .arg("reference-server.mjs")
             .arg(port.to_string())
@@ -44,7 +46,10 @@ impl Reference {
             .context("starting node")?;
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
                 "the reference server did not listen within 20 s"
@@ -73,7 +78,13 @@ struct Measured {
     peak_mib: Option<f64>,
 }
 
-async fn measure(url: &str, token: &str, pid: Option<u32>, n: usize, events: usize) -> Result<Measured> {
+async fn measure(
+    url: &str,
+    token: &str,
+    pid: Option<u32>,
+    n: usize,
+    events: usize,
+) -> Result<Measured> {
     let before = pid.and_then(rss_kib);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let target = Target {
