@@ -17,8 +17,11 @@ CLIENT_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync
 DESKTOP_DEBUG := $(CARGO_TARGET_DIR)/debug/vidsync-desktop
 DESKTOP_RELEASE := $(CARGO_TARGET_DIR)/release/vidsync-desktop
 SCREENSHOT_DIR ?= $(CARGO_TARGET_DIR)/desktop-screenshots
+# python-socketio interop tests run from this venv (remade when requirements.txt changes).
+PY_VENV := $(CARGO_TARGET_DIR)/python-venv
+PY_REQ := tests/python/requirements.txt
 
-.PHONY: all deps ui build run test bench clean-data
+.PHONY: all deps ui build run test test-python bench clean-data
 
 all: build
 
@@ -58,13 +61,25 @@ test: ui
 	$(CARGO) build --locked -p vidsync-server -p vidsync-client -p vidsync-desktop
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
+	$(MAKE) --no-print-directory test-python
 	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) VIDSYNC_DESKTOP_BIN=$(DESKTOP_DEBUG) \
 	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 xvfb-run -a -s "-screen 0 1280x900x24" \
 	  node --test tests/desktop/e2e.test.mjs
 
+$(PY_VENV)/.installed: $(PY_REQ) | deps
+	python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install -q --disable-pip-version-check -r $(PY_REQ)
+	touch $@
+
+# Needs the debug server binary (the test recipe builds it first).
+test-python: $(PY_VENV)/.installed
+	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+
 bench: ui
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e -p vidsync-desktop
+	# The Node socket.io reference the fan-out is compared against.
+	cd tests/bench-ref && npm ci --no-audit --no-fund --loglevel=error
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
 	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error

@@ -49,6 +49,9 @@ pub struct Config {
     pub rate_limit: u32,
     /// Projects one user may own (403 `forbidden` past it).
     pub max_projects_per_user: u32,
+    /// How long a connection may take to send a request's headers, and how
+    /// long an idle keep-alive connection stays open.
+    pub header_timeout: Duration,
 }
 
 impl Config {
@@ -85,6 +88,9 @@ pub struct Inner {
     pub max_projects_per_user: u32,
     /// Open Socket.IO sockets, for `/health` and `/metrics`.
     connections: AtomicU64,
+    /// Read by the revocation watcher through its own connection.
+    database_url: String,
+    header_timeout: Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -143,6 +149,8 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         limiter: auth::limiter(config.rate_limit),
         max_projects_per_user: config.max_projects_per_user,
         connections: AtomicU64::new(0),
+        database_url: config.database_url(),
+        header_timeout: config.header_timeout,
     })))
 }
 
@@ -168,7 +176,12 @@ async fn check_blobs(
 pub fn app(state: AppState) -> (Router, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .with_state(state.clone())
-        .max_buffer_size(1024)
+        // A polling response carries every packet queued for the socket, and
+        // python-socketio (default settings) refuses a payload of more than
+        // 16 packets: with at most 15 queued (plus one held back by the size
+        // limit) a replay of any length reaches it. Forwarders and acks wait
+        // for room when the queue is full.
+        .max_buffer_size(live::MAX_QUEUED_PACKETS)
         .max_payload(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES)
         .ws_max_message_size(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES as usize)
         .build_layer();
@@ -187,38 +200,99 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
 /// Serves `state` (see [`open_state`]) until `shutdown` resolves, then stops accepting, closes every
 /// socket with a normal close, lets in-flight requests finish (up to
 /// `grace`) and closes the store.
+///
+/// Connections are served by hyper directly (not `axum::serve`) so that
+/// request headers have a deadline (`Config::header_timeout`), which also
+/// closes idle keep-alive connections.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (router, io) = app(state.clone());
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let graceful = async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing sockets, finishing requests");
-        let _ = stopping_tx.send(());
-        io.close().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    // No Nagle: a response's head and body go out at once, not 40 ms apart.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let watcher = tokio::spawn(live::revocations::watch(
+        state.clone(),
+        state.database_url.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let connections = tokio_util::task::TaskTracker::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        let tcp = match tcp {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors and the like: let some close first.
+                tracing::warn!(%e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // No Nagle: a response's head and body go out at once, not 40 ms apart.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%e, "TCP_NODELAY");
         }
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
-    let server = tokio::spawn(async move { server.await });
+        let conn = http
+            .serve_connection(
+                hyper_util::rt::TokioIo::new(tcp),
+                hyper_util::service::TowerToHyperService::new(router.clone()),
+            )
+            .with_upgrades();
+        let stop = stopped(stop_rx.clone());
+        connections.spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => return log_conn_end(r),
+                _ = stop => conn.as_mut().graceful_shutdown(),
+            }
+            log_conn_end(conn.await);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: closing sockets, finishing requests");
+    let _ = stop_tx.send(true);
+    io.close().await;
+    connections.close();
     // Requests still running this long after shutdown began are cut off.
     let grace = Duration::from_secs(10);
-    let result = tokio::select! {
-        r = server => r.map_err(|e| std::io::Error::other(e.to_string()))?,
-        _ = async { let _ = stopping_rx.await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("requests still running after {grace:?}; stopping anyway");
-            Ok(())
-        }
-    };
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {grace:?}; stopping anyway");
+    }
+    let _ = watcher.await;
     state.db.close().await;
-    result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn log_conn_end(r: Result<(), hyper::Error>) {
+    if let Err(e) = r {
+        tracing::debug!(%e, "connection ended with an error");
+    }
+}
+
+/// Keeps the Socket.IO crates' packet dumps out of the log whatever
+/// `RUST_LOG` asks for: the connect packet carries the token.
+pub fn redact_secrets(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    [
+        "socketioxide",
+        "engineioxide",
+        "socketioxide_core",
+        "socketioxide_parser_common",
+    ]
+    .into_iter()
+    .filter_map(|target| format!("{target}=info").parse().ok())
+    .fold(filter, |f, directive| f.add_directive(directive))
 }

@@ -78,6 +78,9 @@ struct ServeArgs {
     /// Projects one user may own; creating one more is refused (403).
     #[arg(long, env = "VIDSYNC_MAX_PROJECTS_PER_USER", default_value_t = DEFAULT_MAX_PROJECTS_PER_USER)]
     max_projects_per_user: u32,
+    /// Seconds a connection may take to send request headers (also the idle keep-alive limit).
+    #[arg(long, env = "VIDSYNC_HEADER_TIMEOUT", default_value_t = 30)]
+    header_timeout: u64,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -103,6 +106,7 @@ fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
         live: true,
         rate_limit: 0,
         max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
+        header_timeout: std::time::Duration::from_secs(30),
     }
 }
 
@@ -144,9 +148,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
+        .with_env_filter(vidsync_server::redact_secrets(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        ))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -178,6 +182,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.live = !args.disable_live;
     cfg.rate_limit = args.rate_limit;
     cfg.max_projects_per_user = args.max_projects_per_user;
+    cfg.header_timeout = std::time::Duration::from_secs(args.header_timeout.max(1));
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

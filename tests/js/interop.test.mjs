@@ -141,6 +141,35 @@ test("a bare project id subscribes; a non-member is refused in the ack", async (
   mine.close();
 });
 
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`500 sockets subscribing in their connect handler over ${transports[0]}: none lost`, async () => {
+    // Emitted in the connect handler: the server must have its handlers in
+    // place before it acknowledges the connect (issue 8, item 3).
+    const total = 500;
+    const waves = 5;
+    let lost = 0;
+    for (let w = 0; w < waves; w++) {
+      const results = await Promise.all(
+        Array.from({ length: total / waves }, () => new Promise((resolve) => {
+          const socket = connect(alice, transports);
+          socket.on("connect", () => {
+            socket.timeout(10000).emit("subscribe:project", projectId, (err, ack) => {
+              socket.close();
+              resolve(!err && ack && ack.ok === true);
+            });
+          });
+          socket.on("connect_error", () => {
+            socket.close();
+            resolve(false);
+          });
+        })),
+      );
+      lost += results.filter((ok) => !ok).length;
+    }
+    assert.equal(lost, 0, `${lost} of ${total} subscribes emitted on connect got no ok ack`);
+  });
+}
+
 test("SIGTERM closes the transport normally (clients may reconnect)", async () => {
   const socket = connect(alice, ["websocket"]);
   await once(socket, "connect");

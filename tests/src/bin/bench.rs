@@ -1,8 +1,11 @@
 //! `make bench`: the server's figures on loopback, printed, never asserted.
 //!
-//! 1. Fan-out: N websocket subscribers (rust_socketio) in one room, then 200
-//!    changes posted one at a time; latency from POST sent to event received
-//!    at every subscriber (p50, p99, max) and the server's peak RSS.
+//! 1. Fan-out, ours against the Node socket.io 4 reference
+//!    (`tests/bench-ref/`) in the same run with the same lean load generator
+//!    (`loadgen`, one thread): N bare websocket subscribers in one project,
+//!    then 200 changes posted one at a time; latency from POST sent to event
+//!    read at every subscriber (p50, p99, max), the ratio, each server's
+//!    resident memory per subscribed socket and peak RSS.
 //! 2. Append throughput with no subscribers: batches of 1 and of 100
 //!    changes per request, 4 concurrent posters.
 //! 3. Client: latency from a file's last write in A to the event at B over
@@ -18,12 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::ClientBuilder;
-use rust_socketio::{Event, Payload, TransportType};
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use serde_json::Value;
 use vidsync_e2e::{create_change, Api, TestServer};
+
+#[path = "bench/compare.rs"]
+mod compare;
+#[path = "bench/loadgen.rs"]
+mod loadgen;
 
 struct Args {
     subscribers: Vec<usize>,
@@ -76,185 +80,6 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-/// A (seq, time received) for every delivery to every subscriber.
-type Delivery = (u64, Instant);
-
-async fn connect_subscriber(
-    url: &str,
-    token: &str,
-    project_id: &str,
-    tx: mpsc::UnboundedSender<Delivery>,
-) -> Result<(rust_socketio::asynchronous::Client, usize)> {
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
-    let client = ClientBuilder::new(url)
-        .transport_type(TransportType::Websocket)
-        .auth(json!({ "token": token }))
-        .reconnect(false)
-        .on(Event::Connect, move |_, _| {
-            let ready = ready_tx.clone();
-            async move {
-                let _ = ready.send(());
-            }
-            .boxed()
-        })
-        .on(vidsync_protocol::EV_PROJECT_EVENT, move |p, _| {
-            let tx = tx.clone();
-            let at = Instant::now();
-            async move {
-                if let Payload::Text(values) = p {
-                    for v in values {
-                        if let Some(seq) = v["seq"].as_u64() {
-                            let _ = tx.send((seq, at));
-                        }
-                    }
-                }
-            }
-            .boxed()
-        })
-        .connect()
-        .await?;
-    tokio::time::timeout(Duration::from_secs(30), ready_rx.recv())
-        .await
-        .context("connect")?;
-    // A lost ack is retried (and counted) so one stray packet does not end
-    // the run; the retries are reported.
-    for attempt in 0..3 {
-        let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<()>();
-        client
-            .emit_with_ack(
-                vidsync_protocol::EV_SUBSCRIBE,
-                json!(project_id),
-                Duration::from_secs(5),
-                move |_, _| {
-                    let tx = ack_tx.clone();
-                    async move {
-                        let _ = tx.send(());
-                    }
-                    .boxed()
-                },
-            )
-            .await?;
-        if tokio::time::timeout(Duration::from_secs(5), ack_rx.recv())
-            .await
-            .is_ok()
-        {
-            return Ok((client, attempt));
-        }
-    }
-    bail!("no subscribe ack after 3 tries")
-}
-
-async fn fan_out(
-    server: &TestServer,
-    api: &Api,
-    token: &str,
-    n: usize,
-    events: usize,
-) -> Result<()> {
-    let id = api.create_project(&format!("fanout-{n}")).await?["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
-    let started = Instant::now();
-    let mut clients = Vec::with_capacity(n);
-    let connected = Arc::new(AtomicUsize::new(0));
-    let mut resubscribes = 0usize;
-    // Connect in waves of 50 at a time.
-    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
-        let mut wave = Vec::new();
-        for _ in chunk {
-            let (url, token, id, tx) = (
-                server.url.clone(),
-                token.to_string(),
-                id.clone(),
-                tx.clone(),
-            );
-            let connected = connected.clone();
-            wave.push(tokio::spawn(async move {
-                let c = connect_subscriber(&url, &token, &id, tx).await;
-                connected.fetch_add(1, Ordering::Relaxed);
-                c
-            }));
-        }
-        for w in wave {
-            match w.await? {
-                Ok((c, retries)) => {
-                    resubscribes += retries;
-                    clients.push(c)
-                }
-                Err(e) => {
-                    println!("  subscriber {} failed to connect: {e:#}", clients.len());
-                    break;
-                }
-            }
-        }
-        if clients.len() < connected.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    let subs = clients.len();
-    println!(
-        "  {subs} of {n} subscribers connected and subscribed in {:.1} s ({resubscribes} subscribe acks lost and retried)",
-        started.elapsed().as_secs_f64()
-    );
-    drop(tx);
-
-    let mut latencies = Vec::with_capacity(subs * events);
-    let mut incomplete = 0usize;
-    for i in 0..events {
-        let seq = i as u64 + 1;
-        let sent = Instant::now();
-        let (s, _) = api
-            .update(
-                &id,
-                "bench",
-                vec![create_change(
-                    &format!("f{i}"),
-                    format!("{i}").as_bytes(),
-                    None,
-                )],
-            )
-            .await?;
-        if s != 200 {
-            bail!("post {i}: status {s}");
-        }
-        let mut got = 0;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while got < subs {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((sq, at))) if sq == seq => {
-                    latencies.push(at.duration_since(sent));
-                    got += 1;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if got < subs {
-            incomplete += 1;
-        }
-    }
-    latencies.sort();
-    println!(
-        "  {events} events x {subs} subscribers: {} deliveries; POST sent -> received: p50 {}, p99 {}, max {}{}",
-        latencies.len(),
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default()),
-        if incomplete > 0 { format!(" ({incomplete} events not seen by every subscriber within 10 s)") } else { String::new() }
-    );
-    if let Some(pid) = server.pid() {
-        if let Some(rss) = peak_rss_mib(pid) {
-            println!("  server peak RSS so far: {rss:.1} MiB");
-        }
-    }
-    for c in clients {
-        let _ = c.disconnect().await;
-    }
-    Ok(())
 }
 
 async fn throughput(api: &Api, batch: usize, total_events: usize) -> Result<f64> {
@@ -499,12 +324,14 @@ async fn server_bench(args: &Args) -> Result<()> {
     let token = server.add_user("bench").await?;
     let api = server.api(&token);
 
-    for &n in &args.subscribers {
-        println!("fan-out with {n} websocket subscribers:");
-        if let Err(e) = fan_out(&server, &api, &token, n, args.events).await {
-            println!("  failed: {e:#}");
-        }
+    let reference = compare::Reference::start(&token).await;
+    if let Err(e) = &reference {
+        println!("(Node reference not started: {e:#}; only our server is measured)");
     }
+    for &n in &args.subscribers {
+        compare::fan_out_both(&server, &token, reference.as_ref().ok(), n, args.events).await;
+    }
+    drop(reference);
     println!("append throughput (4 concurrent posters, no subscribers):");
     for (batch, total) in [(1usize, 4_000usize), (100, 100_000)] {
         let eps = throughput(&api, batch, total).await?;
