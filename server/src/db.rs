@@ -80,7 +80,14 @@ impl Db {
             // (a failed COMMIT or ROLLBACK, e.g. on a full disk) is closed,
             // never pooled again: see `event_log`.
             .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-            .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            // The ping runs after any rollback a dropped transaction queued
+            // on the connection's worker, so the count it leaves is final.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;

@@ -171,7 +171,13 @@ async fn append_on(
         known: &known,
         current: &current,
     };
-    let numbered = numbering::number(&facts, changes).map_err(AppendError::Conflict)?;
+    let numbered = match numbering::number(&facts, changes) {
+        Ok(n) => n,
+        Err(conflicts) => {
+            tx.rollback().await?;
+            return Err(AppendError::Conflict(conflicts));
+        }
+    };
     insert_events(&mut tx, project_id, origin, &numbered.fresh).await?;
     if !numbered.fresh.is_empty() {
         sqlx::query("UPDATE projects SET head_seq = ? WHERE id = ?")
