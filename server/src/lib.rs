@@ -55,6 +55,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults `serve` starts with, for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            database_url: None,
+            max_blob_bytes: vidsync_protocol::DEFAULT_MAX_BLOB_BYTES,
+            live: true,
+            rate_limit: 0,
+            max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
+            header_timeout: Duration::from_secs(30),
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()

@@ -100,13 +100,9 @@ fn valid_user_name(name: &str) -> anyhow::Result<()> {
 
 fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
     Config {
-        data_dir: store.data_dir.clone(),
         database_url: store.database_url.clone(),
         max_blob_bytes,
-        live: true,
-        rate_limit: 0,
-        max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
-        header_timeout: std::time::Duration::from_secs(30),
+        ..Config::new(&store.data_dir)
     }
 }
 

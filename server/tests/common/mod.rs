@@ -28,12 +28,8 @@ pub struct Reply {
 
 pub fn config(dir: &std::path::Path) -> Config {
     Config {
-        data_dir: dir.to_path_buf(),
-        database_url: None,
         max_blob_bytes: 64 * 1024 * 1024,
-        live: true,
-        rate_limit: 0,
-        max_projects_per_user: 1000,
+        ..Config::new(dir)
     }
 }
 
