@@ -200,7 +200,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 #[tokio::test]
 async fn idle_projects_free_their_live_channel_when_the_last_subscriber_leaves(
 ) -> anyhow::Result<()> {
-    let server = TestServer::start_with(&["--rate-limit", "0"]).await?;
+    // 2,000 projects of one owner: past the default per-user limit on purpose.
+    let server =
+        TestServer::start_with(&["--rate-limit", "0", "--max-projects-per-user", "2000"]).await?;
     let token = server.add_user("alice").await?;
     let api = server.api(&token);
     let mut ids = Vec::new();
