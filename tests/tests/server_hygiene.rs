@@ -3,7 +3,6 @@
 //! after a response) are closed.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -140,7 +139,11 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() -> anyhow::Re
     // and its upgraded connection has no header deadline any more).
     let token = server.add_user("alice").await?;
     let live = Live::connect(&server.url, &token).await?;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A slow-header connection opened after the socket and closed by the
+    // server proves the header timeout has passed for the socket too.
+    let mut witness = TcpStream::connect(&addr).await?;
+    witness.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ").await?;
+    closed_by_server(&mut witness).await?;
     live.request("subscribe:project", json!("p_none")).await?;
     Ok(())
 }
