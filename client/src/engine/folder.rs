@@ -179,9 +179,16 @@ impl FolderLoop {
                 },
                 _ = sleep_until(wake) => self.timers(),
             }
-            // Take whatever else is already waiting before acting on it.
+            // Take whatever else is already waiting before acting on it: a
+            // backlog of watcher batches becomes one look, not one each.
             while let Ok(m) = inbox.try_recv() {
                 self.hear(m);
+            }
+            while let Some(Ok(w)) = batches.as_mut().map(|rx| rx.try_recv()) {
+                match w {
+                    WatchMsg::Paths(p) => self.to_look.extend(p),
+                    WatchMsg::Rescan => self.rescan = true,
+                }
             }
         }
         self.save_cursor().await;
@@ -238,6 +245,13 @@ impl FolderLoop {
     /// set-aside retries; then the status.
     async fn turn(&mut self) {
         let now = Instant::now();
+        tracing::trace!(
+            pending = self.pending.len(),
+            look = self.to_look.len(),
+            rescan = self.rescan,
+            dirty = self.outbox_dirty,
+            "turn"
+        );
         if self.remote_retry_at.is_none_or(|t| t <= now) {
             self.take_in_pending().await;
         }

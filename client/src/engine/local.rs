@@ -64,6 +64,7 @@ impl FolderLoop {
                 return;
             }
         };
+        tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), "looked");
         for d in diffs {
             if let Err(e) = self.record(&pid, d).await {
                 tracing::error!(%e, "could not record a change; rescanning later");
