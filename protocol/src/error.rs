@@ -11,13 +11,17 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     Conflict,
+    MethodNotAllowed,
     PayloadTooLarge,
+    RangeNotSatisfiable,
     InvalidPath,
     InvalidHash,
     Unprocessable,
     RateLimited,
     Internal,
     Unavailable,
+    /// The server's disk is full: nothing was stored, try again later.
+    InsufficientStorage,
 }
 
 impl ErrorCode {
@@ -28,12 +32,15 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::InvalidPath | ErrorCode::InvalidHash | ErrorCode::Unprocessable => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::InsufficientStorage => 507,
         }
     }
 
@@ -43,14 +50,17 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::InvalidHash => "invalid_hash",
             ErrorCode::Unprocessable => "unprocessable",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InsufficientStorage => "insufficient_storage",
         }
     }
 }
@@ -66,7 +76,8 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
     /// With `conflict` (409): each path whose `base_hash` was stale, and its
-    /// current newest event (`null`: the path does not exist now).
+    /// newest event in the log (a delete event if it was deleted; `null`:
+    /// the path has no event at all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflicts: Option<Vec<ConflictEntry>>,
 }
@@ -101,6 +112,9 @@ mod tests {
             ErrorCode::PayloadTooLarge,
             ErrorCode::InvalidPath,
             ErrorCode::RateLimited,
+            ErrorCode::InsufficientStorage,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RangeNotSatisfiable,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -14,7 +14,9 @@ mod types;
 
 pub use error::{ConflictEntry, ErrorBody, ErrorCode, ErrorDetail};
 pub use hash::{ContentHash, HashError};
-pub use path::{PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
+pub use path::{
+    is_bidi_control, is_zero_width, PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES,
+};
 pub use types::{
     check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
     RawChange, Role, SubscribeAck, SubscribeRequest, UpdateRequest, UpdateResponse, MAX_ID_BYTES,

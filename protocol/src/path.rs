@@ -3,7 +3,9 @@
 //! The one place where path rules live. A `ProjectPath` can only be built by
 //! [`ProjectPath::new`], so holding one proves the path cannot name anything
 //! outside the project root on any platform we serve: no absolute path, no
-//! drive letter, no `\`, no `.`/`..`/empty component, no control character.
+//! drive letter, no `\`, no `.`/`..`/empty component, no control character,
+//! and no bidirectional formatting control (which would make a feed show
+//! `evil\u{202E}txt.exe` as `evilexe.txt`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,8 @@ pub enum PathError {
     Backslash,
     #[error("path contains a NUL or other control character")]
     ControlChar,
+    #[error("path contains a bidirectional formatting control (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F or U+061C)")]
+    BidiControl,
     #[error("path has an empty component ('//' or a trailing '/')")]
     EmptyComponent,
     #[error("path has a '.' or '..' component")]
@@ -89,6 +93,21 @@ impl ProjectPath {
     }
 }
 
+/// Unicode bidirectional formatting controls: embeddings and overrides
+/// (U+202A–U+202E), isolates (U+2066–U+2069), the LRM/RLM marks (U+200E,
+/// U+200F) and the Arabic letter mark (U+061C). They change how the text
+/// around them is displayed, so a name can show as something it is not.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters that display as nothing: zero-width space, non-joiner and
+/// joiner (U+200B–U+200D), word joiner (U+2060), and the byte-order mark
+/// (U+FEFF). Two names that differ only by these look identical.
+pub fn is_zero_width(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
 fn validate(s: &str) -> Result<(), PathError> {
     if s.is_empty() {
         return Err(PathError::Empty);
@@ -98,6 +117,9 @@ fn validate(s: &str) -> Result<(), PathError> {
     }
     if s.chars().any(char::is_control) {
         return Err(PathError::ControlChar);
+    }
+    if s.chars().any(is_bidi_control) {
+        return Err(PathError::BidiControl);
     }
     if s.starts_with('/') {
         return Err(PathError::Absolute);
@@ -184,6 +206,10 @@ mod tests {
             ("a\0b", PathError::ControlChar),
             ("a\nb", PathError::ControlChar),
             ("a\u{7f}", PathError::ControlChar),
+            ("invoice\u{202E}fdp.exe", PathError::BidiControl),
+            ("a/\u{2066}b", PathError::BidiControl),
+            ("\u{200F}x", PathError::BidiControl),
+            ("x\u{061C}", PathError::BidiControl),
         ];
         for (p, want) in cases {
             assert_eq!(ProjectPath::new(p), Err(want.clone()), "{p:?}");
@@ -242,6 +268,25 @@ mod tests {
                 // Round trip through the native form gives the same path.
                 prop_assert_eq!(ProjectPath::from_relative(rest).unwrap(), p);
             }
+        }
+
+        /// Any bidi control anywhere in an otherwise fine path refuses it;
+        /// zero-width characters in paths are left alone (they are legal in
+        /// file names on every platform we serve).
+        #[test]
+        fn a_bidi_control_anywhere_is_refused(
+            before in "[a-z]{1,10}(/[a-z]{1,10}){0,3}",
+            after in "[a-z.]{0,10}",
+            c in prop_oneof![
+                (0x202Au32..=0x202E).prop_map(|u| char::from_u32(u).unwrap()),
+                (0x2066u32..=0x2069).prop_map(|u| char::from_u32(u).unwrap()),
+                Just('\u{200E}'), Just('\u{200F}'), Just('\u{061C}'),
+            ],
+        ) {
+            let s = format!("{before}{c}{after}");
+            prop_assert_eq!(ProjectPath::new(s), Err(PathError::BidiControl));
+            let zero_width = format!("{before}\u{200B}{after}x");
+            prop_assert!(ProjectPath::new(zero_width).is_ok());
         }
 
         #[test]

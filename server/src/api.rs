@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use vidsync_protocol::{
-    check_id, Change, EventsPage, Health, Invite, Project, Role, UpdateRequest, UpdateResponse,
-    DEFAULT_EVENTS_PAGE, MAX_CHANGES_PER_REQUEST, MAX_EVENTS_PAGE,
+    check_id, is_bidi_control, is_zero_width, Change, EventsPage, Health, Invite, Project, Role,
+    UpdateRequest, UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_CHANGES_PER_REQUEST, MAX_EVENTS_PAGE,
 };
 
 use crate::auth::{random_hex, AuthUser};
@@ -38,12 +38,14 @@ pub fn router() -> Router<AppState> {
             post(post_changes),
         )
         .route("/api/projects/{project_id}/events", get(get_events))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
 pub fn open_router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
 fn access_error(access: Access, project_id: &str) -> AppError {
@@ -78,8 +80,22 @@ async fn create_project(
             "a project name is 1–{MAX_NAME_BYTES} bytes of printable text"
         )));
     }
+    if name.chars().any(|c| is_bidi_control(c) || is_zero_width(c)) {
+        return Err(AppError::unprocessable(
+            "a project name may not contain bidirectional controls or zero-width characters",
+        ));
+    }
     let id = format!("p_{}", random_hex(12));
-    let project = state.db.create_project(&id, name, &user).await?;
+    let Some(project) = state
+        .db
+        .create_project(&id, name, &user, state.max_projects_per_user)
+        .await?
+    else {
+        return Err(AppError::forbidden(format!(
+            "you already own {} projects, the most this server allows (--max-projects-per-user)",
+            state.max_projects_per_user
+        )));
+    };
     tracing::info!(project = %id, user = %user.name, "project created");
     Ok((StatusCode::CREATED, Json(project)))
 }
@@ -114,7 +130,7 @@ async fn create_invite(
         return Err(AppError::forbidden("only the project's owner can invite"));
     }
     let code = random_hex(16);
-    let expires_at = crate::rfc3339(time::OffsetDateTime::now_utc() + INVITE_TTL);
+    let expires_at = crate::clock::rfc3339(time::OffsetDateTime::now_utc() + INVITE_TTL);
     state
         .db
         .create_invite(&code, &project_id, &user, &expires_at)

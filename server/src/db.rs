@@ -1,22 +1,21 @@
 //! The server's store: users, tokens, projects, members, invites and the
 //! per-project event log, in SQLite (WAL, `synchronous=FULL`) through sqlx.
 //!
-//! The event log is append-only. `seq` is assigned inside the append
+//! The event log lives in `event_log`. It is append-only. `seq` is assigned inside the append
 //! transaction from `projects.head_seq`, so it is gap-free per project, also
 //! across restarts and crashes. Appends are serialised by one writer lock so
 //! that commit order is seq order, which the live feed relies on.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, SqlitePool};
 use tokio::sync::Mutex;
-use vidsync_protocol::{Change, ContentHash, Op, Origin, Project, ProjectEvent, ProjectPath, Role};
+use vidsync_protocol::{Project, Role};
 
-use crate::now_rfc3339;
+use crate::clock::now_rfc3339;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -34,10 +33,19 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// change_ids looked up per statement (SQLite allows 32,766 parameters).
-const LOOKUP_CHUNK: usize = 1000;
-/// Events inserted per statement (11 parameters each).
-const INSERT_CHUNK: usize = 1000;
+/// SQLite's result code for "database or disk is full".
+const SQLITE_FULL: &str = "13";
+
+impl DbError {
+    /// The disk (or the database's size limit) is full: nothing was stored.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e.code().as_deref() == Some(SQLITE_FULL),
+            DbError::Sqlx(sqlx::Error::Io(e)) => crate::error::is_storage_full(e),
+            _ => false,
+        }
+    }
+}
 
 /// A user, as the auth layer hands it to handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,21 +54,12 @@ pub struct User {
     pub name: String,
 }
 
-/// Result of an append: the event for every change in request order (an
-/// already-known `change_id` gives back its first event), the new head, and
-/// the events that are new and must be broadcast.
-pub struct Appended {
-    pub events: Vec<ProjectEvent>,
-    pub head_seq: u64,
-    pub fresh: Vec<ProjectEvent>,
-}
-
 #[derive(Clone)]
 pub struct Db {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     /// One appender at a time: commit order is then seq order, and the
     /// broadcast that follows each commit happens before the next commit.
-    writer: std::sync::Arc<Mutex<()>>,
+    pub(crate) writer: std::sync::Arc<Mutex<()>>,
 }
 
 impl Db {
@@ -77,6 +76,11 @@ impl Db {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection that sqlx still counts as inside a transaction
+            // (a failed COMMIT or ROLLBACK, e.g. on a full disk) is closed,
+            // never pooled again: see `event_log`.
+            .before_acquire(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+            .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -165,16 +169,32 @@ impl Db {
 
     // ----- projects and members ---------------------------------------------
 
-    pub async fn create_project(&self, id: &str, name: &str, owner: &User) -> DbResult<Project> {
+    /// Creates a project owned by `owner`, unless they already own `max`
+    /// (then `Ok(None)`); the count and the insert are one transaction.
+    pub async fn create_project(
+        &self,
+        id: &str,
+        name: &str,
+        owner: &User,
+        max: u32,
+    ) -> DbResult<Option<Project>> {
         let now = now_rfc3339();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO projects (id, name, owner_id, head_seq, created_at) VALUES (?, ?, ?, 0, ?)")
-            .bind(id)
-            .bind(name)
-            .bind(owner.id)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO projects (id, name, owner_id, head_seq, created_at)
+             SELECT ?, ?, ?, 0, ? WHERE (SELECT COUNT(*) FROM projects WHERE owner_id = ?) < ?",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(owner.id)
+        .bind(&now)
+        .bind(owner.id)
+        .bind(max as i64)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
         sqlx::query(
             "INSERT INTO members (project_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)",
         )
@@ -184,14 +204,14 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Project {
+        Ok(Some(Project {
             id: id.to_string(),
             name: name.to_string(),
             owner: owner.name.clone(),
             role: Role::Owner,
             head_seq: 0,
             created_at: now,
-        })
+        }))
     }
 
     const PROJECT_COLUMNS: &'static str =
@@ -305,148 +325,6 @@ impl Db {
         .await?;
         Ok(())
     }
-
-    // ----- the event log ----------------------------------------------------
-
-    /// Appends `changes` in one transaction, all or none, and then — still
-    /// holding the writer lock — hands the fresh events to `after_commit`, so
-    /// that whatever it does (broadcast) happens in seq order.
-    pub async fn append(
-        &self,
-        project_id: &str,
-        user: &User,
-        client_id: &str,
-        changes: &[Change],
-        after_commit: impl FnOnce(&[ProjectEvent]),
-    ) -> DbResult<Appended> {
-        let _writer = self.writer.lock().await;
-        let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
-        let mut head: u64 = sqlx::query("SELECT head_seq FROM projects WHERE id = ?")
-            .bind(project_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .get::<i64, _>(0) as u64;
-        let origin = Origin {
-            client_id: client_id.to_string(),
-            user: user.name.clone(),
-        };
-
-        // Events already appended for this client's change_ids (retries).
-        let mut known: HashMap<String, ProjectEvent> = HashMap::new();
-        let ids: Vec<&str> = changes
-            .iter()
-            .filter_map(|c| c.change_id.as_deref())
-            .collect();
-        for chunk in ids.chunks(LOOKUP_CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at, change_id
-                 FROM events INDEXED BY events_by_change_id WHERE project_id = ",
-            );
-            q.push_bind(project_id)
-                .push(" AND client_id = ")
-                .push_bind(client_id)
-                // Spelled out: the partial index needs it to be usable.
-                .push(" AND change_id IS NOT NULL AND change_id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            for row in q.build().fetch_all(&mut *tx).await? {
-                known.insert(row.get(9), event_from_row(project_id, &row)?);
-            }
-        }
-
-        // Every change gets its event: a known one, the one made earlier in
-        // this request for the same change_id, or a new one with the next seq.
-        let mut events: Vec<ProjectEvent> = Vec::with_capacity(changes.len());
-        let mut fresh: Vec<(ProjectEvent, Option<&str>)> = Vec::new();
-        let mut in_batch: HashMap<&str, usize> = HashMap::new();
-        for change in changes {
-            if let Some(cid) = change.change_id.as_deref() {
-                if let Some(ev) = known.get(cid) {
-                    events.push(ev.clone());
-                    continue;
-                }
-                if let Some(&i) = in_batch.get(cid) {
-                    events.push(events[i].clone());
-                    continue;
-                }
-                in_batch.insert(cid, events.len());
-            }
-            head += 1;
-            let ev = ProjectEvent {
-                seq: head,
-                project_id: project_id.to_string(),
-                change: Change {
-                    change_id: None,
-                    base_hash: None,
-                    ..change.clone()
-                },
-                origin: origin.clone(),
-                created_at: now.clone(),
-            };
-            fresh.push((ev.clone(), change.change_id.as_deref()));
-            events.push(ev);
-        }
-
-        // Multi-row inserts: one statement per chunk, not one per change.
-        for chunk in fresh.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO events (project_id, seq, path, op, hash, size, mtime, client_id, change_id, user_name, created_at) ",
-            );
-            q.push_values(chunk, |mut row, (ev, change_id)| {
-                let c = &ev.change;
-                row.push_bind(project_id)
-                    .push_bind(ev.seq as i64)
-                    .push_bind(c.path.as_str())
-                    .push_bind(c.op.as_str())
-                    .push_bind(c.hash.map(|h| h.to_hex()))
-                    .push_bind(c.size.map(|s| s as i64))
-                    .push_bind(c.mtime.as_deref())
-                    .push_bind(client_id)
-                    .push_bind(*change_id)
-                    .push_bind(&user.name)
-                    .push_bind(&now);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        let fresh: Vec<ProjectEvent> = fresh.into_iter().map(|(ev, _)| ev).collect();
-        if !fresh.is_empty() {
-            sqlx::query("UPDATE projects SET head_seq = ? WHERE id = ?")
-                .bind(head as i64)
-                .bind(project_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        after_commit(&fresh);
-        Ok(Appended {
-            events,
-            head_seq: head,
-            fresh,
-        })
-    }
-
-    /// Events with `seq > since`, oldest first, at most `limit`.
-    pub async fn events_since(
-        &self,
-        project_id: &str,
-        since: u64,
-        limit: u32,
-    ) -> DbResult<Vec<ProjectEvent>> {
-        let rows = sqlx::query(
-            "SELECT seq, path, op, hash, size, mtime, client_id, user_name, created_at
-             FROM events WHERE project_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(project_id)
-        .bind(since.min(i64::MAX as u64) as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| event_from_row(project_id, r)).collect()
-    }
 }
 
 /// Why a user cannot see a project.
@@ -472,34 +350,5 @@ fn project_from_row(r: &sqlx::sqlite::SqliteRow) -> DbResult<Project> {
         role: parse_role(r.get::<String, _>(3).as_str())?,
         head_seq: r.get::<i64, _>(4) as u64,
         created_at: r.get(5),
-    })
-}
-
-fn event_from_row(project_id: &str, r: &sqlx::sqlite::SqliteRow) -> DbResult<ProjectEvent> {
-    let corrupt = |what: &str| DbError::Corrupt(format!("event in {project_id}: {what}"));
-    let path = ProjectPath::new(r.get::<String, _>(1)).map_err(|e| corrupt(&e.to_string()))?;
-    let op = Op::parse(r.get::<String, _>(2).as_str()).ok_or_else(|| corrupt("op"))?;
-    let hash = r
-        .get::<Option<String>, _>(3)
-        .map(|h| h.parse::<ContentHash>())
-        .transpose()
-        .map_err(|e| corrupt(&e.to_string()))?;
-    Ok(ProjectEvent {
-        seq: r.get::<i64, _>(0) as u64,
-        project_id: project_id.to_string(),
-        change: Change {
-            path,
-            op,
-            hash,
-            size: r.get::<Option<i64>, _>(4).map(|s| s as u64),
-            mtime: r.get(5),
-            change_id: None,
-            base_hash: None,
-        },
-        origin: Origin {
-            client_id: r.get(6),
-            user: r.get(7),
-        },
-        created_at: r.get(8),
     })
 }

@@ -7,11 +7,15 @@
 
 pub mod api;
 pub mod auth;
+pub mod blob_store;
 pub mod blobs;
+pub mod clock;
 pub mod db;
 pub mod error;
+pub mod event_log;
 pub mod json;
 pub mod live;
+pub mod numbering;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,7 +30,11 @@ use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub use clock::{now_rfc3339, rfc3339};
 pub use db::Db;
+
+/// Default of `--max-projects-per-user` (PROTOCOL.md v2 limits).
+pub const DEFAULT_MAX_PROJECTS_PER_USER: u32 = 1_000;
 
 /// What `serve` needs to know; `main` fills it from flags and environment.
 #[derive(Debug, Clone)]
@@ -39,6 +47,8 @@ pub struct Config {
     pub live: bool,
     /// API requests per second allowed per user (0: no limit).
     pub rate_limit: u32,
+    /// Projects one user may own (403 `forbidden` past it).
+    pub max_projects_per_user: u32,
 }
 
 impl Config {
@@ -71,6 +81,8 @@ pub struct Inner {
     pub live: bool,
     /// Per-user request limiter for `/api/...` (None: no limit).
     pub limiter: Option<auth::Limiter>,
+    /// Projects one user may own.
+    pub max_projects_per_user: u32,
     /// Open Socket.IO sockets, for `/health` and `/metrics`.
     connections: AtomicU64,
 }
@@ -121,6 +133,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
     let db = Db::open(&config.database_url()).await?;
     let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    check_blobs(&db, &blobs, &config.data_dir).await?;
     Ok(AppState(Arc::new(Inner {
         db,
         blobs,
@@ -128,8 +141,27 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         metrics: metrics_handle(),
         live: config.live,
         limiter: auth::limiter(config.rate_limit),
+        max_projects_per_user: config.max_projects_per_user,
         connections: AtomicU64::new(0),
     })))
+}
+
+/// Quarantines stored blobs that are not whole, before anything is served.
+async fn check_blobs(
+    db: &Db,
+    blobs: &blobs::BlobStore,
+    data_dir: &std::path::Path,
+) -> Result<(), ServeError> {
+    let (known, projects) = db.blob_sizes().await?;
+    let store = blobs.clone();
+    let moved = tokio::task::spawn_blocking(move || store.check_all(&known, &projects))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| ServeError::DataDir(data_dir.to_path_buf(), e))?;
+    if moved > 0 {
+        tracing::warn!(moved, "damaged blobs quarantined at start-up");
+    }
+    Ok(())
 }
 
 /// The whole HTTP + Socket.IO application.
@@ -189,13 +221,4 @@ pub async fn serve(
     result?;
     tracing::info!("stopped");
     Ok(())
-}
-
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
-pub fn now_rfc3339() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
 }

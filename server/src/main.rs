@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use vidsync_server::{auth, Config, Db};
+use vidsync_server::{auth, Config, Db, DEFAULT_MAX_PROJECTS_PER_USER};
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +75,9 @@ struct ServeArgs {
     /// Serve without Socket.IO: clients fall back to polling the event log.
     #[arg(long, env = "VIDSYNC_DISABLE_LIVE")]
     disable_live: bool,
+    /// Projects one user may own; creating one more is refused (403).
+    #[arg(long, env = "VIDSYNC_MAX_PROJECTS_PER_USER", default_value_t = DEFAULT_MAX_PROJECTS_PER_USER)]
+    max_projects_per_user: u32,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -99,6 +102,7 @@ fn config(store: &StoreArgs, max_blob_bytes: u64) -> Config {
         max_blob_bytes,
         live: true,
         rate_limit: 0,
+        max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
     }
 }
 
@@ -173,6 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = config(&args.store, args.max_blob_bytes);
     cfg.live = !args.disable_live;
     cfg.rate_limit = args.rate_limit;
+    cfg.max_projects_per_user = args.max_projects_per_user;
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

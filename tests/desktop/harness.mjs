@@ -102,6 +102,11 @@ export class World {
     return this.wd("POST", `/session/${this.session}/execute/sync`, { script: js, args: [] });
   }
   async shot(name) {
+    // Two animation frames: what the DOM says has been painted.
+    await this.wd("POST", `/session/${this.session}/execute/async`, {
+      script: "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
+      args: [],
+    });
     const b64 = await this.wd("GET", `/session/${this.session}/screenshot`);
     const file = join(SHOTS, `${name}.png`);
     writeFileSync(file, Buffer.from(b64, "base64"));
@@ -116,9 +121,12 @@ export class World {
     await until("live", async () => (await this.text("#connection")) === "live");
   }
 
+  /** Ends the app, the driver, the server and the clients; safe to call twice. */
   async close() {
     if (this.session) await this.wd("DELETE", `/session/${this.session}`).catch(() => {});
-    for (const c of this.children) {
+    this.session = undefined;
+    const children = this.children.splice(0);
+    for (const c of children) {
       try {
         process.kill(-c.pid, "SIGKILL");
       } catch {

@@ -4,6 +4,7 @@
 //! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
 
 pub mod proxy;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -59,6 +60,8 @@ pub struct TestServer {
     pub url: String,
     pub port: u16,
     data: tempfile::TempDir,
+    /// A data dir the test owns (e.g. a small tmpfs) instead of `data`.
+    data_at: Option<PathBuf>,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -70,11 +73,18 @@ impl TestServer {
 
     /// Starts with extra `serve` flags (e.g. `--max-blob-bytes 1000`).
     pub async fn start_with(extra: &[&str]) -> Result<TestServer> {
+        Self::start_in(None, extra).await
+    }
+
+    /// Starts with its data in `dir` (which the caller keeps alive), or in a
+    /// fresh temp dir when `None`.
+    pub async fn start_in(dir: Option<&Path>, extra: &[&str]) -> Result<TestServer> {
         let data = tempfile::tempdir()?;
         let mut s = TestServer {
             url: String::new(),
             port: 0,
             data,
+            data_at: dir.map(Path::to_path_buf),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -88,7 +98,7 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.data.path()
+        self.data_at.as_deref().unwrap_or(self.data.path())
     }
 
     async fn launch(&mut self) -> Result<()> {
@@ -98,7 +108,7 @@ impl TestServer {
             .arg("--listen")
             .arg(&listen)
             .arg("--data-dir")
-            .arg(self.data.path())
+            .arg(self.data_dir())
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
@@ -142,7 +152,7 @@ impl TestServer {
         let out = Command::new(server_bin())
             .args(args)
             .arg("--data-dir")
-            .arg(self.data.path())
+            .arg(self.data_dir())
             .env("RUST_LOG", "warn")
             .output()
             .await?;

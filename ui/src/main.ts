@@ -235,6 +235,8 @@ async function main() {
   $("test-connection").addEventListener("click", async () => {
     const a = settingsArgs();
     const r = await call<string>("test_connection", { server: a.server, token: a.token });
+    // A success clears the refusal of an earlier try.
+    if (r) showMessage("");
     $("settings-result").textContent = r ?? "Connection failed (see the message above).";
   });
   $("save-settings").addEventListener("click", async () => {
