@@ -79,6 +79,8 @@ async fn pipe(
     mut cut: watch::Receiver<u64>,
     stall: watch::Receiver<bool>,
 ) {
+    // Only cuts after this connection opened count.
+    cut.borrow_and_update();
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
     let up = copy(ar, bw, stall.clone());
