@@ -64,9 +64,9 @@ pub(crate) struct FolderLoop {
     /// Paths to look at (from the watcher or a recheck), and a full rescan.
     pub(super) to_look: BTreeSet<PathBuf>,
     pub(super) rescan: bool,
-    /// Paths whose index entry is forgotten before the next look (so the
-    /// file is hashed again).
-    pub(super) forget: BTreeSet<vidsync_protocol::ProjectPath>,
+    /// Index entries marked stale before the next look (so the file is
+    /// hashed again and compared with this agreed version).
+    pub(super) stale: Vec<(vidsync_protocol::ProjectPath, vidsync_protocol::ContentHash)>,
     /// Paths that were being written: looked at again at `recheck_at`.
     pub(super) recheck_at: Option<Instant>,
     pub(super) recheck: BTreeSet<PathBuf>,
@@ -118,7 +118,7 @@ impl FolderLoop {
             upload_delays: delays(),
             to_look: BTreeSet::new(),
             rescan: true,
-            forget: BTreeSet::new(),
+            stale: Vec::new(),
             recheck_at: None,
             recheck: BTreeSet::new(),
             rules,

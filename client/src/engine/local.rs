@@ -26,9 +26,9 @@ impl FolderLoop {
             return;
         }
         let pid = self.pid().to_string();
-        for p in std::mem::take(&mut self.forget) {
-            if let Err(e) = self.ctx.state.record(&pid, &p, None, None).await {
-                tracing::error!(%e, "forgetting an index entry");
+        for (p, h) in std::mem::take(&mut self.stale) {
+            if let Err(e) = self.ctx.state.index_stale(&pid, p.as_str(), &h).await {
+                tracing::error!(%e, "marking an index entry stale");
             }
         }
         let index = match self.ctx.state.index(&pid).await {

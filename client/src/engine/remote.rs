@@ -187,10 +187,13 @@ impl FolderLoop {
         }
     }
 
-    /// Forgets the index entry of our own event's path and looks at the
-    /// file again, so bytes newer than that version get sent.
+    /// Marks the index entry of our own event's path stale and looks at the
+    /// file again, so bytes newer than that version (or its deletion) get
+    /// sent. The entry is kept: dropping it would lose a delete not yet seen.
     fn recheck_own(&mut self, ev: &ProjectEvent) {
-        self.forget.insert(ev.change.path.clone());
+        if let Some(h) = ev.change.hash {
+            self.stale.push((ev.change.path.clone(), h));
+        }
         self.to_look.insert(ev.change.path.under(&self.link.path));
     }
 }

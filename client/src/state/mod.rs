@@ -152,6 +152,26 @@ impl LocalState {
         Ok(())
     }
 
+    /// Marks a path's index entry (if any) as needing a fresh look, with
+    /// `hash` as what it is compared against: the next scan hashes the
+    /// file, and sees a delete if it is gone.
+    pub async fn index_stale(
+        &self,
+        project_id: &str,
+        path: &str,
+        hash: &ContentHash,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE file_index SET mtime_ns = -1, hash = ? WHERE project_id = ? AND path = ?",
+        )
+        .bind(hash.to_hex())
+        .bind(project_id)
+        .bind(path)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The hash both sides last agreed on for a path.
     pub async fn base(&self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
         let r = sqlx::query("SELECT hash FROM synced WHERE project_id = ? AND path = ?")
