@@ -126,17 +126,20 @@ fn a_write_without_a_hash_is_set_aside() {
     }
 }
 
+/// (now, last, agreed, expected in send-receive).
+type Row = (
+    Option<ContentHash>,
+    Option<ContentHash>,
+    Option<ContentHash>,
+    LocalAction,
+);
+
 #[test]
 fn every_local_case_follows_the_table() {
     use LocalAction::*;
     let (a, q, n) = (h("agreed"), h("queued"), h("new"));
     // (now, last, agreed) -> expected for send-receive.
-    let table: Vec<(
-        Option<ContentHash>,
-        Option<ContentHash>,
-        Option<ContentHash>,
-        LocalAction,
-    )> = vec![
+    let table: Vec<Row> = vec![
         // A new file.
         (
             n,

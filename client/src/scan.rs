@@ -114,7 +114,8 @@ fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change 
     }
 }
 
-/// What looking at one path found.
+/// What looking at one path found (returned by value, used at once).
+#[allow(clippy::large_enum_variant)]
 enum Look {
     Same,
     Diff(Diff),

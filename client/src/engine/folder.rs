@@ -28,6 +28,8 @@ use crate::FolderLink;
 
 /// What reaches a folder loop from outside.
 #[derive(Debug)]
+// One message per event, moved once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Msg {
     Remote(ProjectEvent),
     /// The next seq is an event this client cannot read.
@@ -41,6 +43,7 @@ pub(crate) enum Msg {
 
 /// One remote seq still to be done.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pending {
     Event(ProjectEvent),
     Invalid { seq: u64, message: String },

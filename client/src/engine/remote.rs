@@ -69,7 +69,7 @@ impl FolderLoop {
                 }
             }
             // Tell progress during long bursts without a status per event.
-            if self.pending.len() % 256 == 0 {
+            if self.pending.len().is_multiple_of(256) {
                 self.save_cursor().await;
                 self.refresh_status(false).await;
             }
