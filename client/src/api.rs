@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use vidsync_protocol::{
-    Change, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest, UpdateResponse,
+    Change, ConflictEntry, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest,
+    UpdateResponse,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum ApiError {
         status: u16,
         code: String,
         message: String,
+        /// With 409 `conflict`: each stale path and its current event.
+        conflicts: Vec<ConflictEntry>,
     },
 }
 
@@ -59,6 +62,9 @@ impl ApiClient {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // A stalled exchange (a dead peer, a proxy that stopped passing
+            // bytes) fails instead of hanging a folder for good.
+            .read_timeout(Duration::from_secs(20))
             .build()
             .map_err(|e| ApiError::Network {
                 url: base.clone(),
@@ -100,6 +106,7 @@ impl ApiClient {
                 status,
                 code: "bad_response".into(),
                 message: format!("the server's answer was not understood: {e}"),
+                conflicts: Vec::new(),
             });
         }
         Err(refusal(status, &bytes))
@@ -165,6 +172,7 @@ impl ApiClient {
                 status: 404,
                 code: "not_found".into(),
                 message: "unknown invite code".into(),
+                conflicts: Vec::new(),
             });
         }
         self.send(
@@ -373,11 +381,13 @@ fn refusal(status: u16, bytes: &[u8]) -> ApiError {
             status,
             code: body.error.code.as_str().to_string(),
             message: body.error.message,
+            conflicts: body.error.conflicts.unwrap_or_default(),
         },
         Err(_) => ApiError::Refused {
             status,
             code: "http".into(),
             message: format!("the server answered HTTP {status}"),
+            conflicts: Vec::new(),
         },
     }
 }

@@ -1,11 +1,11 @@
 //! The applier: makes a receiving folder follow the project's events.
 //!
-//! It plans, then acts. [`plan`] is a pure function from (the event, what is
-//! on disk, the version both sides last agreed on) to what to do, tested on
-//! every case below; [`Applier`] does the I/O. Remote content is downloaded
-//! to a temp file beside its target (resumable with `Range`), checked
-//! against its hash, synced to disk and renamed over the target, so no
-//! partial file ever stands under the real name. A local edit that a remote
+//! It plans, then acts: [`crate::plan::plan_remote`] decides from the event,
+//! the disk and the version both sides last agreed on; [`Applier`] does the
+//! I/O and looks at the disk again right before it replaces anything.
+//! Remote content is downloaded to a temp file beside its target (resumable
+//! with `Range`), checked against its hash, synced to disk and renamed over
+//! the target, so no partial file ever stands under the real name. A local edit that a remote
 //! change would overwrite is first kept as
 //! `name.sync-conflict-YYYYMMDD-HHMMSS-<client>.ext`. Nothing is written
 //! outside the folder: paths are `ProjectPath`s and no symlink inside the
@@ -13,76 +13,30 @@
 
 use std::path::{Path, PathBuf};
 
-use vidsync_protocol::{ContentHash, Op, ProjectEvent, ProjectPath};
+use vidsync_protocol::{ContentHash, ProjectEvent, ProjectPath};
 
 use crate::api::{ApiClient, DownloadError};
+use crate::plan::{plan_remote, Facts, Remote, RemoteAction};
 use crate::scan::{self, TEMP_PREFIX};
 use crate::state::{IndexEntry, LocalState};
-
-/// What to do with one remote event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
-    /// Nothing on disk to change.
-    Nothing,
-    /// The disk already holds the remote version: just remember it.
-    Adopt,
-    /// Write the remote version; first keep the local file as a conflict copy.
-    Write { keep_local: bool },
-    /// Remove the file; or, if it was edited locally, keep it as a conflict copy.
-    Delete { keep_local: bool },
-}
-
-/// Decides what a remote event does to a path, given the hash on disk
-/// (`None`: no file) and the hash both sides last agreed on.
-pub fn plan(
-    op: Op,
-    remote: Option<ContentHash>,
-    disk: Option<ContentHash>,
-    base: Option<ContentHash>,
-) -> Plan {
-    match (op, disk) {
-        (Op::Delete, None) => Plan::Nothing,
-        (Op::Delete, Some(d)) => Plan::Delete {
-            keep_local: base != Some(d),
-        },
-        // A local delete loses to a remote write: the file comes back.
-        (_, None) => Plan::Write { keep_local: false },
-        (_, Some(d)) if Some(d) == remote => Plan::Adopt,
-        (_, Some(d)) => Plan::Write {
-            keep_local: base != Some(d),
-        },
-    }
-}
-
-/// The name a conflict copy of `path` takes.
-pub fn conflict_name(path: &ProjectPath, client_id: &str, at: time::OffsetDateTime) -> String {
-    let name = path.components().last().unwrap_or("file");
-    let (stem, ext) = match name.rfind('.') {
-        Some(i) if i > 0 => (&name[..i], Some(&name[i + 1..])),
-        _ => (name, None),
-    };
-    let stamp = format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        at.year(),
-        at.month() as u8,
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
-    match ext {
-        Some(ext) => format!("{stem}.sync-conflict-{stamp}-{client_id}.{ext}"),
-        None => format!("{stem}.sync-conflict-{stamp}-{client_id}"),
-    }
-}
+use crate::Mode;
 
 /// What an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Nothing,
+    /// Nothing on disk changed; the event's version is agreed now.
+    Agreed,
+    /// Our own event, but the file moved on: look at it again.
+    Recheck,
     Adopted,
-    Wrote { conflict: Option<String> },
-    Deleted { conflict: Option<String> },
+    Wrote {
+        conflict: Option<String>,
+    },
+    Deleted {
+        conflict: Option<String>,
+    },
+    /// A `send` folder: not applied, by design.
+    Ignored,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +49,24 @@ pub enum ApplyError {
     Io(String, std::io::Error),
     #[error(transparent)]
     State(#[from] crate::Error),
-    #[error("event {0} has no hash")]
-    NoHash(u64),
+    #[error("event {0} set aside: {1}")]
+    SetAside(u64, &'static str),
 }
 
-fn io(p: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
+impl ApplyError {
+    /// Worth trying again soon without moving on (the server or the
+    /// network is away, the local database is busy); anything else is set
+    /// aside with its reason.
+    pub fn retry_soon(&self) -> bool {
+        match self {
+            ApplyError::Download(DownloadError::Api(e)) => e.retryable(),
+            ApplyError::State(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn io(p: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
     move |e| ApplyError::Io(p.display().to_string(), e)
 }
 
@@ -111,13 +78,18 @@ pub struct Applier {
     pub root: PathBuf,
     pub project_id: String,
     pub client_id: String,
+    pub mode: Mode,
 }
+
+/// How many times the disk may move under a download before we give up
+/// for now (the event is then retried later).
+const REPLANS: usize = 3;
 
 impl Applier {
     /// Makes sure every directory between the root and `path` is a real
     /// directory inside the folder (creating missing ones); returns the
     /// parent directory. A symlink on the way is refused.
-    fn safe_parent(&self, path: &ProjectPath) -> Result<PathBuf, ApplyError> {
+    pub(crate) fn safe_parent(&self, path: &ProjectPath) -> Result<PathBuf, ApplyError> {
         let comps: Vec<&str> = path.components().collect();
         let mut dir = self.root.clone();
         for c in &comps[..comps.len().saturating_sub(1)] {
@@ -170,9 +142,8 @@ impl Applier {
         Ok(dir)
     }
 
-    /// The hash of the file at `path` now (the index spares a re-hash when
-    /// size and mtime still match).
-    async fn disk_hash(
+    /// The hash of the file at `path` now, with its index entry.
+    pub(crate) async fn disk_hash(
         &self,
         path: &ProjectPath,
     ) -> Result<Option<(ContentHash, IndexEntry)>, ApplyError> {
@@ -188,111 +159,126 @@ impl Applier {
             .await
             .map_err(|e| ApplyError::Io(full.display().to_string(), std::io::Error::other(e)))?
             .map_err(io(&full))?;
-        Ok(Some((
+        let entry = IndexEntry {
+            size,
+            mtime_ns: mtime_ns(&meta),
             hash,
-            IndexEntry {
-                size,
-                mtime_ns: mtime_ns(&meta),
-                hash,
-            },
-        )))
+        };
+        Ok(Some((hash, entry)))
     }
 
-    /// Notes one of this client's own events: that version is agreed on.
-    pub async fn note_own(&self, ev: &ProjectEvent) -> Result<(), ApplyError> {
-        self.state
-            .set_base(
-                &self.project_id,
-                ev.change.path.as_str(),
-                ev.change.hash.as_ref(),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Applies a remote event; `progress` hears downloaded byte counts.
+    /// Applies a remote event (or our own, coming back): plans it from the
+    /// disk and the agreed version, then acts, re-checking the disk right
+    /// before anything is replaced. `progress` hears downloaded byte counts.
     pub async fn apply(
         &self,
         ev: &ProjectEvent,
         progress: impl FnMut(u64),
     ) -> Result<Applied, ApplyError> {
+        let own = ev.origin.client_id == self.client_id;
+        self.apply_as(ev, own, progress).await
+    }
+
+    /// [`Applier::apply`], planning the event as ours (`own`) or not.
+    pub(crate) async fn apply_as(
+        &self,
+        ev: &ProjectEvent,
+        own: bool,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Applied, ApplyError> {
         let path = &ev.change.path;
-        let parent = self.safe_parent(path)?;
-        let target = path.under(&self.root);
-        let disk = self.disk_hash(path).await?;
-        let base = self.state.base(&self.project_id, path.as_str()).await?;
-        let step = plan(
-            ev.change.op,
-            ev.change.hash,
-            disk.as_ref().map(|d| d.0),
-            base,
-        );
-        tracing::debug!(seq = ev.seq, %path, ?step, "applying");
-        let base_after = ev.change.hash;
-        let (done, entry) = match step {
-            Plan::Nothing => (Applied::Nothing, None),
-            Plan::Adopt => (Applied::Adopted, disk.map(|d| d.1)),
-            Plan::Write { keep_local } => {
-                let hash = ev.change.hash.ok_or(ApplyError::NoHash(ev.seq))?;
-                let temp = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
-                self.api
-                    .download_blob(&self.project_id, &hash, &temp, progress)
-                    .await?;
-                let conflict = if keep_local {
-                    Some(self.keep_local(path, &parent).await?)
-                } else {
-                    None
-                };
-                std::fs::rename(&temp, &target).map_err(io(&target))?;
-                let meta = std::fs::metadata(&target).map_err(io(&target))?;
-                (
-                    Applied::Wrote { conflict },
-                    Some(IndexEntry {
+        let remote = Remote {
+            op: ev.change.op,
+            hash: ev.change.hash,
+            own,
+        };
+        let agreed = self.state.base(&self.project_id, path.as_str()).await?;
+        let mut disk = self.disk_hash(path).await?;
+        let mut temp: Option<PathBuf> = None;
+        for _ in 0..REPLANS {
+            let facts = Facts {
+                disk: disk.as_ref().map(|d| d.0),
+                agreed,
+            };
+            let step = plan_remote(facts, remote, self.mode);
+            tracing::debug!(seq = ev.seq, %path, ?step, "applying");
+            let hash = ev.change.hash;
+            let (done, entry) = match step {
+                RemoteAction::Ignore => return Ok(Applied::Ignored),
+                RemoteAction::SetAside(why) => return Err(ApplyError::SetAside(ev.seq, why)),
+                RemoteAction::Agree { recheck } => {
+                    self.state
+                        .set_base(&self.project_id, path.as_str(), hash.as_ref())
+                        .await?;
+                    return Ok(if recheck {
+                        Applied::Recheck
+                    } else {
+                        Applied::Agreed
+                    });
+                }
+                RemoteAction::Adopt => (Applied::Adopted, disk.map(|d| d.1)),
+                RemoteAction::Download { keep_local } => {
+                    let parent = self.safe_parent(path)?;
+                    let hash = hash.ok_or(ApplyError::SetAside(ev.seq, "no hash"))?;
+                    let t = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
+                    if temp.is_none() {
+                        self.api
+                            .download_blob(&self.project_id, &hash, &t, &mut progress)
+                            .await?;
+                        temp = Some(t.clone());
+                    }
+                    // Re-check: the file may have changed while we downloaded.
+                    let now = self.disk_hash(path).await?;
+                    if now.as_ref().map(|d| d.0) != disk.as_ref().map(|d| d.0) {
+                        disk = now;
+                        continue;
+                    }
+                    let conflict = match keep_local {
+                        true => Some(self.keep_local(path, &parent).await?),
+                        false => None,
+                    };
+                    let target = path.under(&self.root);
+                    std::fs::rename(&t, &target).map_err(io(&target))?;
+                    let meta = std::fs::metadata(&target).map_err(io(&target))?;
+                    let entry = IndexEntry {
                         size: meta.len(),
                         mtime_ns: mtime_ns(&meta),
                         hash,
-                    }),
-                )
-            }
-            Plan::Delete { keep_local } => {
-                let conflict = if keep_local {
-                    Some(self.keep_local(path, &parent).await?)
-                } else {
-                    std::fs::remove_file(&target).map_err(io(&target))?;
-                    self.remove_empty_dirs(&parent);
-                    None
-                };
-                (Applied::Deleted { conflict }, None)
-            }
-        };
-        // Index, agreed version, and the end of whatever was queued for this
-        // path (moot now), in one transaction.
-        self.state
-            .applied(&self.project_id, path, entry.as_ref(), base_after.as_ref())
-            .await?;
-        Ok(done)
-    }
-
-    /// Renames the local file at `path` to a conflict copy beside it.
-    async fn keep_local(&self, path: &ProjectPath, parent: &Path) -> Result<String, ApplyError> {
-        let now = time::OffsetDateTime::now_utc();
-        let mut name = conflict_name(path, &self.client_id, now);
-        let mut n = 1;
-        while parent.join(&name).exists() {
-            name = format!("{}-{n}", conflict_name(path, &self.client_id, now));
-            n += 1;
+                    };
+                    (Applied::Wrote { conflict }, Some(entry))
+                }
+                RemoteAction::Delete { keep_local } => {
+                    let parent = self.safe_parent(path)?;
+                    let conflict = if keep_local {
+                        Some(self.keep_local(path, &parent).await?)
+                    } else {
+                        let target = path.under(&self.root);
+                        match std::fs::remove_file(&target) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                return Err(io(&target)(e))
+                            }
+                            _ => {}
+                        }
+                        self.remove_empty_dirs(&parent);
+                        None
+                    };
+                    (Applied::Deleted { conflict }, None)
+                }
+            };
+            // Index, agreed version, the end of whatever was queued for this
+            // path (moot now) and of older set-aside events for it, at once.
+            self.state
+                .applied(&self.project_id, path, entry.as_ref(), hash.as_ref())
+                .await?;
+            self.state
+                .aside_clear(&self.project_id, path.as_str(), ev.seq)
+                .await?;
+            return Ok(done);
         }
-        let from = path.under(&self.root);
-        let to = parent.join(&name);
-        std::fs::rename(&from, &to).map_err(io(&from))?;
-        let rel = to
-            .strip_prefix(&self.root)
-            .unwrap_or(&to)
-            .to_string_lossy()
-            .to_string();
-        self.state.add_conflict(&self.project_id, &rel).await?;
-        tracing::warn!(path = %path, copy = %rel, "conflict: the local version is kept as a copy");
-        Ok(rel)
+        Err(ApplyError::Io(
+            path.to_string(),
+            std::io::Error::other("the file kept changing while it was being replaced"),
+        ))
     }
 
     /// Removes directories left empty, from `dir` up to (not including) the root.
@@ -309,80 +295,10 @@ impl Applier {
     }
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(s: &str) -> Option<ContentHash> {
-        Some(ContentHash::of(s.as_bytes()))
-    }
-
-    #[test]
-    fn plan_covers_every_case() {
-        use Op::*;
-        // Deletes.
-        assert_eq!(plan(Delete, None, None, h("a")), Plan::Nothing);
-        assert_eq!(
-            plan(Delete, None, h("a"), h("a")),
-            Plan::Delete { keep_local: false }
-        );
-        assert_eq!(
-            plan(Delete, None, h("edited"), h("a")),
-            Plan::Delete { keep_local: true }
-        );
-        assert_eq!(
-            plan(Delete, None, h("never synced"), None),
-            Plan::Delete { keep_local: true }
-        );
-        // Writes.
-        assert_eq!(
-            plan(Create, h("r"), None, None),
-            Plan::Write { keep_local: false }
-        );
-        assert_eq!(
-            plan(Update, h("r"), None, h("a")),
-            Plan::Write { keep_local: false },
-            "remote edit beats local delete"
-        );
-        assert_eq!(plan(Update, h("r"), h("r"), h("a")), Plan::Adopt);
-        assert_eq!(
-            plan(Update, h("r"), h("a"), h("a")),
-            Plan::Write { keep_local: false }
-        );
-        assert_eq!(
-            plan(Update, h("r"), h("edited"), h("a")),
-            Plan::Write { keep_local: true }
-        );
-        assert_eq!(
-            plan(Create, h("r"), h("mine"), None),
-            Plan::Write { keep_local: true },
-            "same name made on both sides"
-        );
-    }
-
-    #[test]
-    fn conflict_names_keep_the_extension() {
-        let at = time::macros::datetime!(2026-11-22 08:05:09 UTC);
-        let p = |s: &str| ProjectPath::new(s).unwrap();
-        assert_eq!(
-            conflict_name(&p("a/report.final.txt"), "c_1", at),
-            "report.final.sync-conflict-20261122-080509-c_1.txt"
-        );
-        assert_eq!(
-            conflict_name(&p("Makefile"), "c_1", at),
-            "Makefile.sync-conflict-20261122-080509-c_1"
-        );
-        assert_eq!(
-            conflict_name(&p(".bashrc"), "c_1", at),
-            ".bashrc.sync-conflict-20261122-080509-c_1"
-        );
-    }
 }

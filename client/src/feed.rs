@@ -48,6 +48,7 @@ impl Connection {
 
 /// What the feed hands to its owner.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum FeedEvent {
     /// The next event of a project (seq = previous + 1).
     Event(ProjectEvent),

@@ -7,13 +7,17 @@
 //! Parts: [`config`] (settings, linked folders), [`state`] (local SQLite:
 //! outbox, file index, cursors), [`scan`] (ignore rules, hashing, diff
 //! against the index), [`watch`] (debounced file events), [`api`] (HTTP),
-//! [`feed`] (live events with polling fallback), [`engine`] (the loop).
+//! [`feed`] (live events with polling fallback), [`plan`] (pure decisions),
+//! [`apply`] and [`conflict`] (executors for remote events), [`engine`]
+//! (one loop per folder).
 
 pub mod api;
 pub mod apply;
 pub mod config;
+pub mod conflict;
 pub mod engine;
 pub mod feed;
+pub mod plan;
 pub mod scan;
 pub mod state;
 pub mod watch;

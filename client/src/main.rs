@@ -301,6 +301,10 @@ async fn catch_up(
         root: root.to_path_buf(),
         project_id: project_id.to_string(),
         client_id: cfg.client_id.clone(),
+        mode: cfg
+            .folder(project_id)
+            .map(|f| f.mode)
+            .unwrap_or(Mode::SendReceive),
     };
     // Distinct paths: several downloads at once.
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -430,6 +434,12 @@ fn status_line(s: &FolderStatus) -> String {
     if let Some(e) = &s.error {
         line.push_str(&format!("  ({e})"));
     }
+    for a in &s.set_aside {
+        line.push_str(&format!(
+            "\n  set aside: {} (event {}): {}",
+            a.path, a.seq, a.reason
+        ));
+    }
     line
 }
 
@@ -469,7 +479,13 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
             Some(s) => s.clone(),
             None => {
                 // Not running: nothing is connected; show what is waiting.
-                let (queued, error) = state.outbox_summary(&f.project_id).await?;
+                let (queued, refused) = state.outbox_summary(&f.project_id).await?;
+                let set_aside = state.aside_list(&f.project_id).await?;
+                let error = refused.or_else(|| {
+                    set_aside
+                        .first()
+                        .map(|a| format!("{} not applied (event {}): {}", a.path, a.seq, a.reason))
+                });
                 let conflicts = state
                     .conflicts(&f.project_id)
                     .await?
@@ -493,6 +509,7 @@ async fn status(dir: &Path, json: bool) -> Result<()> {
                     queued,
                     last_seq: state.cursor(&f.project_id).await?,
                     error,
+                    set_aside,
                 }
             }
         };

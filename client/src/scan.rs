@@ -114,60 +114,110 @@ fn new_change(path: &ProjectPath, op: Op, entry: Option<&IndexEntry>) -> Change 
     }
 }
 
-/// Compares one path on disk with its index entry.
-fn diff_one(root: &Path, path: &ProjectPath, known: Option<&IndexEntry>) -> Option<Diff> {
+/// What looking at one path found (returned by value, used at once).
+#[allow(clippy::large_enum_variant)]
+enum Look {
+    Same,
+    Diff(Diff),
+    /// Being written: size or mtime moved across the hash, or the last
+    /// write is younger than the quiet period. Look again later.
+    Unstable,
+}
+
+/// What a scan found: differences to act on, and paths to look at again.
+#[derive(Debug, Default)]
+pub struct Looked {
+    pub diffs: Vec<Diff>,
+    pub unstable: Vec<ProjectPath>,
+}
+
+impl Looked {
+    fn push(&mut self, path: &ProjectPath, look: Look) {
+        match look {
+            Look::Same => {}
+            Look::Diff(d) => self.diffs.push(d),
+            Look::Unstable => self.unstable.push(path.clone()),
+        }
+    }
+}
+
+/// Whether a file was written within `quiet` of now (a future mtime counts
+/// as old: waiting would not make it any older).
+fn written_lately(mtime_ns: i64, quiet: std::time::Duration) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let age = now - mtime_ns as i128;
+    age >= 0 && age < quiet.as_nanos() as i128
+}
+
+/// Compares one path on disk with its index entry. A file is hashed only
+/// once it is quiet, and its hash counts only if size and mtime stayed put
+/// across the hash: a file being written is never taken for a version.
+fn diff_one(
+    root: &Path,
+    path: &ProjectPath,
+    known: Option<&IndexEntry>,
+    quiet: std::time::Duration,
+) -> Look {
     let full = path.under(root);
     let meta = match std::fs::symlink_metadata(&full) {
         Ok(m) if m.is_file() => Some(m),
         _ => None,
     };
-    match (meta, known) {
-        (None, None) => None,
-        (None, Some(_)) => Some(Diff {
-            path: path.clone(),
-            change: Some(new_change(path, Op::Delete, None)),
-            entry: None,
-        }),
-        (Some(meta), known) => {
-            let mtime = mtime_ns(&meta);
-            if let Some(k) = known {
-                if k.size == meta.len() && k.mtime_ns == mtime {
-                    return None;
-                }
-            }
-            let (hash, size) = match hash_file(&full) {
-                Ok(h) => h,
-                Err(e) => {
-                    // Vanished or unreadable between stat and read: the
-                    // next event or scan will look again.
-                    tracing::debug!(path = %full.display(), %e, "could not hash");
-                    return None;
-                }
-            };
-            let entry = IndexEntry {
-                size,
-                mtime_ns: mtime,
-                hash,
-            };
-            match known {
-                Some(k) if k.hash == hash => Some(Diff {
-                    path: path.clone(),
-                    change: None,
-                    entry: Some(entry),
-                }),
-                Some(_) => Some(Diff {
-                    path: path.clone(),
-                    change: Some(new_change(path, Op::Update, Some(&entry))),
-                    entry: Some(entry),
-                }),
-                None => Some(Diff {
-                    path: path.clone(),
-                    change: Some(new_change(path, Op::Create, Some(&entry))),
-                    entry: Some(entry),
-                }),
-            }
-        }
+    let Some(meta) = meta else {
+        return match known {
+            None => Look::Same,
+            Some(_) => Look::Diff(Diff {
+                path: path.clone(),
+                change: Some(new_change(path, Op::Delete, None)),
+                entry: None,
+            }),
+        };
+    };
+    let mtime = mtime_ns(&meta);
+    if known.is_some_and(|k| k.size == meta.len() && k.mtime_ns == mtime) {
+        return Look::Same;
     }
+    if written_lately(mtime, quiet) {
+        return Look::Unstable;
+    }
+    let (hash, size) = match hash_file(&full) {
+        Ok(h) => h,
+        Err(e) => {
+            // Vanished or unreadable between stat and read: look again.
+            tracing::debug!(path = %full.display(), %e, "could not hash");
+            return Look::Unstable;
+        }
+    };
+    let after = std::fs::symlink_metadata(&full);
+    let stable =
+        after.is_ok_and(|a| a.len() == size && mtime_ns(&a) == mtime && size == meta.len());
+    if !stable {
+        return Look::Unstable;
+    }
+    let entry = IndexEntry {
+        size,
+        mtime_ns: mtime,
+        hash,
+    };
+    let op = match known {
+        Some(k) if k.hash == hash => {
+            return Look::Diff(Diff {
+                path: path.clone(),
+                change: None,
+                entry: Some(entry),
+            })
+        }
+        Some(_) => Op::Update,
+        None => Op::Create,
+    };
+    Look::Diff(Diff {
+        path: path.clone(),
+        change: Some(new_change(path, op, Some(&entry))),
+        entry: Some(entry),
+    })
 }
 
 /// Every file under `root` that is not ignored, as project paths.
@@ -206,20 +256,21 @@ fn walk(root: &Path, under: &Path, rules: &IgnoreRules) -> BTreeSet<ProjectPath>
 }
 
 /// A full scan: every difference between the folder and the index.
-pub fn scan(root: &Path, rules: &IgnoreRules, index: &HashMap<String, IndexEntry>) -> Vec<Diff> {
+pub fn scan(
+    root: &Path,
+    rules: &IgnoreRules,
+    index: &HashMap<String, IndexEntry>,
+    quiet: std::time::Duration,
+) -> Looked {
     let on_disk = walk(root, root, rules);
-    let mut out = Vec::new();
+    let mut out = Looked::default();
     for p in &on_disk {
-        if let Some(d) = diff_one(root, p, index.get(p.as_str())) {
-            out.push(d);
-        }
+        out.push(p, diff_one(root, p, index.get(p.as_str()), quiet));
     }
     let present: std::collections::HashSet<&str> = on_disk.iter().map(|p| p.as_str()).collect();
     for path in index.keys().filter(|p| !present.contains(p.as_str())) {
         if let Ok(p) = ProjectPath::new(path.clone()) {
-            if let Some(d) = diff_one(root, &p, index.get(path)) {
-                out.push(d);
-            }
+            out.push(&p, diff_one(root, &p, index.get(path), quiet));
         }
     }
     out
@@ -233,7 +284,8 @@ pub fn rescan(
     rules: &IgnoreRules,
     index: &HashMap<String, IndexEntry>,
     paths: &[PathBuf],
-) -> Vec<Diff> {
+    quiet: std::time::Duration,
+) -> Looked {
     let mut candidates: BTreeSet<ProjectPath> = BTreeSet::new();
     for abs in paths {
         let Ok(rel) = abs.strip_prefix(root) else {
@@ -262,15 +314,36 @@ pub fn rescan(
             }
         }
     }
-    candidates
-        .iter()
-        .filter_map(|p| diff_one(root, p, index.get(p.as_str())))
-        .collect()
+    let mut out = Looked::default();
+    for p in &candidates {
+        out.push(p, diff_one(root, p, index.get(p.as_str()), quiet));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const Q: std::time::Duration = std::time::Duration::ZERO;
+
+    #[test]
+    fn a_file_written_lately_is_looked_at_again_not_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("growing"), "partial").unwrap();
+        let rules = IgnoreRules::load(root);
+        let index = HashMap::new();
+        let quiet = std::time::Duration::from_secs(60);
+        let looked = scan(root, &rules, &index, quiet);
+        assert!(looked.diffs.is_empty());
+        assert_eq!(looked.unstable.len(), 1);
+        assert_eq!(looked.unstable[0].as_str(), "growing");
+        // Once quiet, it is a version.
+        let looked = scan(root, &rules, &index, Q);
+        assert_eq!(looked.diffs.len(), 1);
+        assert!(looked.unstable.is_empty());
+    }
 
     #[test]
     fn scan_finds_creates_updates_deletes_and_honours_ignores() {
@@ -287,7 +360,7 @@ mod tests {
         let rules = IgnoreRules::load(root);
 
         let mut index = HashMap::new();
-        let diffs = scan(root, &rules, &index);
+        let diffs = scan(root, &rules, &index, Q).diffs;
         let mut created: Vec<&str> = diffs.iter().map(|d| d.path.as_str()).collect();
         created.sort();
         assert_eq!(created, vec![IGNORE_FILE, "src/a.rs", "src/deep/b.rs"]);
@@ -298,13 +371,13 @@ mod tests {
             index.insert(d.path.as_str().to_string(), d.entry.clone().unwrap());
         }
         assert!(
-            scan(root, &rules, &index).is_empty(),
+            scan(root, &rules, &index, Q).diffs.is_empty(),
             "nothing changed, nothing found"
         );
 
         std::fs::write(root.join("src/a.rs"), "a2").unwrap();
         std::fs::remove_file(root.join("src/deep/b.rs")).unwrap();
-        let diffs = scan(root, &rules, &index);
+        let diffs = scan(root, &rules, &index, Q).diffs;
         let ops: HashMap<&str, Op> = diffs
             .iter()
             .map(|d| (d.path.as_str(), d.change.as_ref().unwrap().op))
@@ -330,11 +403,11 @@ mod tests {
         std::fs::write(root.join("d/e/f"), "f").unwrap();
         let rules = IgnoreRules::load(root);
         let mut index = HashMap::new();
-        for d in scan(root, &rules, &index) {
+        for d in scan(root, &rules, &index, Q).diffs {
             index.insert(d.path.as_str().to_string(), d.entry.unwrap());
         }
         std::fs::remove_dir_all(root.join("d")).unwrap();
-        let diffs = rescan(root, &rules, &index, &[root.join("d")]);
+        let diffs = rescan(root, &rules, &index, &[root.join("d")], Q).diffs;
         assert_eq!(diffs.len(), 1);
         assert_eq!(diffs[0].path.as_str(), "d/e/f");
         assert_eq!(diffs[0].change.as_ref().unwrap().op, Op::Delete);
@@ -347,12 +420,12 @@ mod tests {
         std::fs::write(root.join("x"), "same").unwrap();
         let rules = IgnoreRules::load(root);
         let mut index = HashMap::new();
-        for d in scan(root, &rules, &index) {
+        for d in scan(root, &rules, &index, Q).diffs {
             index.insert(d.path.as_str().to_string(), d.entry.unwrap());
         }
         let e = index.get_mut("x").unwrap();
         e.mtime_ns -= 1_000_000_000;
-        let diffs = rescan(root, &rules, &index, &[root.join("x")]);
+        let diffs = rescan(root, &rules, &index, &[root.join("x")], Q).diffs;
         assert_eq!(diffs.len(), 1);
         assert!(diffs[0].change.is_none());
     }

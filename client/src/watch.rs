@@ -1,7 +1,9 @@
 //! File events for a folder, debounced (`notify` + `notify-debouncer-full`,
 //! 500 ms by default): a burst of writes to one path and an editor's
 //! write-temp-then-rename arrive as one batch of paths to look at. The
-//! watcher only schedules; the scanner decides what changed.
+//! watcher only schedules; the scanner decides what changed. When the OS
+//! says events were lost (an inotify queue overflow: a rescan flag, or an
+//! event with no paths) or the watcher fails, it asks for a full rescan.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,38 +19,57 @@ pub struct FolderWatch {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
 }
 
-/// Starts watching `root` recursively; batches of touched paths arrive on
-/// the returned channel.
+/// What the watcher asks the folder to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMsg {
+    /// Look at these paths (absolute; files or directories).
+    Paths(Vec<PathBuf>),
+    /// Events were lost: look at the whole folder.
+    Rescan,
+}
+
+/// Turns one debounced batch into what to ask for.
+pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
+    match result {
+        Ok(events) => {
+            let lost = events
+                .iter()
+                .any(|e| e.event.need_rescan() || e.event.paths.is_empty());
+            if lost {
+                tracing::warn!("the file watcher lost events; rescanning the folder");
+                return Some(WatchMsg::Rescan);
+            }
+            let mut paths: Vec<PathBuf> = events.into_iter().flat_map(|e| e.event.paths).collect();
+            paths.sort();
+            paths.dedup();
+            (!paths.is_empty()).then_some(WatchMsg::Paths(paths))
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::warn!(%e, "file watcher error; rescanning the folder");
+            }
+            Some(WatchMsg::Rescan)
+        }
+    }
+}
+
+/// Starts watching `root` recursively; what to look at arrives on the
+/// returned channel.
 pub fn watch(
     root: &Path,
     debounce: Duration,
-) -> Result<(FolderWatch, mpsc::UnboundedReceiver<Vec<PathBuf>>)> {
+) -> Result<(FolderWatch, mpsc::UnboundedReceiver<WatchMsg>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     // The debouncer checks for quiet paths every tick; its default (a
     // quarter of the timeout) would add up to 125 ms to a 500 ms debounce.
     let tick = (debounce / 20).clamp(Duration::from_millis(5), Duration::from_millis(25));
-    let mut debouncer =
-        new_debouncer(
-            debounce,
-            Some(tick),
-            move |res: DebounceEventResult| match res {
-                Ok(events) => {
-                    let mut paths: Vec<PathBuf> =
-                        events.into_iter().flat_map(|e| e.event.paths).collect();
-                    paths.sort();
-                    paths.dedup();
-                    if !paths.is_empty() {
-                        let _ = tx.send(paths);
-                    }
-                }
-                Err(errors) => {
-                    for e in errors {
-                        tracing::warn!(%e, "file watcher error");
-                    }
-                }
-            },
-        )
-        .map_err(|e| Error::Watch(e.to_string()))?;
+    let mut debouncer = new_debouncer(debounce, Some(tick), move |res: DebounceEventResult| {
+        if let Some(msg) = triage(res) {
+            // The folder is gone only when it stops: nothing to tell.
+            let _ = tx.send(msg);
+        }
+    })
+    .map_err(|e| Error::Watch(e.to_string()))?;
     debouncer
         .watch(root, RecursiveMode::Recursive)
         .map_err(|e| Error::Watch(format!("{}: {e}", root.display())))?;
@@ -58,4 +79,35 @@ pub fn watch(
         },
         rx,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{Event, EventKind, Flag, ModifyKind};
+    use notify_debouncer_full::DebouncedEvent;
+
+    fn ev(e: Event) -> DebouncedEvent {
+        DebouncedEvent::new(e, std::time::Instant::now())
+    }
+
+    #[test]
+    fn an_overflow_or_a_pathless_event_asks_for_a_rescan() {
+        let overflow = Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert_eq!(triage(Ok(vec![ev(overflow)])), Some(WatchMsg::Rescan));
+        let pathless = Event::new(EventKind::Modify(ModifyKind::Any));
+        assert_eq!(triage(Ok(vec![ev(pathless)])), Some(WatchMsg::Rescan));
+        let err = notify::Error::generic("queue overflow");
+        assert_eq!(triage(Err(vec![err])), Some(WatchMsg::Rescan));
+    }
+
+    #[test]
+    fn paths_are_deduplicated() {
+        let e = |p: &str| ev(Event::new(EventKind::Any).add_path(PathBuf::from(p)));
+        assert_eq!(
+            triage(Ok(vec![e("/a"), e("/b"), e("/a")])),
+            Some(WatchMsg::Paths(vec!["/a".into(), "/b".into()]))
+        );
+        assert_eq!(triage(Ok(vec![])), None);
+    }
 }

@@ -3,6 +3,7 @@
 //! with a real HTTP client (reqwest) and a real Socket.IO client
 //! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
 
+pub mod proxy;
 pub mod tmpfs;
 pub mod raw;
 
@@ -663,9 +664,15 @@ impl ClientDir {
     /// Starts `vidsync run --json` with extra flags; its engine events
     /// arrive as JSON values.
     pub fn run(&self, extra: &[&str]) -> Result<RunningClient> {
+        self.run_env(extra, &[])
+    }
+
+    /// [`ClientDir::run`] with extra environment variables.
+    pub fn run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Result<RunningClient> {
         let mut args = vec!["run", "--json"];
         args.extend_from_slice(extra);
         let mut cmd = self.command(&args);
+        cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::piped()).kill_on_drop(true);
         if std::env::var_os("TEST_LOG").is_none() {
             cmd.stderr(Stdio::null());
@@ -686,6 +693,12 @@ impl ClientDir {
             events,
             seen: Vec::new(),
         })
+    }
+
+    /// The `status.json` a running client keeps, if there is one yet.
+    pub fn status_file(&self) -> Option<Value> {
+        let bytes = std::fs::read(self.config.path().join("status.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {

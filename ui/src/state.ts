@@ -14,6 +14,14 @@ export interface FolderStatus {
   queued: number;
   last_seq: number;
   error: string | null;
+  /** Remote events not applied here, with the reason (retried on a timer). */
+  set_aside?: SetAside[];
+}
+
+export interface SetAside {
+  seq: number;
+  path: string;
+  reason: string;
 }
 
 export interface Change {

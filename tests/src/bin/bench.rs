@@ -222,7 +222,8 @@ async fn client_bench(args: &Args) -> Result<()> {
     let scan = tokio::task::spawn_blocking(move || {
         let rules = vidsync_client::scan::IgnoreRules::load(&root);
         let started = Instant::now();
-        let diffs = vidsync_client::scan::scan(&root, &rules, &Default::default());
+        let diffs =
+            vidsync_client::scan::scan(&root, &rules, &Default::default(), Duration::ZERO).diffs;
         (started.elapsed(), diffs.len())
     })
     .await?;

@@ -11,7 +11,12 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
+use vidsync_protocol::{Change, ContentHash, ProjectPath};
+
+mod aside;
+mod outbox;
+
+pub use aside::SetAside;
 
 use crate::Result;
 
@@ -32,7 +37,7 @@ pub struct Queued {
 
 #[derive(Clone)]
 pub struct LocalState {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 impl LocalState {
@@ -68,123 +73,23 @@ impl LocalState {
                 .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
+            let path: String = r.get(0);
             let hash: String = r.get(3);
-            if let Ok(hash) = hash.parse() {
-                out.insert(
-                    r.get(0),
-                    IndexEntry {
-                        size: r.get::<i64, _>(1) as u64,
-                        mtime_ns: r.get(2),
-                        hash,
-                    },
-                );
-            }
+            // A row we cannot read is an error, not a missing file: treating
+            // it as absent would queue the file again as a create.
+            let hash = hash.parse().map_err(|_| {
+                crate::Error::Config(format!("local index: unreadable hash for {path}"))
+            })?;
+            out.insert(
+                path,
+                IndexEntry {
+                    size: r.get::<i64, _>(1) as u64,
+                    mtime_ns: r.get(2),
+                    hash,
+                },
+            );
         }
         Ok(out)
-    }
-
-    /// Queues `change` (if any) and sets the index entry of `path`, together.
-    pub async fn record(
-        &self,
-        project_id: &str,
-        path: &ProjectPath,
-        change: Option<&Change>,
-        entry: Option<&IndexEntry>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(c) = change {
-            sqlx::query(
-                "INSERT INTO outbox (project_id, change_id, path, op, hash, size, mtime, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(project_id)
-            .bind(c.change_id.as_deref().unwrap_or_default())
-            .bind(c.path.as_str())
-            .bind(c.op.as_str())
-            .bind(c.hash.map(|h| h.to_hex()))
-            .bind(c.size.map(|s| s as i64))
-            .bind(c.mtime.as_deref())
-            .bind(crate::now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
-        }
-        set_index(&mut tx, project_id, path, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The oldest queued changes of a project that were not refused.
-    pub async fn outbox_batch(&self, project_id: &str, limit: u32) -> Result<Vec<Queued>> {
-        let rows = sqlx::query(
-            "SELECT id, change_id, path, op, hash, size, mtime FROM outbox
-             WHERE project_id = ? AND failed IS NULL ORDER BY id LIMIT ?",
-        )
-        .bind(project_id)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let path = ProjectPath::new(r.get::<String, _>(2));
-            let op = Op::parse(r.get::<String, _>(3).as_str());
-            let hash = r
-                .get::<Option<String>, _>(4)
-                .map(|h| h.parse::<ContentHash>())
-                .transpose();
-            if let (Ok(path), Some(op), Ok(hash)) = (path, op, hash) {
-                out.push(Queued {
-                    id: r.get(0),
-                    change: Change {
-                        path,
-                        op,
-                        hash,
-                        size: r.get::<Option<i64>, _>(5).map(|s| s as u64),
-                        mtime: r.get(6),
-                        change_id: Some(r.get(1)),
-                        base_hash: None,
-                    },
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("DELETE FROM outbox WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Marks changes as refused by the server (kept, not retried).
-    pub async fn outbox_fail(&self, ids: &[i64], message: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("UPDATE outbox SET failed = ? WHERE id = ?")
-                .bind(message)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// (queued and not refused, the newest refusal message).
-    pub async fn outbox_summary(&self, project_id: &str) -> Result<(u64, Option<String>)> {
-        let r = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM outbox WHERE project_id = ?1 AND failed IS NULL),
-                    (SELECT failed FROM outbox WHERE project_id = ?1 AND failed IS NOT NULL ORDER BY id DESC LIMIT 1)",
-        )
-        .bind(project_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((r.get::<i64, _>(0) as u64, r.get(1)))
     }
 
     pub async fn cursor(&self, project_id: &str) -> Result<u64> {
@@ -244,6 +149,26 @@ impl LocalState {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a path's index entry (if any) as needing a fresh look, with
+    /// `hash` as what it is compared against: the next scan hashes the
+    /// file, and sees a delete if it is gone.
+    pub async fn index_stale(
+        &self,
+        project_id: &str,
+        path: &str,
+        hash: &ContentHash,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE file_index SET mtime_ns = -1, hash = ? WHERE project_id = ? AND path = ?",
+        )
+        .bind(hash.to_hex())
+        .bind(project_id)
+        .bind(path)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -309,7 +234,7 @@ impl LocalState {
 }
 
 /// Sets (or, with `None`, removes) the index entry of a path.
-async fn set_index(
+pub(crate) async fn set_index(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     project_id: &str,
     path: &ProjectPath,

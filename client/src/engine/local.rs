@@ -1,0 +1,125 @@
+//! Local changes: looking at what the watcher reported (or the whole folder)
+//! with the scanner, and deciding with [`crate::plan::plan_local`] what each
+//! difference becomes — nothing, an index refresh, or a change queued in
+//! the outbox with the base it was made from. Files still being written
+//! are looked at again after the debounce, never sent half-written.
+
+use std::path::PathBuf;
+
+use tokio::time::Instant;
+use vidsync_protocol::Change;
+
+use super::folder::FolderLoop;
+use super::status::EngineEvent;
+use crate::plan::{plan_local, LocalAction};
+use crate::scan::{self, Diff, IgnoreRules, Looked};
+
+impl FolderLoop {
+    /// Looks at the folder (all of it after a rescan request, else the
+    /// paths reported) and queues what changed.
+    pub(super) async fn look(&mut self) {
+        if !self.link.mode.sends() {
+            // A receive-only folder sends nothing; conflicts with local
+            // edits are found when remote events are applied.
+            self.rescan = false;
+            self.to_look.clear();
+            return;
+        }
+        let pid = self.pid().to_string();
+        for (p, h) in std::mem::take(&mut self.stale) {
+            if let Err(e) = self.ctx.state.index_stale(&pid, p.as_str(), &h).await {
+                tracing::error!(%e, "marking an index entry stale");
+            }
+        }
+        let index = match self.ctx.state.index(&pid).await {
+            Ok(i) => i,
+            Err(e) => {
+                // Never an empty index instead: everything would be re-sent.
+                self.watch_error = Some(format!("the local index cannot be read: {e}"));
+                return;
+            }
+        };
+        let root = self.link.path.clone();
+        let ignore_changed = self.to_look.contains(&root.join(scan::IGNORE_FILE));
+        if ignore_changed || self.rescan {
+            self.rules = IgnoreRules::load(&root);
+        }
+        let paths: Option<Vec<PathBuf>> = match std::mem::take(&mut self.rescan) {
+            true => None,
+            false => Some(std::mem::take(&mut self.to_look).into_iter().collect()),
+        };
+        self.to_look.clear();
+        let rules = self.rules.clone();
+        let quiet = self.ctx.debounce / 2;
+        let looked = tokio::task::spawn_blocking(move || match paths {
+            None => scan::scan(&root, &rules, &index, quiet),
+            Some(paths) => scan::rescan(&root, &rules, &index, &paths, quiet),
+        })
+        .await;
+        let Looked { diffs, unstable } = match looked {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%e, "the scan failed; rescanning");
+                self.rescan = true;
+                return;
+            }
+        };
+        tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), "looked");
+        for d in diffs {
+            if let Err(e) = self.record(&pid, d).await {
+                tracing::error!(%e, "could not record a change; rescanning later");
+                self.rescan = true;
+            }
+        }
+        if !unstable.is_empty() {
+            tracing::debug!(
+                n = unstable.len(),
+                "files still being written; looking again"
+            );
+            let root = &self.link.path;
+            self.recheck.extend(unstable.iter().map(|p| p.under(root)));
+            self.recheck_at = Some(Instant::now() + self.ctx.debounce);
+        }
+    }
+
+    /// Plans one difference and records it (index, and the change if any).
+    async fn record(&mut self, pid: &str, d: Diff) -> crate::Result<()> {
+        let state = &self.ctx.state;
+        let Some(scanned) = d.change else {
+            return state.record(pid, &d.path, None, d.entry.as_ref()).await;
+        };
+        let now = d.entry.as_ref().map(|e| e.hash);
+        let agreed = state.base(pid, d.path.as_str()).await?;
+        let last = state
+            .last_queued(pid, d.path.as_str())
+            .await?
+            .unwrap_or(agreed);
+        match plan_local(now, last, agreed, self.link.mode) {
+            LocalAction::IndexOnly => state.record(pid, &d.path, None, d.entry.as_ref()).await,
+            LocalAction::Agreed => {
+                // Back at the agreed version (e.g. just applied): nothing to
+                // send, and anything queued for the path is moot.
+                state
+                    .applied(pid, &d.path, d.entry.as_ref(), agreed.as_ref())
+                    .await
+            }
+            LocalAction::Upload { op, base } => {
+                let change = Change {
+                    op,
+                    base_hash: base,
+                    ..scanned
+                };
+                state
+                    .record(pid, &d.path, Some(&change), d.entry.as_ref())
+                    .await?;
+                self.outbox_dirty = true;
+                self.emit(EngineEvent::ChangeQueued {
+                    project_id: pid.to_string(),
+                    path: change.path.to_string(),
+                    op,
+                });
+                Ok(())
+            }
+        }
+    }
+}

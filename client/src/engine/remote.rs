@@ -1,0 +1,199 @@
+//! Taking in remote events, in seq order. Each event is applied by the
+//! executor ([`crate::apply::Applier`], which plans with
+//! [`crate::plan::plan_remote`] and re-checks the disk before it acts).
+//! Three outcomes: done (the cursor may pass it); must wait (the server or
+//! the network is away: the event stays first in line and is tried again
+//! with back-off — nothing after it is taken in); or set aside (it cannot
+//! be applied here: kept in the database with its reason, shown as badge
+//! `error` and by `vidsync status`, and tried again on a timer).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use vidsync_protocol::ProjectEvent;
+
+use super::folder::{FolderLoop, Pending};
+use super::status::EngineEvent;
+use crate::apply::{Applied, Applier};
+
+impl FolderLoop {
+    pub(super) fn applier(&self) -> Applier {
+        Applier {
+            api: self.ctx.api.clone(),
+            state: self.ctx.state.clone(),
+            root: self.link.path.clone(),
+            project_id: self.link.project_id.clone(),
+            client_id: self.ctx.client_id.clone(),
+            mode: self.link.mode,
+        }
+    }
+
+    /// Takes in pending events until they are all done or one must wait.
+    pub(super) async fn take_in_pending(&mut self) {
+        let applier = self.applier();
+        while let Some(next) = self.pending.front() {
+            let seq = match next {
+                Pending::Event(ev) => ev.seq,
+                Pending::Invalid { seq, .. } => *seq,
+            };
+            if seq <= self.done_seq {
+                // Already done (a replay after a restart of the feed).
+                self.pending.pop_front();
+                continue;
+            }
+            let outcome = match next {
+                Pending::Event(ev) => {
+                    let ev = ev.clone();
+                    self.take_in(&applier, &ev).await
+                }
+                Pending::Invalid { seq, message } => {
+                    let (seq, message) = (*seq, message.clone());
+                    self.set_aside(seq, "?", &message, None).await
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    self.pending.pop_front();
+                    self.done_seq = seq;
+                    self.waiting = None;
+                    self.feed_error = None;
+                    self.remote_retry_at = None;
+                    self.remote_delays = super::folder::delays();
+                }
+                Err(why) => {
+                    let wait = self.remote_delays.next().unwrap_or(Duration::from_secs(10));
+                    tracing::info!(project = %self.pid(), seq, %why, ?wait, "event waits; will retry");
+                    self.waiting = Some(why);
+                    self.remote_retry_at = Some(Instant::now() + wait);
+                    return;
+                }
+            }
+            // Tell progress during long bursts without a status per event.
+            if self.pending.len().is_multiple_of(256) {
+                self.save_cursor().await;
+                self.refresh_status(false).await;
+            }
+        }
+        self.remote_retry_at = None;
+    }
+
+    /// Applies one event. `Err`: it must wait (nothing was set aside).
+    async fn take_in(&mut self, applier: &Applier, ev: &ProjectEvent) -> Result<(), String> {
+        let own = ev.origin.client_id == self.ctx.client_id;
+        if !own {
+            self.emit(EngineEvent::RemoteEvent {
+                project_id: ev.project_id.clone(),
+                event: ev.clone(),
+            });
+        }
+        match applier.apply(ev, |_| {}).await {
+            Ok(done) => {
+                self.after_applied(ev, done);
+                Ok(())
+            }
+            Err(e) if e.retry_soon() => Err(e.to_string()),
+            Err(e) => {
+                let path = ev.change.path.to_string();
+                self.set_aside(ev.seq, &path, &e.to_string(), Some(ev))
+                    .await
+            }
+        }
+    }
+
+    fn after_applied(&mut self, ev: &ProjectEvent, done: Applied) {
+        let conflict = match done {
+            Applied::Recheck => {
+                // Our own version came back but the file moved on: look again.
+                self.recheck_own(ev);
+                return;
+            }
+            Applied::Wrote { conflict } | Applied::Deleted { conflict } => conflict,
+            Applied::Adopted => None,
+            Applied::Agreed | Applied::Ignored => return,
+        };
+        if let Some(copy) = &conflict {
+            // The kept copy is a new local file: send it.
+            self.to_look.insert(self.link.path.join(copy));
+        }
+        self.emit(EngineEvent::Applied {
+            project_id: ev.project_id.clone(),
+            path: ev.change.path.to_string(),
+            op: ev.change.op,
+            seq: ev.seq,
+            conflict,
+        });
+    }
+
+    /// Keeps an event aside with its reason. `Err` if even that failed
+    /// (the local database): then it must wait like a transient failure.
+    async fn set_aside(
+        &mut self,
+        seq: u64,
+        path: &str,
+        reason: &str,
+        ev: Option<&ProjectEvent>,
+    ) -> Result<(), String> {
+        tracing::warn!(project = %self.pid(), seq, path, reason, "event set aside");
+        self.ctx
+            .state
+            .set_aside(self.pid(), seq, path, reason, ev)
+            .await
+            .map_err(|e| format!("could not keep event {seq} aside: {e}"))?;
+        self.emit(EngineEvent::Error {
+            project_id: Some(self.pid().to_string()),
+            message: format!("{path}: event {seq} not applied: {reason}"),
+        });
+        Ok(())
+    }
+
+    /// Tries the set-aside events again, oldest first.
+    pub(super) async fn retry_set_aside(&mut self) {
+        let events = match self.ctx.state.aside_events(self.pid()).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(%e, "reading set-aside events");
+                return;
+            }
+        };
+        let applier = self.applier();
+        for ev in events {
+            match applier.apply(&ev, |_| {}).await {
+                Ok(done) => {
+                    tracing::info!(project = %self.pid(), seq = ev.seq, path = %ev.change.path, "set-aside event applied");
+                    let cleared = self
+                        .ctx
+                        .state
+                        .aside_clear(self.pid(), ev.change.path.as_str(), ev.seq)
+                        .await;
+                    if let Err(e) = cleared {
+                        tracing::error!(%e, "clearing a set-aside event");
+                    }
+                    self.after_applied(&ev, done);
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    tracing::debug!(seq = ev.seq, %reason, "set-aside event still fails");
+                    let path = ev.change.path.to_string();
+                    let kept = self
+                        .ctx
+                        .state
+                        .set_aside(self.pid(), ev.seq, &path, &reason, Some(&ev))
+                        .await;
+                    if let Err(e) = kept {
+                        tracing::error!(%e, "updating a set-aside event");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks the index entry of our own event's path stale and looks at the
+    /// file again, so bytes newer than that version (or its deletion) get
+    /// sent. The entry is kept: dropping it would lose a delete not yet seen.
+    fn recheck_own(&mut self, ev: &ProjectEvent) {
+        if let Some(h) = ev.change.hash {
+            self.stale.push((ev.change.path.clone(), h));
+        }
+        self.to_look.insert(ev.change.path.under(&self.link.path));
+    }
+}

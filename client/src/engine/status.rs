@@ -1,0 +1,242 @@
+//! What users see of the engine: each folder's [`FolderStatus`] and badge,
+//! the [`EngineEvent`]s told to the shell, and `status.json` (what
+//! `vidsync status` reads while `run` goes). The [`Board`] holds the
+//! statuses; it writes `status.json` under the same lock that changes
+//! them, so the file never shows an older state than one already written.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use vidsync_protocol::{Op, ProjectEvent};
+
+use crate::feed::Connection;
+use crate::state::SetAside;
+use crate::Mode;
+
+/// A folder's state as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    pub project_id: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub mode: Mode,
+    /// `up to date`, `syncing (n)`, `offline (n queued)`, `conflict (n)`,
+    /// `error`, `paused`.
+    pub badge: String,
+    pub connection: Connection,
+    pub queued: u64,
+    /// The newest seq of the project's log this folder is done with.
+    pub last_seq: u64,
+    pub error: Option<String>,
+    /// Remote events not applied, with the reason (retried on a timer).
+    #[serde(default)]
+    pub set_aside: Vec<SetAside>,
+}
+
+/// What the engine tells its shell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EngineEvent {
+    StatusChanged {
+        status: FolderStatus,
+    },
+    ChangeQueued {
+        project_id: String,
+        path: String,
+        op: Op,
+    },
+    ChangeUploaded {
+        project_id: String,
+        path: String,
+        op: Op,
+        seq: u64,
+    },
+    RemoteEvent {
+        project_id: String,
+        event: ProjectEvent,
+    },
+    /// A remote change is now in the folder ("Synced: path").
+    Applied {
+        project_id: String,
+        path: String,
+        op: Op,
+        seq: u64,
+        conflict: Option<String>,
+    },
+    Error {
+        project_id: Option<String>,
+        message: String,
+    },
+}
+
+/// The badge for a folder (DESIGN.md, "Badges").
+pub fn badge(
+    queued: u64,
+    connection: Connection,
+    error: Option<&str>,
+    conflicts: usize,
+    paused: bool,
+) -> String {
+    if paused {
+        "paused".into()
+    } else if error.is_some() {
+        "error".into()
+    } else if conflicts > 0 {
+        format!("conflict ({conflicts})")
+    } else if queued > 0 && connection == Connection::Offline {
+        format!("offline ({queued} queued)")
+    } else if queued > 0 {
+        format!("syncing ({queued})")
+    } else {
+        "up to date".into()
+    }
+}
+
+/// Every folder's status, and the one place that tells it.
+pub(crate) struct Board {
+    dir: PathBuf,
+    statuses: Mutex<HashMap<String, FolderStatus>>,
+    events: broadcast::Sender<EngineEvent>,
+}
+
+impl Board {
+    pub(crate) fn new(dir: &Path, events: broadcast::Sender<EngineEvent>) -> Board {
+        Board {
+            dir: dir.to_path_buf(),
+            statuses: Mutex::new(HashMap::new()),
+            events,
+        }
+    }
+
+    pub(crate) fn emit(&self, ev: EngineEvent) {
+        // No subscriber is not an error: the shell may not listen yet.
+        let _ = self.events.send(ev);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    /// Sets a folder's status; tells the shell and rewrites `status.json`
+    /// if it changed (or `always`).
+    pub(crate) fn set(&self, status: FolderStatus, always: bool) {
+        let Ok(mut map) = self.statuses.lock() else {
+            return;
+        };
+        let changed = map
+            .insert(status.project_id.clone(), status.clone())
+            .as_ref()
+            != Some(&status);
+        if changed || always {
+            self.write_file(&map);
+            self.emit(EngineEvent::StatusChanged { status });
+        }
+    }
+
+    pub(crate) fn remove(&self, project_id: &str) {
+        if let Ok(mut map) = self.statuses.lock() {
+            if map.remove(project_id).is_some() {
+                self.write_file(&map);
+            }
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<FolderStatus> {
+        let mut v: Vec<FolderStatus> = self
+            .statuses
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.name.cmp(&b.name).then(a.project_id.cmp(&b.project_id)));
+        v
+    }
+
+    /// Called with the lock held: writes are in the order of changes.
+    fn write_file(&self, map: &HashMap<String, FolderStatus>) {
+        let mut folders: Vec<&FolderStatus> = map.values().collect();
+        folders.sort_by(|a, b| a.name.cmp(&b.name).then(a.project_id.cmp(&b.project_id)));
+        let body = serde_json::json!({
+            "pid": std::process::id(),
+            "updated_at": crate::now_rfc3339(),
+            "folders": folders,
+        });
+        let file = self.dir.join("status.json");
+        let tmp = self.dir.join(".status.json.tmp");
+        let written = serde_json::to_vec_pretty(&body)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|_| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            tracing::warn!(%e, "could not write status.json");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn badge_follows_design() {
+        assert_eq!(badge(0, Connection::Live, None, 0, false), "up to date");
+        assert_eq!(badge(3, Connection::Live, None, 0, false), "syncing (3)");
+        assert_eq!(badge(3, Connection::Polling, None, 0, false), "syncing (3)");
+        assert_eq!(
+            badge(2, Connection::Offline, None, 0, false),
+            "offline (2 queued)"
+        );
+        assert_eq!(badge(0, Connection::Offline, None, 0, false), "up to date");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), 1, false), "error");
+        assert_eq!(badge(0, Connection::Live, None, 2, false), "conflict (2)");
+        assert_eq!(badge(2, Connection::Live, Some("nope"), 0, true), "paused");
+    }
+
+    #[test]
+    fn status_json_follows_the_newest_set_from_many_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _) = broadcast::channel(16);
+        let board = std::sync::Arc::new(Board::new(dir.path(), tx));
+        let status = |seq: u64| FolderStatus {
+            project_id: "p".into(),
+            name: "n".into(),
+            path: "/x".into(),
+            mode: Mode::SendReceive,
+            badge: "up to date".into(),
+            connection: Connection::Live,
+            queued: 0,
+            last_seq: seq,
+            error: None,
+            set_aside: vec![],
+        };
+        // Each thread sets increasing seqs for its own project; the file must
+        // end with every project's newest value.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let board = board.clone();
+                std::thread::spawn(move || {
+                    for seq in 1..=200 {
+                        let mut s = status(seq);
+                        s.project_id = format!("p{t}");
+                        board.set(s, false);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("status.json")).unwrap())
+                .unwrap();
+        let seqs: Vec<u64> = v["folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["last_seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, vec![200, 200, 200, 200]);
+    }
+}
