@@ -3,9 +3,10 @@
 //! with a real HTTP client (reqwest) and a real Socket.IO client
 //! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
 
+pub mod burst;
 pub mod proxy;
-pub mod tmpfs;
 pub mod raw;
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

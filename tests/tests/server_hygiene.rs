@@ -142,7 +142,9 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() -> anyhow::Re
     // A slow-header connection opened after the socket and closed by the
     // server proves the header timeout has passed for the socket too.
     let mut witness = TcpStream::connect(&addr).await?;
-    witness.write_all(b"GET /health HTTP/1.1\r\nX-Slow: ").await?;
+    witness
+        .write_all(b"GET /health HTTP/1.1\r\nX-Slow: ")
+        .await?;
     closed_by_server(&mut witness).await?;
     live.request("subscribe:project", json!("p_none")).await?;
     Ok(())

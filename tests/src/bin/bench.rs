@@ -194,6 +194,21 @@ async fn client_bench(args: &Args) -> Result<()> {
         rb.stop().await?;
     }
 
+    // A one-way burst into two send-receive clients (issue 9's CPU figure).
+    for debounce in [500u64, 50] {
+        let r = vidsync_e2e::burst::run(2000, debounce).await?;
+        println!(
+            "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s; CPU A {:.2} s + B {:.2} s = {:.2} s; events posted by A {}, by B {} (echoes)",
+            r.files,
+            r.wall.as_secs_f64(),
+            r.cpu_a,
+            r.cpu_b,
+            r.cpu_a + r.cpu_b,
+            r.posted_a,
+            r.posted_b
+        );
+    }
+
     // The start-up scan of a generated tree.
     let tree = tempfile::tempdir()?;
     let (files, bytes) = generate_tree(tree.path(), 10_000, 200 * 1024 * 1024)?;

@@ -1,0 +1,105 @@
+//! The burst benchmark of issue 9: A writes 2,000 files of 1 KiB in 20
+//! directories while A and B (both `send-receive`) run; it measures the time
+//! until B's folder is identical, the CPU seconds both client processes used,
+//! and how many events each client posted (B must post none: no echo).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::{linked_pair, tree_hashes, TestServer};
+
+/// What one burst cost.
+pub struct Burst {
+    pub files: usize,
+    pub wall: Duration,
+    /// CPU seconds (user + system) of A and B during the burst.
+    pub cpu_a: f64,
+    pub cpu_b: f64,
+    /// Events in the log by origin: A's and B's.
+    pub posted_a: usize,
+    pub posted_b: usize,
+}
+
+/// User + system CPU seconds a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Runs one burst of `files` files at `debounce_ms` on a fresh server.
+pub async fn run(files: usize, debounce_ms: u64) -> Result<Burst> {
+    let server = TestServer::start_with(&["--rate-limit", "0"]).await?;
+    let (a, b, id, api) = linked_pair(&server, "send-receive").await?;
+    let d = debounce_ms.to_string();
+    let mut ra = a.run(&["--debounce-ms", &d])?;
+    let mut rb = b.run(&["--debounce-ms", &d])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    let (Some(pa), Some(pb)) = (ra.pid(), rb.pid()) else {
+        bail!("a client has no pid");
+    };
+    let (ca, cb) = (
+        cpu_seconds(pa).unwrap_or(0.0),
+        cpu_seconds(pb).unwrap_or(0.0),
+    );
+    let started = Instant::now();
+    for i in 0..files {
+        let mut body = vec![b'x'; 1024];
+        body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        a.write(&format!("d{:02}/f{i:05}.txt", i % 20), &body)?;
+    }
+    let want = tree_hashes(&a.folder)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // B's folder is read while B writes into it: a temp file that is renamed
+    // away between listing and reading makes that look fail; look again.
+    while tree_hashes(&b.folder).ok().as_ref() != Some(&want) {
+        if Instant::now() > deadline {
+            bail!("B was not identical to A within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = started.elapsed();
+    let (cpu_a, cpu_b) = (
+        cpu_seconds(pa).unwrap_or(0.0) - ca,
+        cpu_seconds(pb).unwrap_or(0.0) - cb,
+    );
+    // Let a late echo show up before counting: B's index settles within a debounce or two.
+    tokio::time::sleep(Duration::from_millis(3 * debounce_ms + 500)).await;
+    let events = api.all_events(&id).await?;
+    let origin_of = |e: &serde_json::Value| e["origin"]["user"].as_str().map(str::to_string);
+    let posted_a = events
+        .iter()
+        .filter(|e| origin_of(e).as_deref() == Some("alice"))
+        .count();
+    let posted_b = events
+        .iter()
+        .filter(|e| origin_of(e).as_deref() == Some("bob"))
+        .count();
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(Burst {
+        files,
+        wall,
+        cpu_a,
+        cpu_b,
+        posted_a,
+        posted_b,
+    })
+}
