@@ -21,7 +21,7 @@ SCREENSHOT_DIR ?= $(CARGO_TARGET_DIR)/desktop-screenshots
 PY_VENV := $(CARGO_TARGET_DIR)/python-venv
 PY_REQ := tests/python/requirements.txt
 
-.PHONY: all deps ui build run test test-python bench clean-data
+.PHONY: all deps ui bindings build run test test-python bench clean-data
 
 all: build
 
@@ -33,6 +33,11 @@ ui: deps
 
 deps:
 	@./scripts/deps.sh
+
+# Rewrites ui/src/generated (the page's copies of the Rust types, by ts-rs);
+# `make test` fails while they are stale.
+bindings: ui
+	VIDSYNC_WRITE_BINDINGS=1 $(CARGO) test --locked -p vidsync-desktop --lib bindings
 
 build: ui
 	$(CARGO) build --locked --workspace
@@ -58,6 +63,8 @@ run: ui
 
 test: ui
 	cd ui && npm test
+	# ui/src/generated matches the Rust types (else: make bindings).
+	$(CARGO) test --locked -p vidsync-desktop --lib bindings
 	$(CARGO) build --locked -p vidsync-server -p vidsync-client -p vidsync-desktop
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test

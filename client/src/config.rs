@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// How the live feed reaches the server.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
@@ -23,6 +24,7 @@ pub enum Transport {
 }
 
 /// What a linked folder does (as in Syncthing).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
@@ -48,6 +50,7 @@ impl Mode {
     }
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderLink {
     pub project_id: String,

@@ -28,6 +28,7 @@ use crate::api::ApiClient;
 use crate::Transport;
 
 /// How a client currently hears about remote changes.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Connection {

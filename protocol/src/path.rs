@@ -17,6 +17,8 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest accepted path component, in bytes of UTF-8.
 pub const MAX_COMPONENT_BYTES: usize = 255;
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[cfg_attr(feature = "ts", ts(type = "string"))]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProjectPath(String);

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ContentHash, ErrorCode, ErrorDetail, HashError, PathError, ProjectPath};
 
 /// What happened to a path.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
@@ -69,6 +70,7 @@ where
 
 /// A checked change: its path is a [`ProjectPath`], `create`/`update` carry
 /// a hash and a size, `delete` carries neither.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawChange")]
 pub struct Change {
@@ -79,11 +81,13 @@ pub struct Change {
     pub mtime: Option<String>,
     /// Present in requests (idempotency key); never in broadcast events.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub change_id: Option<String>,
     /// The version this change was made from (PROTOCOL.md v2, "Conflict
     /// check"): `None` = no check; `Some(None)` = the path did not exist;
     /// `Some(Some(h))` = it was at `h`. Never in broadcast events.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub base_hash: Option<Option<ContentHash>>,
 }
 
@@ -184,6 +188,7 @@ pub struct UpdateResponse {
 }
 
 /// Who made an event.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     pub client_id: String,
@@ -191,6 +196,7 @@ pub struct Origin {
 }
 
 /// One entry of a project's event log.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectEvent {
     pub seq: u64,

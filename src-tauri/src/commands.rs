@@ -8,46 +8,12 @@ use tauri::{AppHandle, State};
 use vidsync_client::api::{ApiClient, ApiError};
 use vidsync_client::{Config, FolderLink, FolderStatus, Mode, Transport};
 
+use crate::error::{Res, UiError};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
-pub struct UiError {
-    kind: &'static str,
-    message: String,
-}
-
-impl UiError {
-    fn new(kind: &'static str, message: impl Into<String>) -> UiError {
-        UiError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<vidsync_client::Error> for UiError {
-    fn from(e: vidsync_client::Error) -> Self {
-        UiError::new("client", e.to_string())
-    }
-}
-
-impl From<ApiError> for UiError {
-    fn from(e: ApiError) -> Self {
-        match &e {
-            ApiError::Network { .. } => UiError::new("network", e.to_string()),
-            ApiError::Refused { status: 401, .. } => UiError::new(
-                "auth",
-                "The server refused the token. Check it in Settings.",
-            ),
-            ApiError::Refused { status: 404, .. } => UiError::new("not_found", e.to_string()),
-            ApiError::Refused { .. } => UiError::new("refused", e.to_string()),
-        }
-    }
-}
-
-type Res<T> = Result<T, UiError>;
-
-#[derive(Serialize)]
+/// What the page gets from `ready` and `snapshot`: the settings (never
+/// the token itself), the linked folders and their statuses.
+#[derive(Serialize, ts_rs::TS)]
 pub struct Snapshot {
     server: Option<String>,
     has_token: bool,
@@ -228,26 +194,7 @@ pub async fn remove_folder(state: State<'_, AppState>, project_id: String) -> Re
     Ok(())
 }
 
-/// Pauses (or resumes) one folder; also used for "pause all" from the tray.
-pub async fn set_paused(state: &AppState, project_id: &str, paused: bool) -> Res<()> {
-    let mut cfg = Config::load(&state.dir)?;
-    let Some(link) = cfg.folders.iter_mut().find(|f| f.project_id == project_id) else {
-        return Err(UiError::new("not_found", "No such folder."));
-    };
-    link.paused = paused;
-    let link = link.clone();
-    cfg.save(&state.dir)?;
-    if let Some(engine) = state.engine().await {
-        if paused {
-            engine.stop_folder(project_id).await;
-        } else {
-            engine.start_folder(link).await?;
-        }
-    }
-    Ok(())
-}
-
 #[tauri::command]
 pub async fn pause_folder(state: State<'_, AppState>, project_id: String, paused: bool) -> Res<()> {
-    set_paused(&state, &project_id, paused).await
+    state.set_paused(&project_id, paused).await
 }

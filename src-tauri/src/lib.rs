@@ -3,11 +3,14 @@
 //! in `ui/` only shows its events and calls the [`commands`]. Closing the
 //! window keeps syncing in the tray; a second launch focuses the first.
 
+#[cfg(test)]
+mod bindings;
 mod commands;
+mod error;
 mod state;
 mod tray;
 
-use tauri::{Manager, WindowEvent};
+use tauri::{Manager, RunEvent, WindowEvent};
 
 /// Same config dir as the CLI: a folder linked with `vidsync` shows up here.
 fn config_dir() -> std::path::PathBuf {
@@ -54,9 +57,22 @@ pub fn run() {
                 }
             }
         })
-        .run(tauri::generate_context!());
-    if let Err(e) = result {
-        eprintln!("vidsync-desktop: error: {e}");
-        std::process::exit(1);
-    }
+        .build(tauri::generate_context!());
+    let app = match result {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("vidsync-desktop: error: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|app, event| {
+        // Every way out (tray Quit, the last window closed, `exit`) waits
+        // for the engine's shutdown first, then exits again.
+        if let RunEvent::ExitRequested { code, api, .. } = event {
+            if !state::may_exit(app) {
+                api.prevent_exit();
+                state::quit(app, code.unwrap_or(0));
+            }
+        }
+    });
 }

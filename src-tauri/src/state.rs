@@ -1,16 +1,25 @@
 //! What the shell keeps between commands: the config dir and the running
-//! engine (none until the user has given a server and token), and the
-//! task that forwards the engine's events to the page.
+//! engine (none until the user has given a server and token), the task
+//! that forwards the engine's events to the page, and the way out: every
+//! exit (tray Quit, last window closed, `app.exit`) first shuts the engine
+//! down and waits for it ([`quit`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tauri::{AppHandle, Emitter, Manager};
 use tokio_util::sync::CancellationToken;
 use vidsync_client::{Config, Engine, EngineEvent};
 
+use crate::error::{Res, UiError};
+
 pub struct AppState {
     pub dir: PathBuf,
     pub running: tokio::sync::Mutex<Option<Running>>,
+    /// Set once the engine has been shut down for good: exit may proceed.
+    stopped_for_exit: AtomicBool,
+    /// Set when a shutdown for exit is under way (one at a time).
+    quitting: AtomicBool,
 }
 
 pub struct Running {
@@ -23,6 +32,8 @@ impl AppState {
         AppState {
             dir,
             running: tokio::sync::Mutex::new(None),
+            stopped_for_exit: AtomicBool::new(false),
+            quitting: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +93,27 @@ impl AppState {
         }
     }
 
+    /// Pauses (or resumes) one folder: saved in the config, then its loop
+    /// is stopped (or started). The page's toggle and the tray's
+    /// "Pause all" both come here.
+    pub async fn set_paused(&self, project_id: &str, paused: bool) -> Res<()> {
+        let mut cfg = Config::load(&self.dir)?;
+        let Some(link) = cfg.folders.iter_mut().find(|f| f.project_id == project_id) else {
+            return Err(UiError::new("not_found", "No such folder."));
+        };
+        link.paused = paused;
+        let link = link.clone();
+        cfg.save(&self.dir)?;
+        if let Some(engine) = self.engine().await {
+            if paused {
+                engine.stop_folder(project_id).await;
+            } else {
+                engine.start_folder(link).await?;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn engine(&self) -> Option<Engine> {
         self.running.lock().await.as_ref().map(|r| r.engine.clone())
     }
@@ -89,4 +121,29 @@ impl AppState {
 
 pub fn state(app: &AppHandle) -> tauri::State<'_, AppState> {
     app.state::<AppState>()
+}
+
+/// Whether the process may exit now: true once [`quit`] has shut the
+/// engine down. Until then the exit request is to be prevented and
+/// [`quit`] called, which exits again when the engine is done.
+pub fn may_exit(app: &AppHandle) -> bool {
+    state(app).stopped_for_exit.load(Ordering::SeqCst)
+}
+
+/// Shuts the engine down (its loops finish what they hold, the local state
+/// is closed) and then exits the process with `code`. Calling it again
+/// while a shutdown runs does nothing.
+pub fn quit(app: &AppHandle, code: i32) {
+    let st = state(app);
+    if st.quitting.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let st = state(&app);
+        st.stop().await;
+        tracing::info!("engine shut down; exiting");
+        st.stopped_for_exit.store(true, Ordering::SeqCst);
+        app.exit(code);
+    });
 }

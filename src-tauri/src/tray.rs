@@ -1,6 +1,6 @@
 //! The tray icon: its tooltip tells the overall state; its menu opens the
-//! window, pauses or resumes every folder, or quits. Conflicts raise a
-//! desktop notification.
+//! window, pauses or resumes every folder, or quits (after the engine has
+//! shut down). Conflicts raise a desktop notification.
 
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
@@ -35,13 +35,15 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
                     .map(|c| c.folders.into_iter().map(|f| f.project_id).collect())
                     .unwrap_or_default();
                 for id in ids {
-                    let _ = crate::commands::set_paused(&st, &id, paused).await;
+                    if let Err(e) = st.set_paused(&id, paused).await {
+                        tracing::warn!(project = %id, message = %e.message, "pause from the tray");
+                    }
                 }
                 let _ = app.emit("folders-changed", ());
                 refresh(&app).await;
             });
         }
-        "quit" => app.exit(0),
+        "quit" => crate::state::quit(app, 0),
         _ => {}
     })
     .build(app)?;
@@ -80,16 +82,30 @@ pub async fn refresh(app: &AppHandle) {
     }
 }
 
+/// What the app told the user outside the window (a desktop notification),
+/// also sent to the page as `notified` so the window shows it too: a user
+/// without a notification daemon still learns of the conflict.
+#[derive(Debug, Clone, serde::Serialize, ts_rs::TS)]
+pub struct Notice {
+    pub title: String,
+    pub body: String,
+}
+
 pub fn notify_conflict(app: &AppHandle, path: &str, copy: &str) {
+    let notice = Notice {
+        title: "Vidsync: conflict".into(),
+        body: format!("{path} changed on both sides. Your version is kept as {copy}."),
+    };
     let shown = app
         .notification()
         .builder()
-        .title("Vidsync: conflict")
-        .body(format!(
-            "{path} changed on both sides. Your version is kept as {copy}."
-        ))
+        .title(&notice.title)
+        .body(&notice.body)
         .show();
     if let Err(e) = shown {
         tracing::debug!(%e, "notification");
+    }
+    if let Err(e) = app.emit("notified", &notice) {
+        tracing::warn!(%e, "emit the notice to the page");
     }
 }

@@ -5,7 +5,7 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync, existsSync, readFileSync } from "node:fs";
+import { mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { World, until, sleep, CLI } from "./harness.mjs";
 
@@ -143,4 +143,55 @@ test("settings through the window (a bad token changes nothing), then pause and 
   await until("up to date", async () => (await w.text("#projects [data-testid=badge]")) === "up to date");
   assert.equal(saved().folders[0].paused, false);
   await w.shot("8-resumed");
+});
+
+/** A folder's files (top level) and their bytes, as a sorted list. */
+const contents = (dir) =>
+  readdirSync(dir)
+    .filter((n) => !n.startsWith("."))
+    .sort()
+    .map((n) => [n, readFileSync(join(dir, n), "utf8")]);
+
+test("the same file written in the app's folder and by a CLI client at once: conflict (1), the copy, a notice, identical folders", async () => {
+  const w = newWorld();
+  const url = await w.startServer();
+  const appDir = join(w.root, "app3-config");
+  const bobDir = join(w.root, "bob3-config");
+  w.cli(appDir, "login", "--server", url, "--token", w.token("dana"));
+  w.cli(bobDir, "login", "--server", url, "--token", w.token("erin"));
+  // The app sends its write 3 s after it, bob after 50 ms: both writes land
+  // within a few ms, and the app's is the one that finds the other first
+  // (the stale side, which keeps its bytes as the conflict copy).
+  w.cli(appDir, "set", "--debounce-ms", "3000");
+  w.cli(bobDir, "set", "--debounce-ms", "50");
+  await w.openApp(appDir);
+  await until("the page", async () => (await w.text("#projects-empty")).includes("Share a folder"));
+  const folder = join(w.root, "both-site");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "f.txt"), "base\n");
+  await w.shareThroughUi(folder);
+  const projectId = JSON.parse(w.cli(appDir, "status", "--json"))[0].project_id;
+  const code = w.cli(appDir, "invite", projectId);
+  const bobFolder = join(w.root, "bob3-site");
+  w.cli(bobDir, "join", code, bobFolder, "--mode", "send-receive");
+  w.spawn(CLI, ["--config-dir", bobDir, "run"], { stdio: "ignore", env: { ...process.env, RUST_LOG: "warn" } });
+  await until("bob's copy", async () => existsSync(join(bobFolder, "f.txt")));
+
+  writeFileSync(join(folder, "f.txt"), "the app's version\n");
+  writeFileSync(join(bobFolder, "f.txt"), "bob's version\n");
+
+  await until("the conflict badge", async () => (await w.text("#projects [data-testid=badge]")) === "conflict (1)", 30000);
+  // The notification the app asked for shows in the window too.
+  const message = await until("the conflict notice", async () => {
+    const m = await w.text("#message");
+    return m.includes("f.txt changed on both sides") ? m : undefined;
+  });
+  const copies = readdirSync(folder).filter((n) => n.includes(".sync-conflict-"));
+  assert.equal(copies.length, 1, `one conflict copy: ${copies}`);
+  assert.equal(readFileSync(join(folder, copies[0]), "utf8"), "the app's version\n", "the copy holds the app's bytes");
+  assert.ok(message.includes(copies[0]), `the notice names the copy: ${message}`);
+  // Both folders end identical: bob's version in place, the app's as the copy.
+  await until("identical folders", async () => JSON.stringify(contents(folder)) === JSON.stringify(contents(bobFolder)), 30000);
+  assert.equal(readFileSync(join(folder, "f.txt"), "utf8"), "bob's version\n");
+  await w.shot("9-conflict");
 });

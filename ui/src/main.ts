@@ -4,33 +4,15 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen } from "@tauri-apps/api/event";
 import { open } from "@tauri-apps/plugin-dialog";
-import { badgeOf, emptyState, expire, overall, reduce, type EngineEvent, type FolderStatus, type UiState } from "./state";
-
-interface Link {
-  project_id: string;
-  name: string;
-  path: string;
-  mode: string;
-  paused: boolean;
-}
-
-interface Snapshot {
-  server: string | null;
-  has_token: boolean;
-  transport: string;
-  debounce_ms: number;
-  links: Link[];
-  statuses: FolderStatus[];
-}
-
-interface UiError {
-  kind: string;
-  message: string;
-}
+import type { FolderLink } from "./generated/FolderLink";
+import type { Notice } from "./generated/Notice";
+import type { Snapshot } from "./generated/Snapshot";
+import type { UiError } from "./generated/UiError";
+import { badgeOf, emptyState, expire, overall, reduce, type EngineEvent, type UiState } from "./state";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 let state: UiState = emptyState();
-let links: Link[] = [];
+let links: FolderLink[] = [];
 
 let messageTimer: ReturnType<typeof setTimeout> | undefined;
 function showMessage(text: string, info = false) {
@@ -202,6 +184,9 @@ async function main() {
     scheduleRender();
   });
   await listen("folders-changed", () => void refresh());
+  // What the app raised as a desktop notification (a conflict) shows here
+  // too, and stays until the next message.
+  await listen<Notice>("notified", (e) => showMessage(e.payload.body));
   const snap = await call<Snapshot>("ready");
   if (snap) applySnapshot(snap);
   setInterval(scheduleRender, 250);

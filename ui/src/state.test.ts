@@ -22,6 +22,7 @@ const status = (over: Partial<FolderStatus> = {}): FolderStatus => ({
   queued: 0,
   last_seq: 3,
   error: null,
+  set_aside: [],
   ...over,
 });
 
@@ -31,7 +32,7 @@ const remote = (seq: number, path = `f${seq}.txt`): EngineEvent => ({
   event: {
     seq,
     project_id: "p1",
-    change: { path, op: "create", size: 1 },
+    change: { path, op: "create", hash: "ab".repeat(32), size: 1, mtime: null },
     origin: { client_id: "c", user: "bob" },
     created_at: "2026-11-22T10:00:00Z",
   },

@@ -2,50 +2,14 @@
 // what a folder's badge says, how the activity feed grows and is capped,
 // which "Synced: path" badges are still showing.
 
-export type Connection = "live" | "polling" | "offline";
+// The types shared with Rust are generated from it (ts-rs, `make bindings`).
+import type { Connection } from "./generated/Connection";
+import type { EngineEvent } from "./generated/EngineEvent";
+import type { FolderStatus } from "./generated/FolderStatus";
 
-export interface FolderStatus {
-  project_id: string;
-  name: string;
-  path: string;
-  mode: "send" | "receive" | "send-receive";
-  badge: string;
-  connection: Connection;
-  queued: number;
-  last_seq: number;
-  error: string | null;
-  /** Remote events not applied here, with the reason (retried on a timer). */
-  set_aside?: SetAside[];
-}
-
-export interface SetAside {
-  seq: number;
-  path: string;
-  reason: string;
-}
-
-export interface Change {
-  path: string;
-  op: "create" | "update" | "delete";
-  size: number | null;
-}
-
-export interface ProjectEvent {
-  seq: number;
-  project_id: string;
-  change: Change;
-  origin: { client_id: string; user: string };
-  created_at: string;
-}
-
-/** The engine's events, as the Rust side emits them. */
-export type EngineEvent =
-  | { type: "status_changed"; status: FolderStatus }
-  | { type: "change_queued"; project_id: string; path: string; op: string }
-  | { type: "change_uploaded"; project_id: string; path: string; op: string; seq: number }
-  | { type: "remote_event"; project_id: string; event: ProjectEvent }
-  | { type: "applied"; project_id: string; path: string; op: string; seq: number; conflict: string | null }
-  | { type: "error"; project_id: string | null; message: string };
+export type { Connection, EngineEvent, FolderStatus };
+export type { ProjectEvent } from "./generated/ProjectEvent";
+export type { SetAside } from "./generated/SetAside";
 
 export interface FeedItem {
   key: string;

@@ -17,6 +17,7 @@ use crate::state::SetAside;
 use crate::Mode;
 
 /// A folder's state as users see it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderStatus {
     pub project_id: String,
@@ -37,6 +38,7 @@ pub struct FolderStatus {
 }
 
 /// What the engine tells its shell.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EngineEvent {

@@ -11,6 +11,7 @@ use super::LocalState;
 use crate::Result;
 
 /// One event not applied, and why.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetAside {
     pub seq: u64,
