@@ -815,6 +815,21 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// What a user sees of a synced folder: `tree` without the client's own
+/// in-progress temp files.
+pub fn visible(
+    tree: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    tree.into_iter()
+        .filter(|(p, _)| {
+            !p.rsplit('/')
+                .next()
+                .unwrap_or("")
+                .starts_with(vidsync_client::scan::TEMP_PREFIX)
+        })
+        .collect()
+}
+
 /// Every file below `root` (relative path -> BLAKE3 hex), skipping `skip`.
 pub fn tree_hashes(root: &Path) -> Result<std::collections::BTreeMap<String, String>> {
     let mut out = std::collections::BTreeMap::new();

@@ -17,24 +17,13 @@ use anyhow::{bail, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use vidsync_e2e::proxy::Proxy;
-use vidsync_e2e::{tree_hashes, Api, ClientDir, RunningClient, TestServer};
+use vidsync_e2e::{tree_hashes, visible, Api, ClientDir, RunningClient, TestServer};
 
 const OPS: usize = 14;
 const WRITERS: usize = 2;
 
 fn hash(b: &[u8]) -> String {
     blake3::hash(b).to_hex().to_string()
-}
-
-fn visible(t: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    t.into_iter()
-        .filter(|(p, _)| {
-            !p.rsplit('/')
-                .next()
-                .unwrap_or("")
-                .starts_with(".vidsync-tmp-")
-        })
-        .collect()
 }
 
 /// The tree the event log folds to: newest version of each path.

@@ -2,20 +2,8 @@
 //! and the server's 409, both folders end identical and both versions
 //! survive, one of them as a conflict copy.
 
-use std::collections::BTreeMap;
 
-use vidsync_e2e::{linked_pair, tree_hashes, wait_for, TestServer};
-
-fn visible(t: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    t.into_iter()
-        .filter(|(p, _)| {
-            !p.rsplit('/')
-                .next()
-                .unwrap_or("")
-                .starts_with(".vidsync-tmp-")
-        })
-        .collect()
-}
+use vidsync_e2e::{linked_pair, tree_hashes, visible, wait_for, TestServer};
 
 #[tokio::test]
 async fn two_writers_at_once_end_identical_with_both_versions() -> anyhow::Result<()> {
