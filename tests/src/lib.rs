@@ -591,7 +591,7 @@ where
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
+            .with_env_filter("debug,sqlx=warn")
             .try_init();
     }
 }
@@ -632,12 +632,21 @@ impl ClientDir {
         cmd.env(
             "RUST_LOG",
             if std::env::var_os("TEST_LOG").is_some() {
-                "debug"
+                "debug,sqlx=warn"
             } else {
                 "warn"
             },
         );
         cmd
+    }
+
+    /// A short name for this client in logs: its config directory's name.
+    pub fn label(&self) -> String {
+        self.config
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
     }
 
     /// Runs a CLI command to completion.
@@ -675,11 +684,24 @@ impl ClientDir {
         let mut cmd = self.command(&args);
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::piped()).kill_on_drop(true);
-        if std::env::var_os("TEST_LOG").is_none() {
-            cmd.stderr(Stdio::null());
-        }
+        let logging = std::env::var_os("TEST_LOG").is_some();
+        cmd.stderr(if logging {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = cmd.spawn().context("spawning vidsync run")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        if let Some(stderr) = child.stderr.take() {
+            // With TEST_LOG, each log line says which client wrote it.
+            let label = self.label();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[{label}] {line}");
+                }
+            });
+        }
         let (tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();

@@ -85,6 +85,9 @@ impl World {
             dirs[i].ok(&["join", &code, &f, "--mode", mode]).await?;
         }
         let api = server.api(&tokens[0]);
+        for (i, d) in dirs.iter().enumerate() {
+            println!("client {i} logs as [{}]", d.label());
+        }
         let mut w = World {
             server,
             proxy,
@@ -138,7 +141,9 @@ async fn one_op(w: &mut World, rng: &mut StdRng, rec: &mut Record, seed: u64) ->
     rec.n += 1;
     let who = rng.random_range(0..WRITERS);
     let content = format!("seed {seed} op {} by {who}\n", rec.n).into_bytes();
-    match rng.random_range(0..100) {
+    let roll = rng.random_range(0..100);
+    println!("op {}: roll {roll} by client {who}", rec.n);
+    match roll {
         0..=24 => {
             let p = format!("d{}/n{}.txt", rng.random_range(0..3), rec.n);
             w.dirs[who].write(&p, &content)?;
@@ -153,6 +158,7 @@ async fn one_op(w: &mut World, rng: &mut StdRng, rec: &mut Record, seed: u64) ->
         45..=54 => {
             if let Some(p) = pick_file(rng, &w.dirs[who], rec) {
                 let to = format!("r{}.txt", rec.n);
+                println!("op {}: client {who} renames {p} to {to}", rec.n);
                 if std::fs::rename(w.dirs[who].folder.join(&p), w.dirs[who].folder.join(&to))
                     .is_ok()
                 {

@@ -2,7 +2,6 @@
 //! and the server's 409, both folders end identical and both versions
 //! survive, one of them as a conflict copy.
 
-
 use vidsync_e2e::{linked_pair, tree_hashes, visible, wait_for, TestServer};
 
 #[tokio::test]

@@ -73,6 +73,9 @@ pub(crate) struct FolderLoop {
     /// Paths that were being written: looked at again at `recheck_at`.
     pub(super) recheck_at: Option<Instant>,
     pub(super) recheck: BTreeSet<PathBuf>,
+    /// Paths this loop wrote or deleted that the watcher has not reported
+    /// back yet, with when they are next looked at (see [`Placed`]).
+    pub(super) placed: Placed,
     /// When set-aside events are tried again.
     pub(super) aside_at: Instant,
     pub(super) rules: IgnoreRules,
@@ -81,6 +84,56 @@ pub(crate) struct FolderLoop {
     pub(super) feed_error: Option<String>,
     /// Why pending events wait (a transient failure), for the logs/status.
     pub(super) waiting: Option<String>,
+}
+
+/// Paths the engine itself wrote or deleted, until the watcher reports them.
+///
+/// The debouncer folds a file's events into its net effect: a file that
+/// appeared in the window and was then renamed is reported under its new
+/// name only, and one that appeared and was deleted is not reported at all.
+/// For a file the engine just placed (a download appears like any new
+/// file), the old name would never be looked at again, and its rename or
+/// deletion never sent. So each placed path is looked at once the debounce
+/// has passed without the watcher reporting it, and again each window until
+/// it is reported (a report means the debouncer has let go of it), or for
+/// at most [`Placed::GIVE_UP`].
+#[derive(Default)]
+pub(crate) struct Placed {
+    /// Path -> (first placed, next look).
+    paths: std::collections::BTreeMap<PathBuf, (Instant, Instant)>,
+}
+
+impl Placed {
+    const GIVE_UP: Duration = Duration::from_secs(60);
+
+    /// The engine wrote or deleted `path`.
+    pub(super) fn insert(&mut self, path: PathBuf, debounce: Duration) {
+        let now = Instant::now();
+        let first = self.paths.get(&path).map_or(now, |(f, _)| *f);
+        self.paths.insert(path, (first, now + debounce * 2));
+    }
+
+    fn reported(&mut self, path: &std::path::Path) {
+        self.paths.remove(path);
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.paths.values().map(|(_, at)| *at).min()
+    }
+
+    /// The paths due for a look; each is due again one window later.
+    fn due(&mut self, now: Instant, debounce: Duration) -> Vec<PathBuf> {
+        let mut due = Vec::new();
+        self.paths.retain(|p, (first, at)| {
+            if *at > now {
+                return true;
+            }
+            due.push(p.clone());
+            *at = now + debounce * 2;
+            now.duration_since(*first) < Self::GIVE_UP
+        });
+        due
+    }
 }
 
 /// Retry delays: doubling from 250 ms to 10 s, with jitter.
@@ -124,6 +177,7 @@ impl FolderLoop {
             stale: Vec::new(),
             recheck_at: None,
             recheck: BTreeSet::new(),
+            placed: Placed::default(),
             rules,
             watch_error: None,
             feed_error: None,
@@ -172,7 +226,7 @@ impl FolderLoop {
                     None => break,
                 },
                 w = recv_watch(&mut batches) => match w {
-                    Some(WatchMsg::Paths(p)) => self.to_look.extend(p),
+                    Some(WatchMsg::Paths(p)) => self.reported(p),
                     Some(WatchMsg::Rescan) => self.rescan = true,
                     None => {
                         batches = None;
@@ -189,7 +243,7 @@ impl FolderLoop {
             }
             while let Some(Ok(w)) = batches.as_mut().map(|rx| rx.try_recv()) {
                 match w {
-                    WatchMsg::Paths(p) => self.to_look.extend(p),
+                    WatchMsg::Paths(p) => self.reported(p),
                     WatchMsg::Rescan => self.rescan = true,
                 }
             }
@@ -227,6 +281,7 @@ impl FolderLoop {
             self.remote_retry_at,
             self.upload_retry_at,
             self.recheck_at,
+            self.placed.next_at(),
             Some(self.aside_at),
         ]
         .into_iter()
@@ -242,6 +297,16 @@ impl FolderLoop {
             let paths = std::mem::take(&mut self.recheck);
             self.to_look.extend(paths);
         }
+        let due = self.placed.due(now, self.ctx.debounce);
+        self.to_look.extend(due);
+    }
+
+    /// Paths the watcher reported: to look at, and no longer unreported.
+    fn reported(&mut self, paths: Vec<PathBuf>) {
+        for p in &paths {
+            self.placed.reported(p);
+        }
+        self.to_look.extend(paths);
     }
 
     /// One round of work, in order: remote events, local looks, uploads,

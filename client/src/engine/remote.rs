@@ -111,6 +111,10 @@ impl FolderLoop {
             Applied::Adopted => None,
             Applied::Agreed | Applied::Ignored => return,
         };
+        if self.link.mode.sends() {
+            let path = ev.change.path.under(&self.link.path);
+            self.placed.insert(path, self.ctx.debounce);
+        }
         if let Some(copy) = &conflict {
             // The kept copy is a new local file: send it.
             self.to_look.insert(self.link.path.join(copy));

@@ -1,0 +1,91 @@
+//! A file the engine has just placed (a download), renamed or deleted by
+//! the user before the watcher's debounce window is over. The debouncer
+//! folds such a file's events into their net effect — a rename reported
+//! under the new name only, a delete not at all — so the old name must be
+//! looked at by the engine itself (the convergence test found this: seed
+//! 99122 left a renamed file on the server that one client had deleted).
+//!
+//! B runs with a 3 s debounce so that its rename lands inside the window
+//! however loaded the machine is; A is a plain send-receive peer.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use vidsync_e2e::{linked_pair, tree_hashes, visible, wait_for, ClientDir, TestServer};
+
+fn applied(v: &Value, path: &str) -> bool {
+    v["type"] == "applied" && v["path"] == path
+}
+
+fn hash(b: &[u8]) -> String {
+    blake3::hash(b).to_hex().to_string()
+}
+
+async fn same_tree(
+    dir: &ClientDir,
+    want: BTreeMap<String, String>,
+    what: &str,
+) -> anyhow::Result<()> {
+    wait_for(what, || {
+        let now = tree_hashes(&dir.folder).map(visible).ok();
+        let want = want.clone();
+        async move { (now == Some(want)).then_some(()) }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_just_downloaded_file_renamed_at_once_is_renamed_everywhere() -> anyhow::Result<()> {
+    vidsync_e2e::init_logs();
+    let server = TestServer::start().await?;
+    let (a, b, _id, _api) = linked_pair(&server, "send-receive").await?;
+    let mut ra = a.run(&[])?;
+    let mut rb = b.run(&["--debounce-ms", "3000"])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+
+    a.write("doc.txt", b"from A")?;
+    rb.wait_for("doc.txt placed at B", |v| applied(v, "doc.txt"))
+        .await?;
+    std::fs::rename(b.folder.join("doc.txt"), b.folder.join("moved.txt"))?;
+
+    let want = BTreeMap::from([("moved.txt".to_string(), hash(b"from A"))]);
+    same_tree(&a, want.clone(), "A holds moved.txt only").await?;
+    same_tree(&b, want, "B holds moved.txt only").await?;
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_just_downloaded_file_renamed_then_deleted_is_deleted_everywhere() -> anyhow::Result<()> {
+    vidsync_e2e::init_logs();
+    let server = TestServer::start().await?;
+    let (a, b, id, api) = linked_pair(&server, "send-receive").await?;
+    let mut ra = a.run(&[])?;
+    let mut rb = b.run(&["--debounce-ms", "3000"])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+
+    a.write("doc.txt", b"from A")?;
+    rb.wait_for("doc.txt placed at B", |v| applied(v, "doc.txt"))
+        .await?;
+    std::fs::rename(b.folder.join("doc.txt"), b.folder.join("moved.txt"))?;
+    std::fs::remove_file(b.folder.join("moved.txt"))?;
+
+    same_tree(&a, BTreeMap::new(), "A's folder empty").await?;
+    let last = api.all_events(&id).await?;
+    let last = last.last().map(|e| e["change"].clone());
+    assert_eq!(
+        last.as_ref().map(|c| (c["path"].clone(), c["op"].clone())),
+        Some(("doc.txt".into(), "delete".into())),
+        "the log ends with doc.txt deleted: {last:?}"
+    );
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}
