@@ -268,8 +268,6 @@ async fn run_seed(seed: u64) -> Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "OPEN BUG (issue 9): a renamed file can end missing on one client (seeds 99122, 534905 \
-            failed; timing-dependent). Run with --ignored; fix, then remove this."]
 async fn folders_converge_under_faults_for_many_seeds() -> Result<()> {
     vidsync_e2e::init_logs();
     let seeds: Vec<u64> = match std::env::var("VIDSYNC_SEED") {
