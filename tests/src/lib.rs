@@ -587,6 +587,17 @@ where
     }
 }
 
+/// The clients' log filter: `warn`, or with `TEST_LOG=1` debug without
+/// SQL; any other `TEST_LOG` value is used as the filter itself (e.g.
+/// `TEST_LOG=sqlx=debug`).
+fn client_log_filter() -> String {
+    match std::env::var("TEST_LOG") {
+        Err(_) => "warn".into(),
+        Ok(v) if v == "1" => "debug,sqlx=warn".into(),
+        Ok(v) => v,
+    }
+}
+
 /// Quiet logs unless TEST_LOG is set.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -629,14 +640,7 @@ impl ClientDir {
             .arg(self.config.path())
             .args(args)
             .stdin(Stdio::null());
-        cmd.env(
-            "RUST_LOG",
-            if std::env::var_os("TEST_LOG").is_some() {
-                "debug,sqlx=warn"
-            } else {
-                "warn"
-            },
-        );
+        cmd.env("RUST_LOG", client_log_filter());
         cmd
     }
 

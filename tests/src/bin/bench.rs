@@ -13,7 +13,7 @@
 //!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
 //!    files in the same run.
 //!
-//! Flags: `--only server|client`, `--subscribers N[,M...]` (default
+//! Flags: `--only server|client|burst`, `--subscribers N[,M...]` (default
 //! 1000,10000), `--events N` (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,11 +129,31 @@ async fn main() -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    if args.only.as_deref() != Some("client") {
+    if args.only.is_none() || args.only.as_deref() == Some("server") {
         server_bench(&args).await?;
     }
-    if args.only.as_deref() != Some("server") {
-        client_bench(&args).await?;
+    match args.only.as_deref() {
+        Some("server") => {}
+        Some("burst") => burst_bench().await?,
+        _ => client_bench(&args).await?,
+    }
+    Ok(())
+}
+
+/// A one-way burst into two send-receive clients (issue 9's CPU figure).
+async fn burst_bench() -> Result<()> {
+    for debounce in [500u64, 50] {
+        let r = vidsync_e2e::burst::run(2000, debounce).await?;
+        println!(
+            "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s; CPU A {:.2} s + B {:.2} s = {:.2} s; events posted by A {}, by B {} (echoes)",
+            r.files,
+            r.wall.as_secs_f64(),
+            r.cpu_a,
+            r.cpu_b,
+            r.cpu_a + r.cpu_b,
+            r.posted_a,
+            r.posted_b
+        );
     }
     Ok(())
 }
@@ -194,20 +214,7 @@ async fn client_bench(args: &Args) -> Result<()> {
         rb.stop().await?;
     }
 
-    // A one-way burst into two send-receive clients (issue 9's CPU figure).
-    for debounce in [500u64, 50] {
-        let r = vidsync_e2e::burst::run(2000, debounce).await?;
-        println!(
-            "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s; CPU A {:.2} s + B {:.2} s = {:.2} s; events posted by A {}, by B {} (echoes)",
-            r.files,
-            r.wall.as_secs_f64(),
-            r.cpu_a,
-            r.cpu_b,
-            r.cpu_a + r.cpu_b,
-            r.posted_a,
-            r.posted_b
-        );
-    }
+    burst_bench().await?;
 
     // The start-up scan of a generated tree.
     let tree = tempfile::tempdir()?;
