@@ -13,6 +13,7 @@ use super::folder::FolderLoop;
 use super::status::EngineEvent;
 use crate::plan::{plan_local, LocalAction};
 use crate::scan::{self, Diff, IgnoreRules, Looked};
+use crate::state::Batch;
 
 impl FolderLoop {
     /// Looks at the folder (all of it after a rescan request, else the
@@ -65,10 +66,22 @@ impl FolderLoop {
             }
         };
         tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), "looked");
-        for d in diffs {
-            if let Err(e) = self.record(&pid, d).await {
-                tracing::error!(%e, "could not record a change; rescanning later");
-                self.rescan = true;
+        if !diffs.is_empty() {
+            match self.record_all(&pid, diffs).await {
+                Ok(queued) => {
+                    self.outbox_dirty |= !queued.is_empty();
+                    for (path, op) in queued {
+                        self.emit(EngineEvent::ChangeQueued {
+                            project_id: pid.clone(),
+                            path,
+                            op,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%e, "could not record the changes; rescanning later");
+                    self.rescan = true;
+                }
             }
         }
         if !unstable.is_empty() {
@@ -82,44 +95,66 @@ impl FolderLoop {
         }
     }
 
-    /// Plans one difference and records it (index, and the change if any).
-    async fn record(&mut self, pid: &str, d: Diff) -> crate::Result<()> {
-        let state = &self.ctx.state;
-        let Some(scanned) = d.change else {
-            return state.record(pid, &d.path, None, d.entry.as_ref()).await;
-        };
-        let now = d.entry.as_ref().map(|e| e.hash);
-        let agreed = state.base(pid, d.path.as_str()).await?;
-        let last = state
-            .last_queued(pid, d.path.as_str())
-            .await?
-            .unwrap_or(agreed);
-        match plan_local(now, last, agreed, self.link.mode) {
-            LocalAction::IndexOnly => state.record(pid, &d.path, None, d.entry.as_ref()).await,
-            LocalAction::Agreed => {
-                // Back at the agreed version (e.g. just applied): nothing to
-                // send, and anything queued for the path is moot.
-                state
-                    .applied(pid, &d.path, d.entry.as_ref(), agreed.as_ref())
-                    .await
+    /// Plans each difference and records it (index, and the change if
+    /// any), all in one transaction; returns what was queued. On error
+    /// nothing is kept and the caller rescans.
+    async fn record_all(
+        &self,
+        pid: &str,
+        diffs: Vec<Diff>,
+    ) -> crate::Result<Vec<(String, vidsync_protocol::Op)>> {
+        let mut batch = self.ctx.state.batch().await?;
+        let mut queued = Vec::new();
+        for d in diffs {
+            if let Some(change) = record_one(&mut batch, pid, d, self.link.mode).await? {
+                queued.push((change.path.to_string(), change.op));
             }
-            LocalAction::Upload { op, base } => {
-                let change = Change {
-                    op,
-                    base_hash: base,
-                    ..scanned
-                };
-                state
-                    .record(pid, &d.path, Some(&change), d.entry.as_ref())
-                    .await?;
-                self.outbox_dirty = true;
-                self.emit(EngineEvent::ChangeQueued {
-                    project_id: pid.to_string(),
-                    path: change.path.to_string(),
-                    op,
-                });
-                Ok(())
-            }
+        }
+        batch.commit().await?;
+        Ok(queued)
+    }
+}
+
+/// Plans one difference and records it; returns the change queued, if any.
+async fn record_one(
+    batch: &mut Batch,
+    pid: &str,
+    d: Diff,
+    mode: crate::Mode,
+) -> crate::Result<Option<Change>> {
+    let Some(scanned) = d.change else {
+        batch.record(pid, &d.path, None, d.entry.as_ref()).await?;
+        return Ok(None);
+    };
+    let now = d.entry.as_ref().map(|e| e.hash);
+    let agreed = batch.base(pid, d.path.as_str()).await?;
+    let last = batch
+        .last_queued(pid, d.path.as_str())
+        .await?
+        .unwrap_or(agreed);
+    match plan_local(now, last, agreed, mode) {
+        LocalAction::IndexOnly => {
+            batch.record(pid, &d.path, None, d.entry.as_ref()).await?;
+            Ok(None)
+        }
+        LocalAction::Agreed => {
+            // Back at the agreed version (e.g. just applied): nothing to
+            // send, and anything queued for the path is moot.
+            batch
+                .applied(pid, &d.path, d.entry.as_ref(), agreed.as_ref())
+                .await?;
+            Ok(None)
+        }
+        LocalAction::Upload { op, base } => {
+            let change = Change {
+                op,
+                base_hash: base,
+                ..scanned
+            };
+            batch
+                .record(pid, &d.path, Some(&change), d.entry.as_ref())
+                .await?;
+            Ok(Some(change))
         }
     }
 }

@@ -14,9 +14,12 @@ use sqlx::{Row, SqlitePool};
 use vidsync_protocol::{Change, ContentHash, ProjectPath};
 
 mod aside;
+mod batch;
 mod outbox;
 
 pub use aside::SetAside;
+pub use batch::Batch;
+pub(crate) use batch::{applied_in, base_in};
 
 use crate::Result;
 
@@ -122,32 +125,7 @@ impl LocalState {
         base: Option<&ContentHash>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        set_index(&mut tx, project_id, path, entry).await?;
-        match base {
-            Some(h) => {
-                sqlx::query(
-                    "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
-                     ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
-                )
-                .bind(project_id)
-                .bind(path.as_str())
-                .bind(h.to_hex())
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
-                    .bind(project_id)
-                    .bind(path.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
-            .bind(project_id)
-            .bind(path.as_str())
-            .execute(&mut *tx)
-            .await?;
+        applied_in(&mut tx, project_id, path, entry, base).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -174,12 +152,8 @@ impl LocalState {
 
     /// The hash both sides last agreed on for a path.
     pub async fn base(&self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
-        let r = sqlx::query("SELECT hash FROM synced WHERE project_id = ? AND path = ?")
-            .bind(project_id)
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.and_then(|r| r.get::<String, _>(0).parse().ok()))
+        let mut c = self.pool.acquire().await?;
+        base_in(&mut c, project_id, path).await
     }
 
     pub async fn set_base(

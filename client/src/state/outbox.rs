@@ -6,7 +6,8 @@
 use sqlx::Row;
 use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
 
-use super::{set_index, IndexEntry, LocalState, Queued};
+use super::batch::record_in;
+use super::{IndexEntry, LocalState, Queued};
 use crate::Result;
 
 impl LocalState {
@@ -19,52 +20,9 @@ impl LocalState {
         entry: Option<&IndexEntry>,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        if let Some(c) = change {
-            let (base_set, base) = match &c.base_hash {
-                None => (0, None),
-                Some(b) => (1, b.map(|h| h.to_hex())),
-            };
-            sqlx::query(
-                "INSERT INTO outbox (project_id, change_id, path, op, hash, size, mtime, created_at, base_set, base)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(project_id)
-            .bind(c.change_id.as_deref().unwrap_or_default())
-            .bind(c.path.as_str())
-            .bind(c.op.as_str())
-            .bind(c.hash.map(|h| h.to_hex()))
-            .bind(c.size.map(|s| s as i64))
-            .bind(c.mtime.as_deref())
-            .bind(crate::now_rfc3339())
-            .bind(base_set)
-            .bind(base)
-            .execute(&mut *tx)
-            .await?;
-        }
-        set_index(&mut tx, project_id, path, entry).await?;
+        record_in(&mut tx, project_id, path, change, entry).await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The hash of the newest change still queued for `path` (`Some(None)`:
-    /// a queued delete; `None`: nothing queued).
-    pub async fn last_queued(
-        &self,
-        project_id: &str,
-        path: &str,
-    ) -> Result<Option<Option<ContentHash>>> {
-        let r = sqlx::query(
-            "SELECT hash FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(project_id)
-        .bind(path)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(r.map(|r| {
-            r.get::<Option<String>, _>(0)
-                .and_then(|h| h.parse::<ContentHash>().ok())
-        }))
     }
 
     /// The oldest queued changes of a project that were not refused. A row
@@ -94,14 +52,10 @@ impl LocalState {
     }
 
     pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("DELETE FROM outbox WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(id_list(ids))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -147,15 +101,11 @@ impl LocalState {
 
     /// Marks changes as refused by the server (kept, not retried).
     pub async fn outbox_fail(&self, ids: &[i64], message: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("UPDATE outbox SET failed = ? WHERE id = ?")
-                .bind(message)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        sqlx::query("UPDATE outbox SET failed = ? WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(message)
+            .bind(id_list(ids))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -199,6 +149,11 @@ fn parse_row(r: &sqlx::sqlite::SqliteRow) -> std::result::Result<Change, String>
         change_id: Some(r.get(1)),
         base_hash,
     })
+}
+
+/// Row ids as a JSON array, for `json_each` (one statement for any number).
+fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 #[cfg(test)]

@@ -1,0 +1,177 @@
+//! Several state changes in one transaction: a look that found many
+//! differences plans and records them all, then commits once (one WAL
+//! commit instead of one per file). The same statements back the
+//! one-at-a-time methods of [`LocalState`].
+
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use vidsync_protocol::{Change, ContentHash, ProjectPath};
+
+use super::{set_index, IndexEntry, LocalState};
+use crate::Result;
+
+/// An open transaction on the local state; dropped without
+/// [`Batch::commit`], nothing of it is kept.
+pub struct Batch {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl LocalState {
+    pub async fn batch(&self) -> Result<Batch> {
+        Ok(Batch {
+            tx: self.pool.begin().await?,
+        })
+    }
+
+    /// The hash of the newest change still queued for `path` (`Some(None)`:
+    /// a queued delete; `None`: nothing queued).
+    pub async fn last_queued(
+        &self,
+        project_id: &str,
+        path: &str,
+    ) -> Result<Option<Option<ContentHash>>> {
+        let mut c = self.pool.acquire().await?;
+        last_queued_in(&mut c, project_id, path).await
+    }
+}
+
+impl Batch {
+    pub async fn base(&mut self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
+        base_in(&mut self.tx, project_id, path).await
+    }
+
+    pub async fn last_queued(
+        &mut self,
+        project_id: &str,
+        path: &str,
+    ) -> Result<Option<Option<ContentHash>>> {
+        last_queued_in(&mut self.tx, project_id, path).await
+    }
+
+    pub async fn record(
+        &mut self,
+        project_id: &str,
+        path: &ProjectPath,
+        change: Option<&Change>,
+        entry: Option<&IndexEntry>,
+    ) -> Result<()> {
+        record_in(&mut self.tx, project_id, path, change, entry).await
+    }
+
+    pub async fn applied(
+        &mut self,
+        project_id: &str,
+        path: &ProjectPath,
+        entry: Option<&IndexEntry>,
+        base: Option<&ContentHash>,
+    ) -> Result<()> {
+        applied_in(&mut self.tx, project_id, path, entry, base).await
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+pub(crate) async fn base_in(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    path: &str,
+) -> Result<Option<ContentHash>> {
+    let r = sqlx::query("SELECT hash FROM synced WHERE project_id = ? AND path = ?")
+        .bind(project_id)
+        .bind(path)
+        .fetch_optional(&mut *c)
+        .await?;
+    Ok(r.and_then(|r| r.get::<String, _>(0).parse().ok()))
+}
+
+pub(crate) async fn last_queued_in(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    path: &str,
+) -> Result<Option<Option<ContentHash>>> {
+    let r = sqlx::query(
+        "SELECT hash FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .bind(path)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(r.map(|r| {
+        r.get::<Option<String>, _>(0)
+            .and_then(|h| h.parse::<ContentHash>().ok())
+    }))
+}
+
+/// Queues `change` (if any) and sets the index entry of `path`.
+pub(crate) async fn record_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    project_id: &str,
+    path: &ProjectPath,
+    change: Option<&Change>,
+    entry: Option<&IndexEntry>,
+) -> Result<()> {
+    if let Some(c) = change {
+        let (base_set, base) = match &c.base_hash {
+            None => (0, None),
+            Some(b) => (1, b.map(|h| h.to_hex())),
+        };
+        sqlx::query(
+            "INSERT INTO outbox (project_id, change_id, path, op, hash, size, mtime, created_at, base_set, base)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(project_id)
+        .bind(c.change_id.as_deref().unwrap_or_default())
+        .bind(c.path.as_str())
+        .bind(c.op.as_str())
+        .bind(c.hash.map(|h| h.to_hex()))
+        .bind(c.size.map(|s| s as i64))
+        .bind(c.mtime.as_deref())
+        .bind(crate::now_rfc3339())
+        .bind(base_set)
+        .bind(base)
+        .execute(&mut **tx)
+        .await?;
+    }
+    set_index(tx, project_id, path, entry).await
+}
+
+/// After a remote event was applied to `path`: its index entry (None:
+/// gone), the agreed hash, and no queued change left for it.
+pub(crate) async fn applied_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    project_id: &str,
+    path: &ProjectPath,
+    entry: Option<&IndexEntry>,
+    base: Option<&ContentHash>,
+) -> Result<()> {
+    set_index(tx, project_id, path, entry).await?;
+    match base {
+        Some(h) => {
+            sqlx::query(
+                "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
+                 ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
+            )
+            .bind(project_id)
+            .bind(path.as_str())
+            .bind(h.to_hex())
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
+                .bind(project_id)
+                .bind(path.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
+        .bind(project_id)
+        .bind(path.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
