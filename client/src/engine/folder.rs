@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vidsync_protocol::ProjectEvent;
 
+use super::placed::Placed;
 use super::status::{badge, EngineEvent, FolderStatus};
 use super::Ctx;
 use crate::feed::Connection;
@@ -57,6 +58,8 @@ pub(crate) struct FolderLoop {
     /// The newest seq done (applied or set aside), and the one saved.
     pub(super) done_seq: u64,
     saved_seq: u64,
+    /// The newest seq told to the user as a `RemoteEvent`.
+    pub(super) announced_seq: u64,
     /// When pending events may be tried again (after a transient failure).
     pub(super) remote_retry_at: Option<Instant>,
     pub(super) remote_delays: Backoff,
@@ -84,56 +87,6 @@ pub(crate) struct FolderLoop {
     pub(super) feed_error: Option<String>,
     /// Why pending events wait (a transient failure), for the logs/status.
     pub(super) waiting: Option<String>,
-}
-
-/// Paths the engine itself wrote or deleted, until the watcher reports them.
-///
-/// The debouncer folds a file's events into its net effect: a file that
-/// appeared in the window and was then renamed is reported under its new
-/// name only, and one that appeared and was deleted is not reported at all.
-/// For a file the engine just placed (a download appears like any new
-/// file), the old name would never be looked at again, and its rename or
-/// deletion never sent. So each placed path is looked at once the debounce
-/// has passed without the watcher reporting it, and again each window until
-/// it is reported (a report means the debouncer has let go of it), or for
-/// at most [`Placed::GIVE_UP`].
-#[derive(Default)]
-pub(crate) struct Placed {
-    /// Path -> (first placed, next look).
-    paths: std::collections::BTreeMap<PathBuf, (Instant, Instant)>,
-}
-
-impl Placed {
-    const GIVE_UP: Duration = Duration::from_secs(60);
-
-    /// The engine wrote or deleted `path`.
-    pub(super) fn insert(&mut self, path: PathBuf, debounce: Duration) {
-        let now = Instant::now();
-        let first = self.paths.get(&path).map_or(now, |(f, _)| *f);
-        self.paths.insert(path, (first, now + debounce * 2));
-    }
-
-    fn reported(&mut self, path: &std::path::Path) {
-        self.paths.remove(path);
-    }
-
-    fn next_at(&self) -> Option<Instant> {
-        self.paths.values().map(|(_, at)| *at).min()
-    }
-
-    /// The paths due for a look; each is due again one window later.
-    fn due(&mut self, now: Instant, debounce: Duration) -> Vec<PathBuf> {
-        let mut due = Vec::new();
-        self.paths.retain(|p, (first, at)| {
-            if *at > now {
-                return true;
-            }
-            due.push(p.clone());
-            *at = now + debounce * 2;
-            now.duration_since(*first) < Self::GIVE_UP
-        });
-        due
-    }
 }
 
 /// Retry delays: doubling from 250 ms to 10 s, with jitter.
@@ -167,6 +120,7 @@ impl FolderLoop {
             pending: VecDeque::new(),
             done_seq: since,
             saved_seq: since,
+            announced_seq: since,
             remote_retry_at: None,
             remote_delays: delays(),
             outbox_dirty: true,

@@ -9,6 +9,7 @@
 
 mod folder;
 mod local;
+mod placed;
 mod remote;
 pub mod status;
 mod upload;

@@ -80,7 +80,9 @@ impl FolderLoop {
     /// Applies one event. `Err`: it must wait (nothing was set aside).
     async fn take_in(&mut self, applier: &Applier, ev: &ProjectEvent) -> Result<(), String> {
         let own = ev.origin.client_id == self.ctx.client_id;
-        if !own {
+        // Told once, even when the event must wait and is tried again.
+        if !own && ev.seq > self.announced_seq {
+            self.announced_seq = ev.seq;
             self.emit(EngineEvent::RemoteEvent {
                 project_id: ev.project_id.clone(),
                 event: ev.clone(),
