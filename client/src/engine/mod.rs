@@ -128,6 +128,11 @@ impl Engine {
         self.inner.ctx.board.all()
     }
 
+    /// The local state the engine has open (for use-cases run beside it).
+    pub(crate) fn local_state(&self) -> LocalState {
+        self.inner.ctx.state.clone()
+    }
+
     /// Starts every linked folder that is not paused.
     pub async fn start_all(&self) -> Result<()> {
         let links = self
