@@ -46,7 +46,7 @@ impl AppState {
         if cfg.credentials().is_err() {
             return Ok(());
         }
-        let engine = Engine::open(&self.dir).await?;
+        let engine = Engine::open(&self.dir, cfg).await?;
         let mut events = engine.subscribe();
         let forward = CancellationToken::new();
         let stop = forward.clone();

@@ -68,7 +68,7 @@ fn status_line(s: &FolderStatus) -> String {
     let mut line = format!(
         "{:<20} {:<20} {:<8} queued {:<5} seq {:<6} {}",
         s.name,
-        s.badge.to_string(),
+        s.badge,
         s.connection.as_str(),
         s.queued,
         s.last_seq,

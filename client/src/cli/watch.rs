@@ -38,16 +38,9 @@ pub async fn run_engine(
         bail!("no linked folders: use `vidsync share DIR` or `vidsync join CODE DIR` first");
     }
     // Flags apply to this run only; they are not saved.
-    if debounce_ms.is_some() || transport.is_some() {
-        let saved = cfg.clone();
-        cfg.debounce_ms = debounce_ms.unwrap_or(cfg.debounce_ms);
-        cfg.transport = transport.unwrap_or(cfg.transport);
-        cfg.save(dir)?;
-        let engine = Engine::open(dir).await;
-        saved.save(dir)?;
-        return drive(engine?, json).await;
-    }
-    drive(Engine::open(dir).await?, json).await
+    cfg.debounce_ms = debounce_ms.unwrap_or(cfg.debounce_ms);
+    cfg.transport = transport.unwrap_or(cfg.transport);
+    drive(Engine::open(dir, cfg).await?, json).await
 }
 
 async fn drive(engine: Engine, json: bool) -> Result<()> {

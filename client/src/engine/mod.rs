@@ -28,7 +28,7 @@ use crate::state::LocalState;
 use crate::{Config, Error, FolderLink, Result};
 
 pub use crate::feed::Connection;
-pub use status::{badge, EngineEvent, FolderStatus};
+pub use status::{badge, Badge, BadgeKind, EngineEvent, FolderStatus};
 
 use folder::Msg;
 
@@ -67,10 +67,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the config dir's state and starts the live feed (folders
+    /// Runs `config` (as given: it need not be the saved one, e.g. with a
+    /// `run` flag's debounce) over the local state in `dir`, where
+    /// `status.json` is written too, and starts the live feed (folders
     /// themselves start with [`Engine::start_all`] / [`Engine::start_folder`]).
-    pub async fn open(dir: &Path) -> Result<Engine> {
-        let config = Config::load(dir)?;
+    pub async fn open(dir: &Path, config: Config) -> Result<Engine> {
         let (server, token) = config.credentials()?;
         let api = ApiClient::new(&server, &token)?;
         let state = LocalState::open(dir).await?;
