@@ -240,8 +240,10 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     for i in 0..3 {
         a.write(&format!("offline{i}.txt"), format!("{i}").as_bytes())?;
     }
-    ra.wait_status("3 queued", |s| s["badge"] == serde_json::json!({ "kind": "offline", "count": 3 }))
-        .await?;
+    ra.wait_status("3 queued", |s| {
+        s["badge"] == serde_json::json!({ "kind": "offline", "count": 3 })
+    })
+    .await?;
     let st = status_of(&a).await?;
     assert_eq!(
         (
@@ -259,7 +261,10 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     // A restarts while the server is still down: the queue is on disk.
     ra.stop().await?;
     let st = status_of(&a).await?;
-    assert_eq!(st["badge"], serde_json::json!({ "kind": "offline", "count": 3 }));
+    assert_eq!(
+        st["badge"],
+        serde_json::json!({ "kind": "offline", "count": 3 })
+    );
     let mut ra = a.run(&[])?;
     ra.wait_status("A offline again", |s| {
         s["connection"] == "offline" && s["queued"] == 3

@@ -158,8 +158,10 @@ async fn concurrent_edits_while_b_is_offline_keep_both_versions_on_both_sides() 
         v["type"] == "applied" && v["path"] == copy.as_str()
     })
     .await?;
-    rb.wait_status("B says conflict", |s| s["badge"] == serde_json::json!({ "kind": "conflict", "count": 1 }))
-        .await?;
+    rb.wait_status("B says conflict", |s| {
+        s["badge"] == serde_json::json!({ "kind": "conflict", "count": 1 })
+    })
+    .await?;
 
     for side in [&a, &b] {
         let t = without_ignored(tree_hashes(&side.folder)?);

@@ -98,17 +98,31 @@ pub enum Command {
 pub async fn run(dir: &Path, command: Command) -> Result<()> {
     match command {
         Command::Login { server, token } => {
-            let ok = usecase::login(dir, &server, &token).await.map_err(explain)?;
-            println!("logged in to {} ({} project(s) visible)", ok.server, ok.projects);
+            let ok = usecase::login(dir, &server, &token)
+                .await
+                .map_err(explain)?;
+            println!(
+                "logged in to {} ({} project(s) visible)",
+                ok.server, ok.projects
+            );
         }
         Command::Share { dir: folder, name } => {
-            let link = usecase::share(dir, &folder, name, None).await.map_err(explain)?;
+            let link = usecase::share(dir, &folder, name, None)
+                .await
+                .map_err(explain)?;
             println!("{}", link.project_id);
         }
         Command::Invite { project_id } => {
-            println!("{}", usecase::invite(dir, &project_id).await.map_err(explain)?);
+            println!(
+                "{}",
+                usecase::invite(dir, &project_id).await.map_err(explain)?
+            );
         }
-        Command::Join { code, dir: folder, mode } => {
+        Command::Join {
+            code,
+            dir: folder,
+            mode,
+        } => {
             let bar = progress::Bar::new();
             let joined = usecase::join(dir, &code, &folder, mode, None, &bar)
                 .await
@@ -120,7 +134,9 @@ pub async fn run(dir: &Path, command: Command) -> Result<()> {
         Command::Pause { project_id } => pause(dir, &project_id, true).await?,
         Command::Resume { project_id } => pause(dir, &project_id, false).await?,
         Command::Remove { project_id } => {
-            let link = usecase::remove(dir, &project_id, None).await.map_err(explain)?;
+            let link = usecase::remove(dir, &project_id, None)
+                .await
+                .map_err(explain)?;
             println!(
                 "removed {} ({}); its files stay in {}",
                 link.name,

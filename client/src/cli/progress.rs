@@ -47,7 +47,8 @@ impl Progress for Bar {
         self.bar.suspend(|| eprintln!("vidsync: {path}: {error}"));
     }
     fn skipped(&self, seq: u64, error: &str) {
-        self.bar.suspend(|| eprintln!("vidsync: event {seq} skipped: {error}"));
+        self.bar
+            .suspend(|| eprintln!("vidsync: event {seq} skipped: {error}"));
     }
     fn finished(&self) {
         self.bar.finish_and_clear();

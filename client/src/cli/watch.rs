@@ -124,7 +124,9 @@ pub async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Resu
 /// The log's refusals, worded for the user.
 fn refused(e: ApiError, project_id: &str) -> anyhow::Error {
     match e {
-        ApiError::Refused { status: 404, .. } => anyhow!("no project {project_id:?} on this server"),
+        ApiError::Refused { status: 404, .. } => {
+            anyhow!("no project {project_id:?} on this server")
+        }
         ApiError::Refused { status: 403, .. } => {
             anyhow!("you are not a member of project {project_id:?}")
         }

@@ -231,22 +231,46 @@ mod tests {
     #[test]
     fn badge_follows_design() {
         let text = |b: Badge| b.to_string();
-        assert_eq!(text(badge(0, Connection::Live, None, 0, false)), "up to date");
-        assert_eq!(text(badge(3, Connection::Live, None, 0, false)), "syncing (3)");
-        assert_eq!(text(badge(3, Connection::Polling, None, 0, false)), "syncing (3)");
+        assert_eq!(
+            text(badge(0, Connection::Live, None, 0, false)),
+            "up to date"
+        );
+        assert_eq!(
+            text(badge(3, Connection::Live, None, 0, false)),
+            "syncing (3)"
+        );
+        assert_eq!(
+            text(badge(3, Connection::Polling, None, 0, false)),
+            "syncing (3)"
+        );
         assert_eq!(
             badge(2, Connection::Offline, None, 0, false),
             Badge::new(BadgeKind::Offline, 2)
         );
-        assert_eq!(text(badge(2, Connection::Offline, None, 0, false)), "offline (2 queued)");
-        assert_eq!(text(badge(0, Connection::Offline, None, 0, false)), "up to date");
-        assert_eq!(text(badge(2, Connection::Live, Some("nope"), 1, false)), "error");
+        assert_eq!(
+            text(badge(2, Connection::Offline, None, 0, false)),
+            "offline (2 queued)"
+        );
+        assert_eq!(
+            text(badge(0, Connection::Offline, None, 0, false)),
+            "up to date"
+        );
+        assert_eq!(
+            text(badge(2, Connection::Live, Some("nope"), 1, false)),
+            "error"
+        );
         assert_eq!(
             badge(0, Connection::Live, None, 2, false),
             Badge::new(BadgeKind::Conflict, 2)
         );
-        assert_eq!(text(badge(0, Connection::Live, None, 2, false)), "conflict (2)");
-        assert_eq!(text(badge(2, Connection::Live, Some("nope"), 0, true)), "paused");
+        assert_eq!(
+            text(badge(0, Connection::Live, None, 2, false)),
+            "conflict (2)"
+        );
+        assert_eq!(
+            text(badge(2, Connection::Live, Some("nope"), 0, true)),
+            "paused"
+        );
     }
 
     #[test]
@@ -255,7 +279,10 @@ mod tests {
         let v = serde_json::to_value(b).unwrap();
         assert_eq!(v, serde_json::json!({ "kind": "offline", "count": 3 }));
         assert_eq!(serde_json::from_value::<Badge>(v).unwrap(), b);
-        assert_eq!(format!("{:<12}|", Badge::new(BadgeKind::Paused, 0)), "paused      |");
+        assert_eq!(
+            format!("{:<12}|", Badge::new(BadgeKind::Paused, 0)),
+            "paused      |"
+        );
     }
 
     #[test]

@@ -134,7 +134,11 @@ pub async fn remove(dir: &Path, project_id: &str, engine: Option<&Engine>) -> Re
 }
 
 /// Saves a new link and starts its loop if an engine runs.
-async fn link_and_start(dir: &Path, link: FolderLink, engine: Option<&Engine>) -> Result<FolderLink> {
+async fn link_and_start(
+    dir: &Path,
+    link: FolderLink,
+    engine: Option<&Engine>,
+) -> Result<FolderLink> {
     let mut cfg = Config::load(dir)?;
     cfg.link(link.clone());
     cfg.save(dir)?;

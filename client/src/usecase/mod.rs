@@ -66,9 +66,7 @@ pub type Result<T> = std::result::Result<T, UseCaseError>;
 
 /// The API client of a logged-in config.
 pub fn api_of(cfg: &Config) -> Result<ApiClient> {
-    let (server, token) = cfg
-        .credentials()
-        .map_err(|_| UseCaseError::NotLoggedIn)?;
+    let (server, token) = cfg.credentials().map_err(|_| UseCaseError::NotLoggedIn)?;
     Ok(ApiClient::new(&server, &token)?)
 }
 
