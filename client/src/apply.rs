@@ -81,6 +81,17 @@ pub struct Applier {
     pub mode: Mode,
 }
 
+/// How a download ended.
+enum Placed {
+    /// In place, with its index entry and the conflict copy made, if any.
+    Done {
+        entry: IndexEntry,
+        conflict: Option<String>,
+    },
+    /// The file changed during the download: plan again from this.
+    Moved(Option<(ContentHash, IndexEntry)>),
+}
+
 /// How many times the disk may move under a download before we give up
 /// for now (the event is then retried later).
 const REPLANS: usize = 3;
@@ -218,52 +229,20 @@ impl Applier {
                 }
                 RemoteAction::Adopt => (Applied::Adopted, disk.map(|d| d.1)),
                 RemoteAction::Download { keep_local } => {
-                    let parent = self.safe_parent(path)?;
-                    let hash = hash.ok_or(ApplyError::SetAside(ev.seq, "no hash"))?;
-                    let t = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
-                    if temp.is_none() {
-                        self.api
-                            .download_blob(&self.project_id, &hash, &t, &mut progress)
-                            .await?;
-                        temp = Some(t.clone());
-                    }
-                    // Re-check: the file may have changed while we downloaded.
-                    let now = self.disk_hash(path).await?;
-                    if now.as_ref().map(|d| d.0) != disk.as_ref().map(|d| d.0) {
-                        disk = now;
-                        continue;
-                    }
-                    let conflict = match keep_local {
-                        true => Some(self.keep_local(path, &parent).await?),
-                        false => None,
-                    };
-                    let target = path.under(&self.root);
-                    std::fs::rename(&t, &target).map_err(io(&target))?;
-                    let meta = std::fs::metadata(&target).map_err(io(&target))?;
-                    let entry = IndexEntry {
-                        size: meta.len(),
-                        mtime_ns: mtime_ns(&meta),
-                        hash,
-                    };
-                    (Applied::Wrote { conflict }, Some(entry))
-                }
-                RemoteAction::Delete { keep_local } => {
-                    let parent = self.safe_parent(path)?;
-                    let conflict = if keep_local {
-                        Some(self.keep_local(path, &parent).await?)
-                    } else {
-                        let target = path.under(&self.root);
-                        match std::fs::remove_file(&target) {
-                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                                return Err(io(&target)(e))
-                            }
-                            _ => {}
+                    match self
+                        .download(ev, &mut temp, &disk, keep_local, &mut progress)
+                        .await?
+                    {
+                        Placed::Moved(now) => {
+                            disk = now;
+                            continue;
                         }
-                        self.remove_empty_dirs(&parent);
-                        None
-                    };
-                    (Applied::Deleted { conflict }, None)
+                        Placed::Done { entry, conflict } => {
+                            (Applied::Wrote { conflict }, Some(entry))
+                        }
+                    }
                 }
+                RemoteAction::Delete { keep_local } => (self.delete(path, keep_local).await?, None),
             };
             // Index, agreed version, the end of whatever was queued for this
             // path (moot now) and of older set-aside events for it, at once.
@@ -279,6 +258,69 @@ impl Applier {
             path.to_string(),
             std::io::Error::other("the file kept changing while it was being replaced"),
         ))
+    }
+
+    /// Downloads the event's version (once: `temp` keeps it between
+    /// replans) and renames it over the target, unless the file moved on
+    /// meanwhile (`Placed::Moved`, with what is there now).
+    async fn download(
+        &self,
+        ev: &ProjectEvent,
+        temp: &mut Option<PathBuf>,
+        disk: &Option<(ContentHash, IndexEntry)>,
+        keep_local: bool,
+        progress: &mut impl FnMut(u64),
+    ) -> Result<Placed, ApplyError> {
+        let path = &ev.change.path;
+        let parent = self.safe_parent(path)?;
+        let hash = ev
+            .change
+            .hash
+            .ok_or(ApplyError::SetAside(ev.seq, "no hash"))?;
+        let t = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
+        if temp.is_none() {
+            self.api
+                .download_blob(&self.project_id, &hash, &t, progress)
+                .await?;
+            *temp = Some(t.clone());
+        }
+        // Re-check: the file may have changed while we downloaded.
+        let now = self.disk_hash(path).await?;
+        if now.as_ref().map(|d| d.0) != disk.as_ref().map(|d| d.0) {
+            return Ok(Placed::Moved(now));
+        }
+        let conflict = match keep_local {
+            true => Some(self.keep_local(path, &parent).await?),
+            false => None,
+        };
+        let target = path.under(&self.root);
+        std::fs::rename(&t, &target).map_err(io(&target))?;
+        let meta = std::fs::metadata(&target).map_err(io(&target))?;
+        let entry = IndexEntry {
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            hash,
+        };
+        Ok(Placed::Done { entry, conflict })
+    }
+
+    /// Deletes the file at `path` (or, with `keep_local`, keeps it as a
+    /// conflict copy instead) and the directories it leaves empty.
+    async fn delete(&self, path: &ProjectPath, keep_local: bool) -> Result<Applied, ApplyError> {
+        let parent = self.safe_parent(path)?;
+        if keep_local {
+            let copy = self.keep_local(path, &parent).await?;
+            return Ok(Applied::Deleted {
+                conflict: Some(copy),
+            });
+        }
+        let target = path.under(&self.root);
+        match std::fs::remove_file(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&target)(e)),
+            _ => {}
+        }
+        self.remove_empty_dirs(&parent);
+        Ok(Applied::Deleted { conflict: None })
     }
 
     /// Removes directories left empty, from `dir` up to (not including) the root.

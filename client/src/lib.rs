@@ -9,7 +9,7 @@
 //! against the index), [`watch`] (debounced file events), [`api`] (HTTP),
 //! [`feed`] (live events with polling fallback), [`plan`] (pure decisions),
 //! [`apply`] and [`conflict`] (executors for remote events), [`engine`]
-//! (one loop per folder).
+//! (one loop per folder), [`usecase`] (what a user can do, for both shells).
 
 pub mod api;
 pub mod apply;
@@ -20,12 +20,13 @@ pub mod feed;
 pub mod plan;
 pub mod scan;
 pub mod state;
+pub mod usecase;
 pub mod watch;
 
 use std::path::Path;
 
 pub use config::{Config, FolderLink, Mode, Transport};
-pub use engine::{Connection, Engine, EngineEvent, FolderStatus};
+pub use engine::{Badge, BadgeKind, Connection, Engine, EngineEvent, FolderStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

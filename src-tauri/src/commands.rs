@@ -1,11 +1,10 @@
-//! Tauri commands: the page's only way to act. Each one is a thin call into
-//! the client library; errors reach the page as `{kind, message}`.
-
-use std::path::PathBuf;
+//! Tauri commands: the page's only way to act. Each one is a thin call of a
+//! [`vidsync_client::usecase`] function; errors reach the page as
+//! `{kind, message}`.
 
 use serde::Serialize;
 use tauri::{AppHandle, State};
-use vidsync_client::api::{ApiClient, ApiError};
+use vidsync_client::usecase::{self, Quiet, Settings};
 use vidsync_client::{Config, FolderLink, FolderStatus, Mode, Transport};
 
 use crate::error::{Res, UiError};
@@ -25,10 +24,8 @@ pub struct Snapshot {
 
 async fn snapshot_of(state: &AppState) -> Res<Snapshot> {
     let cfg = Config::load(&state.dir)?;
-    let statuses = match state.engine().await {
-        Some(e) => e.statuses(),
-        None => Vec::new(),
-    };
+    let engine = state.engine().await;
+    let statuses = usecase::status(&state.dir, engine.as_ref()).await?;
     Ok(Snapshot {
         server: cfg.server.clone(),
         has_token: cfg.token.is_some(),
@@ -37,16 +34,6 @@ async fn snapshot_of(state: &AppState) -> Res<Snapshot> {
         links: cfg.folders,
         statuses,
     })
-}
-
-fn api(cfg: &Config) -> Res<ApiClient> {
-    let (server, token) = cfg.credentials().map_err(|_| {
-        UiError::new(
-            "settings",
-            "Not connected: enter the server URL and a token in Settings.",
-        )
-    })?;
-    Ok(ApiClient::new(&server, &token)?)
 }
 
 /// The page is listening: start the engine (events flow from now on) and
@@ -66,12 +53,10 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
 
 #[tauri::command]
 pub async fn test_connection(server: String, token: String) -> Res<String> {
-    let api = ApiClient::new(&server, &token)?;
-    let projects = api.projects().await?;
+    let ok = usecase::check(&server, &token).await?;
     Ok(format!(
         "Connected to {} ({} project(s) visible).",
-        api.base(),
-        projects.len()
+        ok.server, ok.projects
     ))
 }
 
@@ -84,44 +69,32 @@ pub async fn save_settings(
     transport: Transport,
     debounce_ms: u64,
 ) -> Res<()> {
-    let mut cfg = Config::load(&state.dir)?;
-    let token = if token.is_empty() {
-        cfg.token.clone().unwrap_or_default()
-    } else {
-        token
+    // An empty token field keeps the saved token.
+    let token = match token.is_empty() {
+        true => Config::load(&state.dir)?.token.unwrap_or_default(),
+        false => token,
     };
-    let api = ApiClient::new(&server, &token)?;
-    api.projects().await?;
-    cfg.server = Some(api.base().to_string());
-    cfg.token = Some(token);
-    cfg.transport = transport;
-    cfg.debounce_ms = debounce_ms.clamp(50, 10_000);
-    cfg.save(&state.dir)?;
+    usecase::login(&state.dir, &server, &token).await?;
+    let prefs = Settings {
+        transport: Some(transport),
+        debounce_ms: Some(debounce_ms.clamp(50, 10_000)),
+        poll_interval_ms: None,
+    };
+    usecase::set(&state.dir, prefs)?;
     state.restart(&app).await?;
     Ok(())
 }
 
-fn absolute(path: &str) -> Res<PathBuf> {
-    let p = PathBuf::from(path);
+/// A folder the user typed or picked: only a full path means one place.
+fn full_path(path: &str) -> Res<std::path::PathBuf> {
+    let p = std::path::PathBuf::from(path);
     if !p.is_absolute() {
         return Err(UiError::new(
             "path",
             "Choose a folder with its full path (or use Browse…).",
         ));
     }
-    std::fs::create_dir_all(&p)
-        .map_err(|e| UiError::new("path", format!("{}: {e}", p.display())))?;
     Ok(p)
-}
-
-async fn link_and_start(state: &AppState, link: FolderLink) -> Res<()> {
-    let mut cfg = Config::load(&state.dir)?;
-    cfg.link(link.clone());
-    cfg.save(&state.dir)?;
-    if let Some(engine) = state.engine().await {
-        engine.start_folder(link).await?;
-    }
-    Ok(())
 }
 
 #[tauri::command]
@@ -130,24 +103,10 @@ pub async fn add_folder(
     path: String,
     name: Option<String>,
 ) -> Res<String> {
-    let cfg = Config::load(&state.dir)?;
-    let api = api(&cfg)?;
-    let path = absolute(&path)?;
-    let name = name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
-        path.file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "project".into())
-    });
-    let project = api.create_project(&name).await?;
-    let link = FolderLink {
-        project_id: project.id.clone(),
-        name: project.name,
-        path,
-        mode: Mode::SendReceive,
-        paused: false,
-    };
-    link_and_start(&state, link).await?;
-    Ok(project.id)
+    let path = full_path(&path)?;
+    let engine = state.engine().await;
+    let link = usecase::share(&state.dir, &path, name, engine.as_ref()).await?;
+    Ok(link.project_id)
 }
 
 #[tauri::command]
@@ -157,40 +116,21 @@ pub async fn join_project(
     path: String,
     mode: Mode,
 ) -> Res<String> {
-    let cfg = Config::load(&state.dir)?;
-    let api = api(&cfg)?;
-    let path = absolute(&path)?;
-    let project = api.accept_invite(code.trim()).await.map_err(|e| match e {
-        ApiError::Refused { status: 404, .. } => {
-            UiError::new("not_found", "Unknown or expired invite code.")
-        }
-        e => e.into(),
-    })?;
-    let link = FolderLink {
-        project_id: project.id.clone(),
-        name: project.name,
-        path,
-        mode,
-        paused: false,
-    };
-    link_and_start(&state, link).await?;
-    Ok(project.id)
+    let path = full_path(&path)?;
+    let engine = state.engine().await;
+    let joined = usecase::join(&state.dir, &code, &path, mode, engine.as_ref(), &Quiet).await?;
+    Ok(joined.link.project_id)
 }
 
 #[tauri::command]
 pub async fn invite(state: State<'_, AppState>, project_id: String) -> Res<String> {
-    let cfg = Config::load(&state.dir)?;
-    Ok(api(&cfg)?.create_invite(&project_id).await?.code)
+    Ok(usecase::invite(&state.dir, &project_id).await?)
 }
 
 #[tauri::command]
 pub async fn remove_folder(state: State<'_, AppState>, project_id: String) -> Res<()> {
-    if let Some(engine) = state.engine().await {
-        engine.stop_folder(&project_id).await;
-    }
-    let mut cfg = Config::load(&state.dir)?;
-    cfg.folders.retain(|f| f.project_id != project_id);
-    cfg.save(&state.dir)?;
+    let engine = state.engine().await;
+    usecase::remove(&state.dir, &project_id, engine.as_ref()).await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use vidsync_client::api::ApiError;
+use vidsync_client::usecase::UseCaseError;
 
 #[derive(Debug, Serialize, ts_rs::TS)]
 pub struct UiError {
@@ -35,6 +36,24 @@ impl From<ApiError> for UiError {
             ),
             ApiError::Refused { status: 404, .. } => UiError::new("not_found", e.to_string()),
             ApiError::Refused { .. } => UiError::new("refused", e.to_string()),
+        }
+    }
+}
+
+impl From<UseCaseError> for UiError {
+    fn from(e: UseCaseError) -> Self {
+        match e {
+            UseCaseError::NotLoggedIn => UiError::new(
+                "settings",
+                "Not connected: enter the server URL and a token in Settings.",
+            ),
+            UseCaseError::TokenRefused(e) | UseCaseError::Api(e) => e.into(),
+            UseCaseError::UnknownInvite(_) => {
+                UiError::new("not_found", "Unknown or expired invite code.")
+            }
+            UseCaseError::NotLinked(_) => UiError::new("not_found", "No such folder."),
+            UseCaseError::Folder { .. } => UiError::new("path", e.to_string()),
+            UseCaseError::Client(e) => e.into(),
         }
     }
 }

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tauri::{AppHandle, Emitter, Manager};
 use tokio_util::sync::CancellationToken;
+use vidsync_client::usecase;
 use vidsync_client::{Config, Engine, EngineEvent};
 
-use crate::error::{Res, UiError};
+use crate::error::Res;
 
 pub struct AppState {
     pub dir: PathBuf,
@@ -45,7 +46,7 @@ impl AppState {
         if cfg.credentials().is_err() {
             return Ok(());
         }
-        let engine = Engine::open(&self.dir).await?;
+        let engine = Engine::open(&self.dir, cfg).await?;
         let mut events = engine.subscribe();
         let forward = CancellationToken::new();
         let stop = forward.clone();
@@ -93,24 +94,11 @@ impl AppState {
         }
     }
 
-    /// Pauses (or resumes) one folder: saved in the config, then its loop
-    /// is stopped (or started). The page's toggle and the tray's
+    /// Pauses (or resumes) one folder; the page's toggle and the tray's
     /// "Pause all" both come here.
     pub async fn set_paused(&self, project_id: &str, paused: bool) -> Res<()> {
-        let mut cfg = Config::load(&self.dir)?;
-        let Some(link) = cfg.folders.iter_mut().find(|f| f.project_id == project_id) else {
-            return Err(UiError::new("not_found", "No such folder."));
-        };
-        link.paused = paused;
-        let link = link.clone();
-        cfg.save(&self.dir)?;
-        if let Some(engine) = self.engine().await {
-            if paused {
-                engine.stop_folder(project_id).await;
-            } else {
-                engine.start_folder(link).await?;
-            }
-        }
+        let engine = self.engine().await;
+        usecase::set_paused(&self.dir, project_id, paused, engine.as_ref()).await?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt;
-use vidsync_client::Config;
+use vidsync_client::{BadgeKind, Config};
 
 use crate::state::state;
 
@@ -65,7 +65,10 @@ pub async fn refresh(app: &AppHandle) {
         None => "Vidsync: not connected".to_string(),
         Some(e) => {
             let statuses = e.statuses();
-            let busy = statuses.iter().filter(|s| s.badge != "up to date").count();
+            let busy = statuses
+                .iter()
+                .filter(|s| s.badge.kind != BadgeKind::UpToDate)
+                .count();
             format!(
                 "Vidsync: {} · {}",
                 e.connection().as_str(),

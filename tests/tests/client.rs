@@ -240,22 +240,31 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     for i in 0..3 {
         a.write(&format!("offline{i}.txt"), format!("{i}").as_bytes())?;
     }
-    ra.wait_status("3 queued", |s| s["badge"] == "offline (3 queued)")
-        .await?;
+    ra.wait_status("3 queued", |s| {
+        s["badge"] == serde_json::json!({ "kind": "offline", "count": 3 })
+    })
+    .await?;
     let st = status_of(&a).await?;
     assert_eq!(
         (
-            st["badge"].as_str(),
+            st["badge"].clone(),
             st["connection"].as_str(),
             st["queued"].as_u64()
         ),
-        (Some("offline (3 queued)"), Some("offline"), Some(3))
+        (
+            serde_json::json!({ "kind": "offline", "count": 3 }),
+            Some("offline"),
+            Some(3)
+        )
     );
 
     // A restarts while the server is still down: the queue is on disk.
     ra.stop().await?;
     let st = status_of(&a).await?;
-    assert_eq!(st["badge"], "offline (3 queued)");
+    assert_eq!(
+        st["badge"],
+        serde_json::json!({ "kind": "offline", "count": 3 })
+    );
     let mut ra = a.run(&[])?;
     ra.wait_status("A offline again", |s| {
         s["connection"] == "offline" && s["queued"] == 3
@@ -265,7 +274,7 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     server.restart().await?;
     let api = server.api(&api.token);
     ra.wait_status("A up to date", |s| {
-        s["badge"] == "up to date" && s["connection"] == "live"
+        s["badge"]["kind"] == "up_to_date" && s["connection"] == "live"
     })
     .await?;
     let events = api.all_events(&id).await?;
@@ -300,7 +309,7 @@ async fn the_start_up_scan_uploads_exactly_what_changed_while_stopped() -> anyho
     a.write("new/born.txt", b"new")?;
     let mut ra: RunningClient = a.run(&[])?;
     ra.wait_status("A up to date", |s| {
-        s["badge"] == "up to date" && s["last_seq"] == 6
+        s["badge"]["kind"] == "up_to_date" && s["last_seq"] == 6
     })
     .await?;
     let events = api.all_events(&id).await?;
@@ -372,7 +381,7 @@ async fn a_refused_change_is_not_retried_and_the_badge_says_error() -> anyhow::R
     let mut ra = a.run(&[])?;
     a.write("big.bin", &[7u8; 1000])?;
     let st = ra
-        .wait_status("error badge", |s| s["badge"] == "error")
+        .wait_status("error badge", |s| s["badge"]["kind"] == "error")
         .await?;
     assert!(
         st["status"]["error"]
@@ -391,7 +400,7 @@ async fn a_refused_change_is_not_retried_and_the_badge_says_error() -> anyhow::R
         .collect();
     assert_eq!(paths, vec!["small.txt"]);
     let status: Value = serde_json::from_str(&a.ok(&["status", "--json"]).await?)?;
-    assert_eq!(status[0]["badge"], "error");
+    assert_eq!(status[0]["badge"]["kind"], "error");
     ra.stop().await?;
     Ok(())
 }

@@ -104,7 +104,7 @@ async fn a_thousand_files_converge_after_join_and_after_200_random_changes() -> 
         v["type"] == "change_uploaded" && v["path"] == "zz-last.txt"
     })
     .await?;
-    ra.wait_status("A up to date", |s| s["badge"] == "up to date")
+    ra.wait_status("A up to date", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
     let final_head = head(&api, &id).await;
     rb.wait_status("B at head", |s| s["last_seq"].as_u64() >= Some(final_head))
@@ -158,8 +158,10 @@ async fn concurrent_edits_while_b_is_offline_keep_both_versions_on_both_sides() 
         v["type"] == "applied" && v["path"] == copy.as_str()
     })
     .await?;
-    rb.wait_status("B says conflict", |s| s["badge"] == "conflict (1)")
-        .await?;
+    rb.wait_status("B says conflict", |s| {
+        s["badge"] == serde_json::json!({ "kind": "conflict", "count": 1 })
+    })
+    .await?;
 
     for side in [&a, &b] {
         let t = without_ignored(tree_hashes(&side.folder)?);

@@ -117,7 +117,7 @@ async fn a_receiver_side_failure_is_set_aside_visibly_and_retried() -> anyhow::R
     .await?;
     let st = rb
         .wait_status("error badge naming the path", |s| {
-            s["badge"] == "error"
+            s["badge"]["kind"] == "error"
                 && s["set_aside"]
                     .as_array()
                     .is_some_and(|v| v.iter().any(|x| x["path"] == "sub/f.txt"))
@@ -142,7 +142,7 @@ async fn a_receiver_side_failure_is_set_aside_visibly_and_retried() -> anyhow::R
             .filter(|b| b == b"through a symlink")
     })
     .await?;
-    rb.wait_status("error cleared", |s| s["badge"] == "up to date")
+    rb.wait_status("error cleared", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
     ra.stop().await?;
     rb.stop().await?;
@@ -155,7 +155,7 @@ async fn a_burst_received_by_a_send_receive_client_is_not_echoed() -> anyhow::Re
     let (a, b, id, api) = linked_pair(&server, "send-receive").await?;
     let mut rb = b.run(&["--debounce-ms", "50"])?;
     let mut ra = a.run(&["--debounce-ms", "50"])?;
-    ra.wait_status("A up", |s| s["badge"] == "up to date")
+    ra.wait_status("A up", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
     for i in 0..2000 {
         a.write(
@@ -219,7 +219,7 @@ async fn a_file_still_being_written_is_never_logged_half_written() -> anyhow::Re
     let server = TestServer::start().await?;
     let (a, _b, id, api) = linked_pair(&server, "receive").await?;
     let mut ra = a.run(&["--debounce-ms", "50"])?;
-    ra.wait_status("A up", |s| s["badge"] == "up to date")
+    ra.wait_status("A up", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
     // Grows for about 1.5 s, never pausing as long as the debounce.
     let path = a.folder.join("growing.bin");
@@ -261,7 +261,7 @@ async fn status_json_never_goes_backwards() -> anyhow::Result<()> {
     let (a, b, id, api) = linked_pair(&server, "send-receive").await?;
     let mut ra = a.run(&["--debounce-ms", "50"])?;
     let mut rb = b.run(&["--debounce-ms", "50"])?;
-    ra.wait_status("A up", |s| s["badge"] == "up to date")
+    ra.wait_status("A up", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
     for i in 0..1000 {
         a.write(&format!("s/f{i}.txt"), format!("{i}").as_bytes())?;

@@ -114,7 +114,7 @@ async fn a_hostile_server_cannot_write_outside_the_folder() -> anyhow::Result<()
     let mut run: RunningClient = c.run(&[])?;
     let st = run
         .wait_status("error badge", |s| {
-            s["badge"] == "error" && s["last_seq"] == 6
+            s["badge"]["kind"] == "error" && s["last_seq"] == 6
         })
         .await?;
     assert!(st["status"]["error"]

@@ -17,7 +17,7 @@ const status = (over: Partial<FolderStatus> = {}): FolderStatus => ({
   name: "site",
   path: "/home/a/site",
   mode: "send-receive",
-  badge: "up to date",
+  badge: { kind: "up_to_date", count: 0 },
   connection: "live",
   queued: 0,
   last_seq: 3,
@@ -39,15 +39,16 @@ const remote = (seq: number, path = `f${seq}.txt`): EngineEvent => ({
 });
 
 describe("badgeOf", () => {
-  it("follows the engine's badge and kind", () => {
-    expect(badgeOf(status(), false)).toEqual({ text: "up to date", kind: "ok" });
-    expect(badgeOf(status({ badge: "syncing (3)" }), false)).toEqual({ text: "syncing (3)", kind: "syncing" });
-    expect(badgeOf(status({ badge: "offline (2 queued)" }), false).kind).toBe("offline");
-    expect(badgeOf(status({ badge: "conflict (1)" }), false).kind).toBe("conflict");
-    expect(badgeOf(status({ badge: "error", error: "nope" }), false).kind).toBe("error");
+  it("follows the engine's typed badge, in the CLI's words", () => {
+    expect(badgeOf(status(), false)).toEqual({ text: "up to date", kind: "up_to_date" });
+    expect(badgeOf(status({ badge: { kind: "syncing", count: 3 } }), false)).toEqual({ text: "syncing (3)", kind: "syncing" });
+    expect(badgeOf(status({ badge: { kind: "offline", count: 2 } }), false)).toEqual({ text: "offline (2 queued)", kind: "offline" });
+    expect(badgeOf(status({ badge: { kind: "conflict", count: 1 } }), false)).toEqual({ text: "conflict (1)", kind: "conflict" });
+    expect(badgeOf(status({ badge: { kind: "error", count: 0 }, error: "nope" }), false)).toEqual({ text: "error", kind: "error" });
+    expect(badgeOf(status({ badge: { kind: "paused", count: 0 } }), false).text).toBe("paused");
   });
   it("says paused when the user paused the folder, whatever the engine says", () => {
-    expect(badgeOf(status({ badge: "syncing (3)" }), true)).toEqual({ text: "paused", kind: "paused" });
+    expect(badgeOf(status({ badge: { kind: "syncing", count: 3 } }), true)).toEqual({ text: "paused", kind: "paused" });
     expect(badgeOf(undefined, true).text).toBe("paused");
   });
 });

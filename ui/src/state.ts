@@ -3,11 +3,13 @@
 // which "Synced: path" badges are still showing.
 
 // The types shared with Rust are generated from it (ts-rs, `make bindings`).
+import type { Badge } from "./generated/Badge";
+import type { BadgeKind } from "./generated/BadgeKind";
 import type { Connection } from "./generated/Connection";
 import type { EngineEvent } from "./generated/EngineEvent";
 import type { FolderStatus } from "./generated/FolderStatus";
 
-export type { Connection, EngineEvent, FolderStatus };
+export type { Badge, BadgeKind, Connection, EngineEvent, FolderStatus };
 export type { ProjectEvent } from "./generated/ProjectEvent";
 export type { SetAside } from "./generated/SetAside";
 
@@ -43,21 +45,30 @@ export function emptyState(): UiState {
   return { folders: {}, paused: {}, feed: [], synced: [], connection: "offline" };
 }
 
-/** The badge a folder shows: the engine's, unless the user paused it. */
-export function badgeOf(status: FolderStatus | undefined, paused: boolean): { text: string; kind: string } {
+/** A badge's words, as the CLI prints them (Rust's `Display` for `Badge`). */
+export function badgeText(b: Badge): string {
+  switch (b.kind) {
+    case "up_to_date":
+      return "up to date";
+    case "syncing":
+      return `syncing (${b.count})`;
+    case "offline":
+      return `offline (${b.count} queued)`;
+    case "conflict":
+      return `conflict (${b.count})`;
+    case "error":
+      return "error";
+    case "paused":
+      return "paused";
+  }
+}
+
+/** The badge a folder shows: the engine's, unless the user paused it.
+ * `kind` names the CSS class (`badge-<kind>`). */
+export function badgeOf(status: FolderStatus | undefined, paused: boolean): { text: string; kind: BadgeKind } {
   if (paused) return { text: "paused", kind: "paused" };
   if (!status) return { text: "starting", kind: "syncing" };
-  const text = status.badge;
-  const kind = text.startsWith("syncing")
-    ? "syncing"
-    : text.startsWith("offline")
-      ? "offline"
-      : text.startsWith("conflict")
-        ? "conflict"
-        : text === "error"
-          ? "error"
-          : "ok";
-  return { text, kind };
+  return { text: badgeText(status.badge), kind: status.badge.kind };
 }
 
 /** Folds one engine event into the state (returns a new state). */

@@ -29,7 +29,7 @@ use crate::state::LocalState;
 use crate::{Config, Error, FolderLink, Result};
 
 pub use crate::feed::Connection;
-pub use status::{badge, EngineEvent, FolderStatus};
+pub use status::{badge, Badge, BadgeKind, EngineEvent, FolderStatus};
 
 use folder::Msg;
 
@@ -68,10 +68,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the config dir's state and starts the live feed (folders
+    /// Runs `config` (as given: it need not be the saved one, e.g. with a
+    /// `run` flag's debounce) over the local state in `dir`, where
+    /// `status.json` is written too, and starts the live feed (folders
     /// themselves start with [`Engine::start_all`] / [`Engine::start_folder`]).
-    pub async fn open(dir: &Path) -> Result<Engine> {
-        let config = Config::load(dir)?;
+    pub async fn open(dir: &Path, config: Config) -> Result<Engine> {
         let (server, token) = config.credentials()?;
         let api = ApiClient::new(&server, &token)?;
         let state = LocalState::open(dir).await?;
@@ -127,6 +128,11 @@ impl Engine {
 
     pub fn statuses(&self) -> Vec<FolderStatus> {
         self.inner.ctx.board.all()
+    }
+
+    /// The local state the engine has open (for use-cases run beside it).
+    pub(crate) fn local_state(&self) -> LocalState {
+        self.inner.ctx.state.clone()
     }
 
     /// Starts every linked folder that is not paused.

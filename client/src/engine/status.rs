@@ -24,9 +24,8 @@ pub struct FolderStatus {
     pub name: String,
     pub path: PathBuf,
     pub mode: Mode,
-    /// `up to date`, `syncing (n)`, `offline (n queued)`, `conflict (n)`,
-    /// `error`, `paused`.
-    pub badge: String,
+    /// What the folder shows: [`Badge`] (its text is its `Display`).
+    pub badge: Badge,
     pub connection: Connection,
     pub queued: u64,
     /// The newest seq of the project's log this folder is done with.
@@ -74,26 +73,74 @@ pub enum EngineEvent {
     },
 }
 
-/// The badge for a folder (DESIGN.md, "Badges").
+/// The kinds of badge of DESIGN.md, "Badges".
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadgeKind {
+    UpToDate,
+    Syncing,
+    Offline,
+    Error,
+    Conflict,
+    Paused,
+}
+
+/// A folder's badge, typed so a shell never parses text: `count` is the
+/// queued changes (`syncing`, `offline`) or the conflict copies
+/// (`conflict`), else 0. `Display` gives the words users see:
+/// `up to date`, `syncing (n)`, `offline (n queued)`, `conflict (n)`,
+/// `error`, `paused`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Badge {
+    pub kind: BadgeKind,
+    pub count: u64,
+}
+
+impl Badge {
+    pub fn new(kind: BadgeKind, count: u64) -> Badge {
+        Badge { kind, count }
+    }
+}
+
+impl std::fmt::Display for Badge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.count;
+        let text = match self.kind {
+            BadgeKind::UpToDate => "up to date".to_string(),
+            BadgeKind::Syncing => format!("syncing ({n})"),
+            BadgeKind::Offline => format!("offline ({n} queued)"),
+            BadgeKind::Error => "error".to_string(),
+            BadgeKind::Conflict => format!("conflict ({n})"),
+            BadgeKind::Paused => "paused".to_string(),
+        };
+        // `pad`, so width and alignment flags work on a badge.
+        f.pad(&text)
+    }
+}
+
+/// The badge for a folder (DESIGN.md, "Badges"): the first that holds of
+/// paused, error, conflict, offline with changes queued, syncing.
 pub fn badge(
     queued: u64,
     connection: Connection,
     error: Option<&str>,
     conflicts: usize,
     paused: bool,
-) -> String {
+) -> Badge {
     if paused {
-        "paused".into()
+        Badge::new(BadgeKind::Paused, 0)
     } else if error.is_some() {
-        "error".into()
+        Badge::new(BadgeKind::Error, 0)
     } else if conflicts > 0 {
-        format!("conflict ({conflicts})")
+        Badge::new(BadgeKind::Conflict, conflicts as u64)
     } else if queued > 0 && connection == Connection::Offline {
-        format!("offline ({queued} queued)")
+        Badge::new(BadgeKind::Offline, queued)
     } else if queued > 0 {
-        format!("syncing ({queued})")
+        Badge::new(BadgeKind::Syncing, queued)
     } else {
-        "up to date".into()
+        Badge::new(BadgeKind::UpToDate, 0)
     }
 }
 
@@ -183,17 +230,59 @@ mod tests {
 
     #[test]
     fn badge_follows_design() {
-        assert_eq!(badge(0, Connection::Live, None, 0, false), "up to date");
-        assert_eq!(badge(3, Connection::Live, None, 0, false), "syncing (3)");
-        assert_eq!(badge(3, Connection::Polling, None, 0, false), "syncing (3)");
+        let text = |b: Badge| b.to_string();
+        assert_eq!(
+            text(badge(0, Connection::Live, None, 0, false)),
+            "up to date"
+        );
+        assert_eq!(
+            text(badge(3, Connection::Live, None, 0, false)),
+            "syncing (3)"
+        );
+        assert_eq!(
+            text(badge(3, Connection::Polling, None, 0, false)),
+            "syncing (3)"
+        );
         assert_eq!(
             badge(2, Connection::Offline, None, 0, false),
+            Badge::new(BadgeKind::Offline, 2)
+        );
+        assert_eq!(
+            text(badge(2, Connection::Offline, None, 0, false)),
             "offline (2 queued)"
         );
-        assert_eq!(badge(0, Connection::Offline, None, 0, false), "up to date");
-        assert_eq!(badge(2, Connection::Live, Some("nope"), 1, false), "error");
-        assert_eq!(badge(0, Connection::Live, None, 2, false), "conflict (2)");
-        assert_eq!(badge(2, Connection::Live, Some("nope"), 0, true), "paused");
+        assert_eq!(
+            text(badge(0, Connection::Offline, None, 0, false)),
+            "up to date"
+        );
+        assert_eq!(
+            text(badge(2, Connection::Live, Some("nope"), 1, false)),
+            "error"
+        );
+        assert_eq!(
+            badge(0, Connection::Live, None, 2, false),
+            Badge::new(BadgeKind::Conflict, 2)
+        );
+        assert_eq!(
+            text(badge(0, Connection::Live, None, 2, false)),
+            "conflict (2)"
+        );
+        assert_eq!(
+            text(badge(2, Connection::Live, Some("nope"), 0, true)),
+            "paused"
+        );
+    }
+
+    #[test]
+    fn badge_is_kind_and_count_on_the_wire() {
+        let b = badge(3, Connection::Offline, None, 0, false);
+        let v = serde_json::to_value(b).unwrap();
+        assert_eq!(v, serde_json::json!({ "kind": "offline", "count": 3 }));
+        assert_eq!(serde_json::from_value::<Badge>(v).unwrap(), b);
+        assert_eq!(
+            format!("{:<12}|", Badge::new(BadgeKind::Paused, 0)),
+            "paused      |"
+        );
     }
 
     #[test]
@@ -206,7 +295,7 @@ mod tests {
             name: "n".into(),
             path: "/x".into(),
             mode: Mode::SendReceive,
-            badge: "up to date".into(),
+            badge: Badge::new(BadgeKind::UpToDate, 0),
             connection: Connection::Live,
             queued: 0,
             last_seq: seq,

@@ -1,0 +1,103 @@
+//! How the CLI words things: engine events, status lines, log lines, the
+//! catch-up's outcome, and errors with what the user can do next.
+
+use anyhow::anyhow;
+use vidsync_client::usecase::{CatchUp, UseCaseError};
+use vidsync_client::{EngineEvent, FolderStatus};
+use vidsync_protocol::ProjectEvent;
+
+/// Adds what a user can do next to a use-case's refusal.
+pub fn explain(e: UseCaseError) -> anyhow::Error {
+    match e {
+        UseCaseError::TokenRefused(_) => {
+            anyhow!("{e}; run `vidsync login` with a valid token")
+        }
+        e => anyhow!(e),
+    }
+}
+
+pub fn print_catch_up(c: &CatchUp) {
+    if c.failed == 0 {
+        println!("{} path(s) brought up to seq {}", c.files, c.head);
+    } else {
+        println!(
+            "{} of {} path(s) could not be brought over; `vidsync run` will try again",
+            c.failed, c.files
+        );
+    }
+}
+
+pub fn print_statuses(statuses: &[FolderStatus], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(statuses)?);
+    } else if statuses.is_empty() {
+        println!("no linked folders: use `vidsync share DIR` or `vidsync join CODE DIR`");
+    } else {
+        for s in statuses {
+            println!("{}", status_line(s));
+        }
+    }
+    Ok(())
+}
+
+pub fn print_engine_event(ev: &EngineEvent, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(ev) {
+            println!("{line}");
+        }
+        return;
+    }
+    match ev {
+        EngineEvent::StatusChanged { status } => println!("{}", status_line(status)),
+        EngineEvent::ChangeQueued { path, op, .. } => {
+            println!("queued    {:<6} {path}", op.as_str())
+        }
+        EngineEvent::ChangeUploaded { path, op, seq, .. } => {
+            println!("uploaded  {:<6} {path} (seq {seq})", op.as_str())
+        }
+        EngineEvent::RemoteEvent { event, .. } => println!("{}", event_line(event)),
+        EngineEvent::Applied { path, conflict, .. } => match conflict {
+            Some(c) => println!("synced    {path} (your version kept as {c})"),
+            None => println!("synced    {path}"),
+        },
+        EngineEvent::Error { message, .. } => println!("error     {message}"),
+    }
+}
+
+fn status_line(s: &FolderStatus) -> String {
+    let mut line = format!(
+        "{:<20} {:<20} {:<8} queued {:<5} seq {:<6} {}",
+        s.name,
+        s.badge,
+        s.connection.as_str(),
+        s.queued,
+        s.last_seq,
+        s.path.display()
+    );
+    if let Some(e) = &s.error {
+        line.push_str(&format!("  ({e})"));
+    }
+    for a in &s.set_aside {
+        line.push_str(&format!(
+            "\n  set aside: {} (event {}): {}",
+            a.path, a.seq, a.reason
+        ));
+    }
+    line
+}
+
+pub fn event_line(e: &ProjectEvent) -> String {
+    format!(
+        "#{:<6} {:<6} {}  {} bytes  by {}@{}  {}",
+        e.seq,
+        e.change.op.as_str(),
+        e.change.path,
+        e.change
+            .size
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into()),
+        e.origin.user,
+        e.origin.client_id,
+        e.created_at
+    )
+}
