@@ -13,8 +13,9 @@
 //!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
 //!    files in the same run.
 //!
-//! Flags: `--only server|client`, `--subscribers N[,M...]` (default
-//! 1000,10000), `--events N` (200), `--trials N` (100).
+//! Flags: `--only server|client|fanout` (fanout: part 1 alone),
+//! `--subscribers N[,M...]` (default 1000,10000), `--events N` (200),
+//! `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -132,7 +133,7 @@ async fn main() -> Result<()> {
     if args.only.as_deref() != Some("client") {
         server_bench(&args).await?;
     }
-    if args.only.as_deref() != Some("server") {
+    if args.only.is_none() || args.only.as_deref() == Some("client") {
         client_bench(&args).await?;
     }
     Ok(())
@@ -348,6 +349,9 @@ async fn server_bench(args: &Args) -> Result<()> {
         compare::fan_out_both(&server, &token, reference.as_ref().ok(), n, args.events).await;
     }
     drop(reference);
+    if args.only.as_deref() == Some("fanout") {
+        return Ok(());
+    }
     println!("append throughput (4 concurrent posters, no subscribers):");
     for (batch, total) in [(1usize, 4_000usize), (100, 100_000)] {
         let eps = throughput(&api, batch, total).await?;
