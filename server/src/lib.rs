@@ -196,6 +196,10 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .max_buffer_size(live::MAX_QUEUED_PACKETS)
         .max_payload(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES)
         .ws_max_message_size(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES as usize)
+        // Each websocket's read buffer is filled with zeroes up to this size
+        // (resident memory per socket); clients send only small messages
+        // here, and a larger one is read in several steps.
+        .ws_read_buffer_size(live::WS_READ_BUFFER_BYTES)
         .build_layer();
     live::register(&io);
     let live = state.live;

@@ -43,6 +43,9 @@ type Ack = reply::Reply<LocalAdapter>;
 /// by [`polling`], not by this.
 pub const MAX_QUEUED_PACKETS: usize = 15;
 
+/// Read buffer of a websocket (see `app()`); engineioxide's default is 4 KiB.
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
+
 #[derive(Deserialize)]
 struct Auth {
     token: String,
