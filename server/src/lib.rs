@@ -189,14 +189,17 @@ async fn check_blobs(
 pub fn app(state: AppState) -> (Router, SocketIo) {
     let (layer, io) = SocketIo::builder()
         .with_state(state.clone())
-        // A polling response carries every packet queued for the socket, and
-        // python-socketio (default settings) refuses a payload of more than
-        // 16 packets: with at most 15 queued (plus one held back by the size
-        // limit) a replay of any length reaches it. Forwarders and acks wait
-        // for room when the queue is full.
+        // A polling response carries every packet queued for the socket, even
+        // those queued while it is being made: `live::count_polls` bounds
+        // what a polling socket is sent per poll (python-socketio refuses more
+        // than 16 packets). Forwarders and acks wait for room in a full queue.
         .max_buffer_size(live::MAX_QUEUED_PACKETS)
         .max_payload(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES)
         .ws_max_message_size(vidsync_protocol::MAX_SOCKET_MESSAGE_BYTES as usize)
+        // Each websocket's read buffer is filled with zeroes up to this size
+        // (resident memory per socket); clients send only small messages
+        // here, and a larger one is read in several steps.
+        .ws_read_buffer_size(live::WS_READ_BUFFER_BYTES)
         .build_layer();
     live::register(&io);
     let live = state.live;
@@ -206,7 +209,14 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .merge(api::open_router())
         .fallback(api::not_found)
         .with_state(state);
-    let router = if live { router.layer(layer) } else { router };
+    let router = if live {
+        let gates = Arc::new(live::PollGates::default());
+        router
+            .layer(layer)
+            .layer(axum::middleware::from_fn_with_state(gates, live::count_polls))
+    } else {
+        router
+    };
     (router.layer(TraceLayer::new_for_http()), io)
 }
 

@@ -81,6 +81,9 @@ struct ServeArgs {
     /// Seconds a connection may take to send request headers (also the idle keep-alive limit).
     #[arg(long, env = "VIDSYNC_HEADER_TIMEOUT", default_value_t = 30)]
     header_timeout: u64,
+    /// Threads that run requests and live delivery (0: one per CPU core).
+    #[arg(long, env = "VIDSYNC_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -131,9 +134,12 @@ async fn open_db(store: &StoreArgs) -> anyhow::Result<Db> {
     Ok(Db::open(&cfg.database_url()).await?)
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = runtime(&cli)
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vidsync-server: error: {e:#}");
@@ -142,7 +148,26 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+/// `serve` runs on `--worker-threads` threads (one per core by default);
+/// the user commands on one.
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let serve = match &cli.command {
+        Some(Command::Serve(args)) => args,
+        None => &cli.serve,
+        Some(Command::User(_)) => {
+            return tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if serve.worker_threads > 0 {
+        builder.worker_threads(serve.worker_threads);
+    }
+    builder.enable_all().build()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(vidsync_server::redact_secrets(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -150,7 +175,6 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Some(Command::User(UserCommand::Add { name, store })) => {
             valid_user_name(&name)?;

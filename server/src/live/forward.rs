@@ -107,7 +107,14 @@ impl Forwarder {
             if self.stopped.load(Ordering::SeqCst) {
                 return Err(Gone);
             }
-            match self.socket.emit(EV_PROJECT_EVENT, ev) {
+            let stopped = || self.stopped.load(Ordering::SeqCst);
+            let sent = super::polling::send_to(&self.socket, stopped, || {
+                self.socket.emit(EV_PROJECT_EVENT, ev)
+            });
+            let Some(sent) = sent.await else {
+                return Err(Gone);
+            };
+            match sent {
                 Ok(()) => return Ok(()),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     if !room.wait().await {

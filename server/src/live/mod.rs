@@ -13,6 +13,7 @@
 
 mod forward;
 mod hub;
+mod polling;
 mod reply;
 pub mod revocations;
 mod session;
@@ -33,13 +34,17 @@ use vidsync_protocol::{
 use crate::db::Access;
 use crate::AppState;
 pub use hub::{Hub, LiveEvent, LIVE_CHANNEL_CAPACITY};
+pub use polling::{count_polls, PollGates, PACKETS_PER_POLL};
 use session::{Session, Subscription, Turn};
 
 type Ack = reply::Reply<LocalAdapter>;
 
-/// Packets queued per socket (see `app()`): fewer than python-socketio's
-/// 16 per polling payload.
+/// Packets queued per socket (see `app()`). A polling response is bounded
+/// by [`polling`], not by this.
 pub const MAX_QUEUED_PACKETS: usize = 15;
+
+/// Read buffer of a websocket (see `app()`); engineioxide's default is 4 KiB.
+pub const WS_READ_BUFFER_BYTES: usize = 1024;
 
 #[derive(Deserialize)]
 struct Auth {

@@ -48,7 +48,11 @@ impl<A: Adapter> Reply<A> {
                 &mut socketioxide_core::Value::Bytes(bytes::Bytes::new()),
                 &self.ack_id,
             );
-            match sender.send(body) {
+            let Some(sent) = super::polling::send_to(&self.socket, || false, || sender.send(body)).await
+            else {
+                return;
+            };
+            match sent {
                 Ok(()) => return,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     if !room.wait().await {

@@ -13,7 +13,8 @@
 //!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
 //!    files in the same run.
 //!
-//! Flags: `--only server|client|burst`, `--subscribers N[,M...]` (default
+//! Flags: `--only server|client|fanout|burst` (fanout: part 1 alone;
+//! burst: the 2,000-file burst alone), `--subscribers N[,M...]` (default
 //! 1000,10000), `--events N` (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,11 +130,11 @@ async fn main() -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(0)
     );
-    if args.only.is_none() || args.only.as_deref() == Some("server") {
+    if matches!(args.only.as_deref(), None | Some("server" | "fanout")) {
         server_bench(&args).await?;
     }
     match args.only.as_deref() {
-        Some("server") => {}
+        Some("server" | "fanout") => {}
         Some("burst") => burst_bench().await?,
         _ => client_bench(&args).await?,
     }
@@ -355,6 +356,9 @@ async fn server_bench(args: &Args) -> Result<()> {
         compare::fan_out_both(&server, &token, reference.as_ref().ok(), n, args.events).await;
     }
     drop(reference);
+    if args.only.as_deref() == Some("fanout") {
+        return Ok(());
+    }
     println!("append throughput (4 concurrent posters, no subscribers):");
     for (batch, total) in [(1usize, 4_000usize), (100, 100_000)] {
         let eps = throughput(&api, batch, total).await?;
