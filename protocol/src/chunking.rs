@@ -83,6 +83,39 @@ pub fn cut<R: Read>(source: R) -> std::io::Result<Chunked> {
     cut_each(source, |_, _| Ok(()))
 }
 
+/// One entry of a manifest: a chunk's hash and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    pub hash: ContentHash,
+    pub size: u32,
+}
+
+/// A file's content as its ordered chunks (`POST`/`GET …/manifests`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub hash: ContentHash,
+    pub size: u64,
+    pub chunks: Vec<ManifestEntry>,
+}
+
+impl Chunked {
+    /// This file's manifest.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            hash: self.hash,
+            size: self.size,
+            chunks: self
+                .chunks
+                .iter()
+                .map(|c| ManifestEntry {
+                    hash: c.hash,
+                    size: c.len,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
