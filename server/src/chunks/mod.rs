@@ -5,6 +5,7 @@
 pub mod content;
 mod frames;
 mod routes;
+pub mod serve;
 pub mod store;
 mod verify;
 
