@@ -10,6 +10,7 @@ pub mod auth;
 pub mod blob_store;
 pub mod blobs;
 pub mod chunks;
+pub mod tree;
 pub mod clock;
 pub mod db;
 pub mod error;
@@ -209,6 +210,7 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
         .merge(blobs::router().layer(DefaultBodyLimit::disable()))
         .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(tree::router())
         .merge(api::open_router())
         .fallback(api::not_found)
         .with_state(state);
