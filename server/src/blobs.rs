@@ -95,8 +95,14 @@ async fn put_blob(
     let existed = locate(&state, &project_id, &hash).await?.is_some();
     let body = req.into_body().into_data_stream();
     let stored = store.put(&project_id, hash, body).await?;
-    // Kept as chunks + manifest, like content uploaded chunk-wise.
-    chunk_whole_blob(&state, &project_id, store.path_of(&project_id, &hash)).await?;
+    // Cut into chunks + manifest after answering (a 1 GiB file takes a
+    // while); until then the whole copy is served, as in v1.
+    let (st, pid, path) = (state.clone(), project_id.clone(), store.path_of(&project_id, &hash));
+    tokio::spawn(async move {
+        if let Err(e) = chunk_whole_blob(&st, &pid, path).await {
+            tracing::warn!(blob = %hash, error = %e, "chunking a whole upload failed; it stays whole");
+        }
+    });
     match stored {
         Stored::New(bytes) if !existed => {
             metrics::counter!("vidsync_blob_bytes_stored_total").increment(bytes);

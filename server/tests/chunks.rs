@@ -121,8 +121,18 @@ async fn a_whole_put_is_chunked_and_served_back() {
         .body(Body::from(data.clone()))
         .unwrap();
     assert_eq!(app.send(req).await.status, 201);
-    let r = app.get(&format!("/api/projects/{p}/manifests/{h}"), &t).await;
-    assert!(r.body["chunks"].as_array().unwrap().len() > 1, "{}", r.body);
+    // Served whole at once; cut into chunks + manifest shortly after.
+    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+    assert!(r.bytes == data);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = app.get(&format!("/api/projects/{p}/manifests/{h}"), &t).await;
+        if r.status == 200 && r.body["chunks"].as_array().is_some_and(|c| c.len() > 1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no manifest after a whole PUT: {}", r.body);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
     assert!(r.bytes == data);
 }

@@ -110,7 +110,7 @@ pub async fn chunk_whole_blob(state: &AppState, project_id: &str, path: PathBuf)
     let chunked = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&p)?;
         cut_each(std::io::BufReader::new(file), |c, bytes| {
-            store.put(&pid, &c.hash, bytes).map(|_| ())
+            store.put_hashed(&pid, &c.hash, bytes).map(|_| ())
         })
     })
     .await
@@ -119,8 +119,11 @@ pub async fn chunk_whole_blob(state: &AppState, project_id: &str, path: PathBuf)
     if chunked.chunks.len() > 1 {
         insert_manifests(state, project_id, &[chunked.manifest()]).await?;
     }
-    tokio::fs::remove_file(&path)
-        .await
-        .map_err(|e| AppError::io("removing chunked blob", e))?;
+    // A concurrent PUT of the same content may have removed it already.
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(AppError::io("removing chunked blob", e));
+        }
+    }
     Ok(())
 }

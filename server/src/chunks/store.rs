@@ -63,6 +63,15 @@ impl ChunkStore {
         if ContentHash::from(blake3::hash(bytes)) != *hash {
             return Err(std::io::Error::other(format!("chunk bytes do not hash to {hash}")));
         }
+        self.put_hashed(project_id, hash, bytes)
+    }
+
+    /// [`Self::put`] for bytes the caller has just hashed to `hash`.
+    pub fn put_hashed(&self, project_id: &str, hash: &ContentHash, bytes: &[u8]) -> std::io::Result<bool> {
+        let dest = self.path_of(project_id, hash);
+        if std::fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(false);
+        }
         let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
         let mut guard = TempGuard(Some(tmp_path.clone()));
         let mut file = std::fs::File::create(&tmp_path)?;
