@@ -76,6 +76,14 @@ async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> a
     assert_eq!(s, 206);
     assert!(got == data[30_000_000..40_000_001], "ranged GET differs");
 
+    // The server cuts a whole PUT into chunks after answering: wait for it.
+    let man = format!("/api/projects/{p}/manifests/{h}");
+    vidsync_e2e::wait_for("the whole PUT's manifest", || async {
+        let (s, body) = api.get(&man).await.ok()?;
+        (s == 200).then_some(body)
+    })
+    .await?;
+
     // Overwrite 1 MiB in the middle, then move only what the server lacks.
     let mut edited = data.clone();
     edited[32 << 20..33 << 20].copy_from_slice(&bytes(7, 1 << 20));
