@@ -97,7 +97,11 @@ async fn put_blob(
     let stored = store.put(&project_id, hash, body).await?;
     // Cut into chunks + manifest after answering (a 1 GiB file takes a
     // while); until then the whole copy is served, as in v1.
-    let (st, pid, path) = (state.clone(), project_id.clone(), store.path_of(&project_id, &hash));
+    let (st, pid, path) = (
+        state.clone(),
+        project_id.clone(),
+        store.path_of(&project_id, &hash),
+    );
     tokio::spawn(async move {
         if let Err(e) = chunk_whole_blob(&st, &pid, path).await {
             tracing::warn!(blob = %hash, error = %e, "chunking a whole upload failed; it stays whole");

@@ -10,7 +10,6 @@ pub mod auth;
 pub mod blob_store;
 pub mod blobs;
 pub mod chunks;
-pub mod tree;
 pub mod clock;
 pub mod db;
 pub mod error;
@@ -18,6 +17,7 @@ pub mod event_log;
 pub mod json;
 pub mod live;
 pub mod numbering;
+pub mod tree;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! (`current_versions`, migration 0002) joined with each path's newest
 //! event: sorted by path, paged, deleted paths left out. Costs O(files).
 
-use axum::extract::{Path, Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -53,7 +53,11 @@ async fn get_tree(
     };
     // Paths between prefix and prefix + U+10FFFF, after `after`.
     let upper = format!("{}\u{10FFFF}", q.prefix);
-    let lower = if q.after.as_str() > q.prefix.as_str() { q.after.clone() } else { String::new() };
+    let lower = if q.after.as_str() > q.prefix.as_str() {
+        q.after.clone()
+    } else {
+        String::new()
+    };
     let rows = sqlx::query(
         "SELECT e.path, e.hash, e.size, e.mtime, e.seq
          FROM current_versions c JOIN events e ON e.project_id = c.project_id AND e.seq = c.seq
@@ -86,5 +90,7 @@ async fn get_tree(
     } else {
         None
     };
-    Ok(Json(serde_json::json!({ "at_seq": head, "files": files, "next": next })))
+    Ok(Json(
+        serde_json::json!({ "at_seq": head, "files": files, "next": next }),
+    ))
 }

@@ -66,9 +66,17 @@ fn chunk_files(app: &App) -> usize {
 }
 
 fn walk(dir: &std::path::Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     rd.flatten()
-        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }
 
@@ -77,26 +85,55 @@ async fn chunks_go_up_framed_then_a_manifest_serves_the_file_whole_and_ranged() 
     let (app, t, p) = setup().await;
     let data = bytes(1, 1_500_000);
     let (body, manifest) = framed(&data);
-    let ids: Vec<Value> = manifest["chunks"].as_array().unwrap().iter().map(|c| c["hash"].clone()).collect();
+    let ids: Vec<Value> = manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["hash"].clone())
+        .collect();
     assert!(ids.len() > 3);
-    let r = app.post(&format!("/api/projects/{p}/chunks/missing"), &t, json!({"chunks": ids})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
     assert_eq!(r.body["missing"].as_array().unwrap().len(), ids.len());
     let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body.clone()).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["stored"].as_u64(), Some(ids.len() as u64));
     let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body.clone()).await;
     assert_eq!(r.body["present"].as_u64(), Some(ids.len() as u64));
-    let r = app.post(&format!("/api/projects/{p}/chunks/missing"), &t, json!({"chunks": ids})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
     assert_eq!(r.body["missing"], json!([]));
-    let r = app.post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let h = hash(&data);
-    let r = app.get(&format!("/api/projects/{p}/manifests/{h}"), &t).await;
+    let r = app
+        .get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+        .await;
     assert_eq!(r.body, manifest);
     let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
     assert_eq!(r.status, 200);
     assert!(r.bytes == data, "whole GET differs");
-    for (range, from, to) in [("bytes=100000-700000", 100_000, 700_001), ("bytes=-10", data.len() - 10, data.len()), ("bytes=1499990-", 1_499_990, data.len())] {
+    for (range, from, to) in [
+        ("bytes=100000-700000", 100_000, 700_001),
+        ("bytes=-10", data.len() - 10, data.len()),
+        ("bytes=1499990-", 1_499_990, data.len()),
+    ] {
         let req = Request::get(format!("/api/projects/{p}/blobs/{h}"))
             .header("authorization", format!("Bearer {t}"))
             .header("range", range)
@@ -106,7 +143,13 @@ async fn chunks_go_up_framed_then_a_manifest_serves_the_file_whole_and_ranged() 
         assert_eq!(r.status, 206, "{range}");
         assert!(r.bytes == data[from..to], "{range}");
     }
-    let r = app.post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": ids})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert!(r.bytes == body, "fetch answers the same frames");
 }
@@ -126,11 +169,17 @@ async fn a_whole_put_is_chunked_and_served_back() {
     assert!(r.bytes == data);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let r = app.get(&format!("/api/projects/{p}/manifests/{h}"), &t).await;
+        let r = app
+            .get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+            .await;
         if r.status == 200 && r.body["chunks"].as_array().is_some_and(|c| c.len() > 1) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no manifest after a whole PUT: {}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no manifest after a whole PUT: {}",
+            r.body
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
@@ -153,7 +202,11 @@ async fn bad_frames_are_refused_and_store_nothing() {
     let mut body = Vec::new();
     frame(&mut body, &good_hash, &good);
     frame(&mut body, blake3::hash(&big).as_bytes(), &big);
-    assert_error(&raw_post(&app, &t, &uri, body).await, 413, "payload_too_large");
+    assert_error(
+        &raw_post(&app, &t, &uri, body).await,
+        413,
+        "payload_too_large",
+    );
     // truncated frame and truncated header
     let mut body = Vec::new();
     frame(&mut body, &good_hash, &good);
@@ -172,32 +225,87 @@ async fn bad_manifests_and_id_lists_are_refused_and_store_nothing() {
     let data = bytes(5, 600_000);
     let (body, manifest) = framed(&data);
     // chunks not uploaded yet: missing ones listed
-    let r = app.post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
+        .await;
     assert_error(&r, 422, "unprocessable");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("missing chunks"));
-    assert_eq!(raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await.status, 200);
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing chunks"));
+    assert_eq!(
+        raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body)
+            .await
+            .status,
+        200
+    );
     // sizes that do not add up
     let mut m = manifest.clone();
     m["size"] = json!(data.len() + 1);
-    let r = app.post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest.clone(), m]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest.clone(), m]}),
+        )
+        .await;
     assert_error(&r, 422, "unprocessable");
     // chunks in the wrong order: sizes add up, the hash does not
     let mut m = manifest.clone();
     m["chunks"].as_array_mut().unwrap().swap(0, 1);
-    let r = app.post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [m]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [m]}),
+        )
+        .await;
     assert_error(&r, 422, "unprocessable");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("hash to"));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("hash to"));
     let h = hash(&data);
-    assert_error(&app.get(&format!("/api/projects/{p}/manifests/{h}"), &t).await, 404, "not_found");
+    assert_error(
+        &app.get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+            .await,
+        404,
+        "not_found",
+    );
     // unknown chunk in a fetch; too many ids
     let unknown = hash(b"never uploaded");
-    let r = app.post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": [unknown]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [unknown]}),
+        )
+        .await;
     assert_error(&r, 404, "not_found");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains(&unknown));
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&unknown));
     let many: Vec<String> = (0..10_001u32).map(|i| hash(&i.to_be_bytes())).collect();
-    let r = app.post(&format!("/api/projects/{p}/chunks/missing"), &t, json!({"chunks": many})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": many}),
+        )
+        .await;
     assert_error(&r, 422, "unprocessable");
-    let r = app.post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": many[..1025]})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": many[..1025]}),
+        )
+        .await;
     assert_error(&r, 422, "unprocessable");
 }
 
@@ -205,7 +313,13 @@ async fn bad_manifests_and_id_lists_are_refused_and_store_nothing() {
 async fn chunk_routes_are_member_only() {
     let (app, _t, p) = setup().await;
     let bob = app.user("bob").await;
-    let r = app.post(&format!("/api/projects/{p}/chunks/missing"), &bob, json!({"chunks": []})).await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &bob,
+            json!({"chunks": []}),
+        )
+        .await;
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
     assert!(r.body["error"]["code"].is_string());
 }

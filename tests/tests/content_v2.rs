@@ -35,7 +35,11 @@ fn chunked(data: &[u8], keep: impl Fn(&str) -> bool) -> (Vec<String>, Vec<u8>, V
         Ok(())
     })
     .expect("chunking in memory");
-    (ids, frames, serde_json::to_value(c.manifest()).expect("manifest json"))
+    (
+        ids,
+        frames,
+        serde_json::to_value(c.manifest()).expect("manifest json"),
+    )
 }
 
 async fn get_bytes(api: &Api, path: &str, range: Option<&str>) -> anyhow::Result<(u16, Vec<u8>)> {
@@ -57,7 +61,10 @@ async fn post_frames(api: &Api, project: &str, frames: Vec<u8>) -> anyhow::Resul
         .send()
         .await?;
     let status = resp.status().as_u16();
-    Ok((status, serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null),
+    ))
 }
 
 #[tokio::test]
@@ -88,17 +95,35 @@ async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> a
     let mut edited = data.clone();
     edited[32 << 20..33 << 20].copy_from_slice(&bytes(7, 1 << 20));
     let (ids, _, manifest) = chunked(&edited, |_| false);
-    let (s, body) = api.post(&format!("/api/projects/{p}/chunks/missing"), &json!({ "chunks": ids })).await?;
+    let (s, body) = api
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &json!({ "chunks": ids }),
+        )
+        .await?;
     assert_eq!(s, 200, "{body}");
     let missing: Vec<String> = serde_json::from_value(body["missing"].clone())?;
     let (_, frames, _) = chunked(&edited, |hex| missing.iter().any(|m| m == hex));
     let sent = frames.len();
-    println!("chunk-wise edit: {} of {} chunks missing, {sent} bytes sent", missing.len(), ids.len());
+    println!(
+        "chunk-wise edit: {} of {} chunks missing, {sent} bytes sent",
+        missing.len(),
+        ids.len()
+    );
     assert!(sent <= 3 << 20, "a 1 MiB edit sent {sent} bytes");
     assert!(sent >= 1 << 20, "the edit's bytes must go up: {sent}");
     let (s, body) = post_frames(&api, &p, frames).await?;
-    assert_eq!((s, body["stored"].as_u64()), (200, Some(missing.len() as u64)), "{body}");
-    let (s, body) = api.post(&format!("/api/projects/{p}/manifests"), &json!({ "manifests": [manifest] })).await?;
+    assert_eq!(
+        (s, body["stored"].as_u64()),
+        (200, Some(missing.len() as u64)),
+        "{body}"
+    );
+    let (s, body) = api
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &json!({ "manifests": [manifest] }),
+        )
+        .await?;
     assert_eq!(s, 200, "{body}");
     let h2 = blake3::hash(&edited).to_hex().to_string();
     let (s, got) = get_bytes(&api, &format!("/api/projects/{p}/blobs/{h2}"), None).await?;
@@ -116,7 +141,11 @@ async fn kill_9_during_a_chunk_upload_stores_none_of_it() -> anyhow::Result<()> 
     let data = bytes(9, 8 << 20);
     let (ids, frames, _) = chunked(&data, |_| true);
     // Raw HTTP: announce the whole body, send half, then kill the server.
-    let addr = api.base.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let addr = api
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
     let mut sock = tokio::net::TcpStream::connect(&addr).await?;
     let head = format!(
         "POST /api/projects/{p}/chunks HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
@@ -130,13 +159,31 @@ async fn kill_9_during_a_chunk_upload_stores_none_of_it() -> anyhow::Result<()> 
     drop(sock);
     server.restart().await?;
     let api = server.api(&token);
-    let (s, body) = api.post(&format!("/api/projects/{p}/chunks/missing"), &json!({ "chunks": ids })).await?;
+    let (s, body) = api
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &json!({ "chunks": ids }),
+        )
+        .await?;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(body["missing"].as_array().map(Vec::len), Some(ids.len()), "a chunk of the cut upload is stored");
-    let (s, body) = api.post(&format!("/api/projects/{p}/chunks/fetch"), &json!({ "chunks": [ids[0]] })).await?;
+    assert_eq!(
+        body["missing"].as_array().map(Vec::len),
+        Some(ids.len()),
+        "a chunk of the cut upload is stored"
+    );
+    let (s, body) = api
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &json!({ "chunks": [ids[0]] }),
+        )
+        .await?;
     assert_eq!(s, 404, "{body}");
     // And the same upload whole, after the restart, is stored.
     let (s, body) = post_frames(&api, &p, frames).await?;
-    assert_eq!((s, body["stored"].as_u64()), (200, Some(ids.len() as u64)), "{body}");
+    assert_eq!(
+        (s, body["stored"].as_u64()),
+        (200, Some(ids.len() as u64)),
+        "{body}"
+    );
     Ok(())
 }

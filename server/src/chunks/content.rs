@@ -42,7 +42,11 @@ fn unpack(bytes: &[u8]) -> Vec<ManifestEntry> {
         .collect()
 }
 
-pub async fn manifest_row(state: &AppState, project_id: &str, hash: &ContentHash) -> DbResult<Option<Manifest>> {
+pub async fn manifest_row(
+    state: &AppState,
+    project_id: &str,
+    hash: &ContentHash,
+) -> DbResult<Option<Manifest>> {
     let row = sqlx::query("SELECT size, chunks FROM manifests WHERE project_id = ? AND hash = ?")
         .bind(project_id)
         .bind(hash.to_hex())
@@ -56,16 +60,22 @@ pub async fn manifest_row(state: &AppState, project_id: &str, hash: &ContentHash
 }
 
 /// Stores checked manifests in one transaction (an existing one is kept).
-pub async fn insert_manifests(state: &AppState, project_id: &str, manifests: &[Manifest]) -> DbResult<()> {
+pub async fn insert_manifests(
+    state: &AppState,
+    project_id: &str,
+    manifests: &[Manifest],
+) -> DbResult<()> {
     let mut tx = state.db.pool.begin().await?;
     for m in manifests {
-        sqlx::query("INSERT OR IGNORE INTO manifests (project_id, hash, size, chunks) VALUES (?, ?, ?, ?)")
-            .bind(project_id)
-            .bind(m.hash.to_hex())
-            .bind(m.size as i64)
-            .bind(pack(&m.chunks))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO manifests (project_id, hash, size, chunks) VALUES (?, ?, ?, ?)",
+        )
+        .bind(project_id)
+        .bind(m.hash.to_hex())
+        .bind(m.size as i64)
+        .bind(pack(&m.chunks))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -73,17 +83,27 @@ pub async fn insert_manifests(state: &AppState, project_id: &str, manifests: &[M
 
 /// Finds the content of `hash`: manifest, else legacy whole blob, else a
 /// single chunk with that hash.
-pub async fn locate(state: &AppState, project_id: &str, hash: &ContentHash) -> DbResult<Option<Content>> {
+pub async fn locate(
+    state: &AppState,
+    project_id: &str,
+    hash: &ContentHash,
+) -> DbResult<Option<Content>> {
     if let Some(m) = manifest_row(state, project_id, hash).await? {
         return Ok(Some(Content::Chunks(m)));
     }
     let legacy = state.blobs.path_of(project_id, hash);
     if let Ok(meta) = tokio::fs::metadata(&legacy).await {
-        return Ok(Some(Content::Whole { path: legacy, size: meta.len() }));
+        return Ok(Some(Content::Whole {
+            path: legacy,
+            size: meta.len(),
+        }));
     }
     let chunk = state.chunks.path_of(project_id, hash);
     if let Ok(meta) = tokio::fs::metadata(&chunk).await {
-        return Ok(Some(Content::Whole { path: chunk, size: meta.len() }));
+        return Ok(Some(Content::Whole {
+            path: chunk,
+            size: meta.len(),
+        }));
     }
     Ok(None)
 }

@@ -29,7 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/projects/{project_id}/chunks/fetch", post(fetch))
         .route("/api/projects/{project_id}/chunks", post(upload))
         .route("/api/projects/{project_id}/manifests", post(post_manifests))
-        .route("/api/projects/{project_id}/manifests/{hash}", get(get_manifest))
+        .route(
+            "/api/projects/{project_id}/manifests/{hash}",
+            get(get_manifest),
+        )
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -84,15 +87,17 @@ async fn upload(
 ) -> AppResult<Json<serde_json::Value>> {
     require_member(&state, &project_id, &user).await?;
     let limit = MAX_CHUNK_BATCH_BYTES as usize;
-    let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-        if std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
-            AppError::too_large(format!("a chunk upload body is at most {limit} bytes"))
-        } else {
-            AppError::bad_request(format!("upload interrupted: {e}"))
-        }
-    })?;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                AppError::too_large(format!("a chunk upload body is at most {limit} bytes"))
+            } else {
+                AppError::bad_request(format!("upload interrupted: {e}"))
+            }
+        })?;
     let frames = parse_frames(&body)?;
     let store = state.chunks.clone();
     let (stored, present) = blocking(
@@ -110,7 +115,9 @@ async fn upload(
         "storing chunk",
     )
     .await?;
-    Ok(Json(serde_json::json!({ "stored": stored, "present": present })))
+    Ok(Json(
+        serde_json::json!({ "stored": stored, "present": present }),
+    ))
 }
 
 async fn fetch(
@@ -212,12 +219,17 @@ async fn get_manifest(
         Some(Content::Whole { size, .. }) if size <= CHUNK_MAX as u64 => Ok(Json(Manifest {
             hash,
             size,
-            chunks: vec![ManifestEntry { hash, size: size as u32 }],
+            chunks: vec![ManifestEntry {
+                hash,
+                size: size as u32,
+            }],
         })),
         // A large legacy blob has no manifest: fetch it whole (v1 GET).
         Some(Content::Whole { .. }) => Err(AppError::not_found(format!(
             "{hash} is stored whole (an old upload): fetch it with GET …/blobs/{hash}"
         ))),
-        None => Err(AppError::not_found(format!("no content {hash} in this project"))),
+        None => Err(AppError::not_found(format!(
+            "no content {hash} in this project"
+        ))),
     }
 }

@@ -36,7 +36,11 @@ fn wanted(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
         (size.saturating_sub(n), size)
     } else {
         let start: u64 = a.parse().map_err(|_| ())?;
-        let last = if b.is_empty() { size.saturating_sub(1) } else { b.parse().map_err(|_| ())? };
+        let last = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| ())?
+        };
         if start >= size {
             return Err(());
         }
@@ -46,7 +50,12 @@ fn wanted(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
 }
 
 /// Serves a manifest's bytes (or a range of them).
-pub fn serve_manifest(store: ChunkStore, project_id: String, m: Manifest, headers: &HeaderMap) -> Response {
+pub fn serve_manifest(
+    store: ChunkStore,
+    project_id: String,
+    m: Manifest,
+    headers: &HeaderMap,
+) -> Response {
     let size = m.size;
     let (start, end, status) = match wanted(headers, size) {
         Err(()) => {
@@ -91,8 +100,14 @@ pub fn serve_manifest(store: ChunkStore, project_id: String, m: Manifest, header
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, (end - start).into());
-    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         if let Ok(v) = format!("bytes {start}-{}/{size}", end - 1).parse() {
             h.insert(header::CONTENT_RANGE, v);

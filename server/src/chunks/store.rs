@@ -61,13 +61,20 @@ impl ChunkStore {
             return Ok(false);
         }
         if ContentHash::from(blake3::hash(bytes)) != *hash {
-            return Err(std::io::Error::other(format!("chunk bytes do not hash to {hash}")));
+            return Err(std::io::Error::other(format!(
+                "chunk bytes do not hash to {hash}"
+            )));
         }
         self.put_hashed(project_id, hash, bytes)
     }
 
     /// [`Self::put`] for bytes the caller has just hashed to `hash`.
-    pub fn put_hashed(&self, project_id: &str, hash: &ContentHash, bytes: &[u8]) -> std::io::Result<bool> {
+    pub fn put_hashed(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+        bytes: &[u8],
+    ) -> std::io::Result<bool> {
         let dest = self.path_of(project_id, hash);
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(false);

@@ -16,14 +16,20 @@ pub fn check_manifest(
     }
     let sum: u64 = m.chunks.iter().map(|c| c.size as u64).sum();
     if sum != m.size {
-        return Ok(Err(format!("its chunks add up to {sum} bytes, not {}", m.size)));
+        return Ok(Err(format!(
+            "its chunks add up to {sum} bytes, not {}",
+            m.size
+        )));
     }
     let mut missing = Vec::new();
     for c in &m.chunks {
         match store.size_of(project_id, &c.hash) {
             None => missing.push(c.hash.to_hex()),
             Some(n) if n != c.size as u64 => {
-                return Ok(Err(format!("chunk {} is {n} bytes, not {}", c.hash, c.size)))
+                return Ok(Err(format!(
+                    "chunk {} is {n} bytes, not {}",
+                    c.hash, c.size
+                )))
             }
             Some(_) => {}
         }
