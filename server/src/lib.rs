@@ -213,7 +213,10 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         let gates = Arc::new(live::PollGates::default());
         router
             .layer(layer)
-            .layer(axum::middleware::from_fn_with_state(gates, live::count_polls))
+            .layer(axum::middleware::from_fn_with_state(
+                gates,
+                live::count_polls,
+            ))
     } else {
         router
     };

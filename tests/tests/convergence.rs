@@ -208,11 +208,23 @@ async fn converge(w: &World) -> Result<BTreeMap<String, String>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     loop {
         let server = server_tree(&w.api, &w.id).await?;
-        let trees: Vec<_> = w
+        // A folder is read while its client may be writing: a temp file
+        // renamed away between listing and reading fails that read. Such a
+        // folder is not settled yet; it is read again on the next round.
+        let read: Result<Vec<_>> = w
             .dirs
             .iter()
             .map(|d| tree_hashes(&d.folder).map(visible))
-            .collect::<Result<_>>()?;
+            .collect();
+        let trees = match read {
+            Ok(t) => t,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(%e, "a folder changed while it was read");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if trees.iter().all(|t| *t == server) {
             return Ok(server);
         }

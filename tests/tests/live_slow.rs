@@ -60,7 +60,10 @@ async fn a_stalled_subscriber_catches_up_in_order_and_does_not_slow_a_fast_one(
     let (_fast, fast_seqs) = tokio::time::timeout(DEADLINE, fast_reader).await??;
     let expected: Vec<u64> = (1..=total as u64).collect();
     assert_eq!(fast_seqs.len(), total, "the fast subscriber was held up");
-    assert!(fast_seqs == expected, "the fast subscriber's events are out of order");
+    assert!(
+        fast_seqs == expected,
+        "the fast subscriber's events are out of order"
+    );
 
     // Now it reads: everything, in order, no gap, no duplicate.
     let slow_seqs = tokio::time::timeout(DEADLINE, read_seqs(&mut slow, total)).await?;

@@ -126,7 +126,8 @@ pub async fn send_to<A: Adapter, R>(
     match socket.req_parts().extensions.get::<GateRef>() {
         Some(GateRef(gate)) => {
             let polling = || socket.transport_type() == TransportType::Polling;
-            gate.send(polling, || gone() || !socket.connected(), send).await
+            gate.send(polling, || gone() || !socket.connected(), send)
+                .await
         }
         None => Some(send()),
     }
@@ -192,7 +193,10 @@ pub async fn count_polls(
             let res = next.run(req).await;
             // A poll answered with packets (the one-byte no-op of an upgrade
             // took nothing from the queue; skipping a count is always safe).
-            let len = res.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+            let len = res
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok());
             let len: u64 = len.and_then(|v| v.parse().ok()).unwrap_or(0);
             if let Some(gate) = gate.filter(|_| res.status() == StatusCode::OK && len > 1) {
                 gate.answered();
@@ -249,7 +253,10 @@ mod tests {
         let sent = AtomicU32::new(0);
         for _ in 0..n {
             let once = gate.send(|| polling, || false, || sent.fetch_add(1, Ordering::SeqCst));
-            if tokio::time::timeout(TRANSPORT_RECHECK * 4, once).await.is_err() {
+            if tokio::time::timeout(TRANSPORT_RECHECK * 4, once)
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -48,7 +48,8 @@ impl<A: Adapter> Reply<A> {
                 &mut socketioxide_core::Value::Bytes(bytes::Bytes::new()),
                 &self.ack_id,
             );
-            let Some(sent) = super::polling::send_to(&self.socket, || false, || sender.send(body)).await
+            let Some(sent) =
+                super::polling::send_to(&self.socket, || false, || sender.send(body)).await
             else {
                 return;
             };
