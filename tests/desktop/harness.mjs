@@ -117,7 +117,14 @@ export class World {
   async shareThroughUi(folder) {
     await this.type("#add-path", folder);
     await this.click("#add-folder");
-    await until("the project in the list", async () => (await this.text("#projects [data-testid=badge]")) === "up to date");
+    let badge;
+    await until("the project in the list, up to date", async () => {
+      badge = await this.text("#projects [data-testid=badge]");
+      return badge === "up to date";
+    }).catch(async (e) => {
+      await this.shot("share-timeout").catch(() => {});
+      throw new Error(`${e.message} (the badge said: ${JSON.stringify(badge)})`);
+    });
     await until("live", async () => (await this.text("#connection")) === "live");
   }
 
