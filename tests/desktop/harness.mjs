@@ -73,6 +73,8 @@ export class World {
     await until("tauri-driver", () => fetch(`${this.driverUrl}/status`).then((r) => r.ok));
     const s = await this.wd("POST", "/session", { capabilities: { alwaysMatch: { "tauri:options": { application: APP } } } });
     this.session = s.sessionId;
+    // The page says when its controls are wired and the engine answered.
+    await until("the page ready", async () => (await this.script("return document.body.dataset.ready")) === "true");
   }
 
   async wd(method, path, body) {

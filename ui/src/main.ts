@@ -190,7 +190,14 @@ async function main() {
   const snap = await call<Snapshot>("ready");
   if (snap) applySnapshot(snap);
   setInterval(scheduleRender, 250);
+  // The page is ready for input: tests wait for this, not for static text.
+  document.body.dataset.ready = "true";
+}
 
+/** The forms and buttons. Wired before anything is awaited, so a click that
+ * comes early never falls through to the browser's own form submission
+ * (which would reload the page and drop what was typed). */
+function wireControls() {
   $("add-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const path = ($("add-path") as HTMLInputElement).value.trim();
@@ -234,4 +241,5 @@ async function main() {
   });
 }
 
+wireControls();
 void main();
