@@ -21,17 +21,6 @@ impl LocalState {
             tx: self.pool.begin().await?,
         })
     }
-
-    /// The hash of the newest change still queued for `path` (`Some(None)`:
-    /// a queued delete; `None`: nothing queued).
-    pub async fn last_queued(
-        &self,
-        project_id: &str,
-        path: &str,
-    ) -> Result<Option<Option<ContentHash>>> {
-        let mut c = self.pool.acquire().await?;
-        last_queued_in(&mut c, project_id, path).await
-    }
 }
 
 impl Batch {
@@ -148,30 +137,41 @@ pub(crate) async fn applied_in(
     base: Option<&ContentHash>,
 ) -> Result<()> {
     set_index(tx, project_id, path, entry).await?;
-    match base {
+    set_base_in(tx, project_id, path.as_str(), base).await?;
+    sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
+        .bind(project_id)
+        .bind(path.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets (or, with `None`, forgets) the hash both sides agreed on for a path.
+pub(crate) async fn set_base_in(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    path: &str,
+    hash: Option<&ContentHash>,
+) -> Result<()> {
+    match hash {
         Some(h) => {
             sqlx::query(
                 "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
                  ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
             )
             .bind(project_id)
-            .bind(path.as_str())
+            .bind(path)
             .bind(h.to_hex())
-            .execute(&mut **tx)
+            .execute(&mut *c)
             .await?;
         }
         None => {
             sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
                 .bind(project_id)
-                .bind(path.as_str())
-                .execute(&mut **tx)
+                .bind(path)
+                .execute(&mut *c)
                 .await?;
         }
     }
-    sqlx::query("DELETE FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL")
-        .bind(project_id)
-        .bind(path.as_str())
-        .execute(&mut **tx)
-        .await?;
     Ok(())
 }

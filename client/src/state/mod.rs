@@ -19,7 +19,7 @@ mod outbox;
 
 pub use aside::SetAside;
 pub use batch::Batch;
-pub(crate) use batch::{applied_in, base_in};
+pub(crate) use batch::{applied_in, base_in, set_base_in};
 
 use crate::Result;
 
@@ -162,27 +162,8 @@ impl LocalState {
         path: &str,
         hash: Option<&ContentHash>,
     ) -> Result<()> {
-        match hash {
-            Some(h) => {
-                sqlx::query(
-                    "INSERT INTO synced (project_id, path, hash) VALUES (?, ?, ?)
-                     ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
-                )
-                .bind(project_id)
-                .bind(path)
-                .bind(h.to_hex())
-                .execute(&self.pool)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM synced WHERE project_id = ? AND path = ?")
-                    .bind(project_id)
-                    .bind(path)
-                    .execute(&self.pool)
-                    .await?;
-            }
-        }
-        Ok(())
+        let mut c = self.pool.acquire().await?;
+        set_base_in(&mut c, project_id, path, hash).await
     }
 
     pub async fn add_conflict(&self, project_id: &str, path: &str) -> Result<()> {

@@ -6,25 +6,10 @@
 use sqlx::Row;
 use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
 
-use super::batch::record_in;
-use super::{IndexEntry, LocalState, Queued};
+use super::{LocalState, Queued};
 use crate::Result;
 
 impl LocalState {
-    /// Queues `change` (if any) and sets the index entry of `path`, together.
-    pub async fn record(
-        &self,
-        project_id: &str,
-        path: &ProjectPath,
-        change: Option<&Change>,
-        entry: Option<&IndexEntry>,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        record_in(&mut tx, project_id, path, change, entry).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The oldest queued changes of a project that were not refused. A row
     /// that cannot be read is marked failed with the reason, so it shows.
     pub async fn outbox_batch(&self, project_id: &str, limit: u32) -> Result<Vec<Queued>> {
