@@ -7,6 +7,7 @@
 //! the server and the client own those. `docs/protocol.md` is the prose twin
 //! of these types.
 
+pub mod chunking;
 mod error;
 mod hash;
 mod path;
@@ -45,3 +46,17 @@ pub const MAX_EVENTS_PAGE: u32 = 10_000;
 pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1024 * 1024 * 1024;
 /// Largest incoming Socket.IO message.
 pub const MAX_SOCKET_MESSAGE_BYTES: u64 = 1024 * 1024;
+
+/// Most chunk ids in one `chunks/missing` request.
+pub const MAX_MISSING_IDS: usize = 10_000;
+/// Largest body of `POST chunks` (frames) and of a `chunks/fetch` answer.
+pub const MAX_CHUNK_BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Most chunk ids in one `chunks/fetch` request.
+pub const MAX_FETCH_IDS: usize = 1_024;
+/// Bytes of a frame's header: 32-byte raw BLAKE3 hash, u32 big-endian length.
+pub const FRAME_HEADER_BYTES: usize = 36;
+/// Most manifests in one `POST manifests` request.
+pub const MAX_MANIFESTS_PER_REQUEST: usize = 1_000;
+/// Default and largest page of `GET tree`.
+pub const DEFAULT_TREE_PAGE: u32 = 1_000;
+pub const MAX_TREE_PAGE: u32 = 10_000;

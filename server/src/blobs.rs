@@ -14,6 +14,8 @@ use vidsync_protocol::{ContentHash, ErrorCode};
 use crate::api::require_member;
 use crate::auth::AuthUser;
 use crate::blob_store::{PutError, Stored};
+use crate::chunks::content::{locate, Content};
+use crate::chunks::serve::{chunk_whole_blob, serve_manifest};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
@@ -90,13 +92,27 @@ async fn put_blob(
     if declared.is_some_and(|n| n > store.max_bytes) {
         return Err(PutError::TooLarge(store.max_bytes).into());
     }
+    let existed = locate(&state, &project_id, &hash).await?.is_some();
     let body = req.into_body().into_data_stream();
-    match store.put(&project_id, hash, body).await? {
-        Stored::New(bytes) => {
+    let stored = store.put(&project_id, hash, body).await?;
+    // Cut into chunks + manifest after answering (a 1 GiB file takes a
+    // while); until then the whole copy is served, as in v1.
+    let (st, pid, path) = (
+        state.clone(),
+        project_id.clone(),
+        store.path_of(&project_id, &hash),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = chunk_whole_blob(&st, &pid, path).await {
+            tracing::warn!(blob = %hash, error = %e, "chunking a whole upload failed; it stays whole");
+        }
+    });
+    match stored {
+        Stored::New(bytes) if !existed => {
             metrics::counter!("vidsync_blob_bytes_stored_total").increment(bytes);
             Ok(StatusCode::CREATED.into_response())
         }
-        Stored::Existing => Ok(StatusCode::OK.into_response()),
+        _ => Ok(StatusCode::OK.into_response()),
     }
 }
 
@@ -115,12 +131,18 @@ async fn get_blob(
     if ignored {
         req.headers_mut().remove(header::RANGE);
     }
-    if !state.blobs.contains(&project_id, &hash).await {
-        return Err(AppError::not_found(format!(
-            "no blob {hash} in this project"
-        )));
-    }
-    let path = state.blobs.path_of(&project_id, &hash);
+    let path = match locate(&state, &project_id, &hash).await? {
+        None => {
+            return Err(AppError::not_found(format!(
+                "no blob {hash} in this project"
+            )))
+        }
+        Some(Content::Chunks(m)) => {
+            let store = state.chunks.clone();
+            return Ok(serve_manifest(store, project_id, m, req.headers()));
+        }
+        Some(Content::Whole { path, .. }) => path,
+    };
     let served = match tower_http::services::ServeFile::new(&path)
         .oneshot(req)
         .await

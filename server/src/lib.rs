@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod blob_store;
 pub mod blobs;
+pub mod chunks;
 pub mod clock;
 pub mod db;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod event_log;
 pub mod json;
 pub mod live;
 pub mod numbering;
+pub mod tree;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -92,6 +94,7 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub db: Db,
     pub blobs: blobs::BlobStore,
+    pub chunks: chunks::ChunkStore,
     pub hub: Arc<live::Hub>,
     pub metrics: PrometheusHandle,
     pub live: bool,
@@ -153,9 +156,12 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
     let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
     check_blobs(&db, &blobs, &config.data_dir).await?;
+    let chunks = chunks::ChunkStore::open(&config.data_dir)
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
     Ok(AppState(Arc::new(Inner {
         db,
         blobs,
+        chunks,
         hub: Arc::default(),
         metrics: metrics_handle(),
         live: config.live,
@@ -206,6 +212,8 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
     let router = Router::new()
         .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
         .merge(blobs::router().layer(DefaultBodyLimit::disable()))
+        .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(tree::router())
         .merge(api::open_router())
         .fallback(api::not_found)
         .with_state(state);

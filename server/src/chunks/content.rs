@@ -1,0 +1,109 @@
+//! Where a file's content is: a manifest (chunks), a legacy whole blob of
+//! an old data dir, or a single chunk with the file's hash. Manifests live
+//! in the `manifests` table (migration 0003).
+
+use std::path::PathBuf;
+
+use sqlx::Row;
+use vidsync_protocol::chunking::{Manifest, ManifestEntry};
+use vidsync_protocol::ContentHash;
+
+use crate::db::DbResult;
+use crate::AppState;
+
+/// How the content of one hash is stored.
+pub enum Content {
+    Chunks(Manifest),
+    Whole { path: PathBuf, size: u64 },
+}
+
+pub fn pack(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 36);
+    for e in entries {
+        out.extend_from_slice(e.hash.as_bytes());
+        out.extend_from_slice(&e.size.to_be_bytes());
+    }
+    out
+}
+
+fn unpack(bytes: &[u8]) -> Vec<ManifestEntry> {
+    bytes
+        .chunks_exact(36)
+        .map(|e| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&e[..32]);
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&e[32..]);
+            ManifestEntry {
+                hash: ContentHash::from(blake3::Hash::from_bytes(h)),
+                size: u32::from_be_bytes(n),
+            }
+        })
+        .collect()
+}
+
+pub async fn manifest_row(
+    state: &AppState,
+    project_id: &str,
+    hash: &ContentHash,
+) -> DbResult<Option<Manifest>> {
+    let row = sqlx::query("SELECT size, chunks FROM manifests WHERE project_id = ? AND hash = ?")
+        .bind(project_id)
+        .bind(hash.to_hex())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    Ok(row.map(|r| Manifest {
+        hash: *hash,
+        size: r.get::<i64, _>(0) as u64,
+        chunks: unpack(&r.get::<Vec<u8>, _>(1)),
+    }))
+}
+
+/// Stores checked manifests in one transaction (an existing one is kept).
+pub async fn insert_manifests(
+    state: &AppState,
+    project_id: &str,
+    manifests: &[Manifest],
+) -> DbResult<()> {
+    let mut tx = state.db.pool.begin().await?;
+    for m in manifests {
+        sqlx::query(
+            "INSERT OR IGNORE INTO manifests (project_id, hash, size, chunks) VALUES (?, ?, ?, ?)",
+        )
+        .bind(project_id)
+        .bind(m.hash.to_hex())
+        .bind(m.size as i64)
+        .bind(pack(&m.chunks))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Finds the content of `hash`: manifest, else legacy whole blob, else a
+/// single chunk with that hash.
+pub async fn locate(
+    state: &AppState,
+    project_id: &str,
+    hash: &ContentHash,
+) -> DbResult<Option<Content>> {
+    if let Some(m) = manifest_row(state, project_id, hash).await? {
+        return Ok(Some(Content::Chunks(m)));
+    }
+    let legacy = state.blobs.path_of(project_id, hash);
+    if let Ok(meta) = tokio::fs::metadata(&legacy).await {
+        return Ok(Some(Content::Whole {
+            path: legacy,
+            size: meta.len(),
+        }));
+    }
+    let chunk = state.chunks.path_of(project_id, hash);
+    if let Ok(meta) = tokio::fs::metadata(&chunk).await {
+        return Ok(Some(Content::Whole {
+            path: chunk,
+            size: meta.len(),
+        }));
+    }
+    Ok(None)
+}

@@ -1,0 +1,235 @@
+//! Content v2 routes: which chunks are missing, upload and fetch many chunks
+//! in framed bodies, store and read manifests. Member-only; every refusal is
+//! a JSON error body (see `docs/protocol.md`, "Content v2").
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use vidsync_protocol::chunking::{Manifest, ManifestEntry, CHUNK_MAX};
+use vidsync_protocol::{
+    ContentHash, ErrorCode, FRAME_HEADER_BYTES, MAX_CHUNK_BATCH_BYTES, MAX_FETCH_IDS,
+    MAX_MANIFESTS_PER_REQUEST, MAX_MISSING_IDS,
+};
+
+use super::content::{insert_manifests, locate, Content};
+use super::frames::{parse_frames, Frame};
+use crate::api::require_member;
+use crate::auth::AuthUser;
+use crate::error::{AppError, AppResult};
+use crate::json::ApiJson;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/projects/{project_id}/chunks/missing", post(missing))
+        .route("/api/projects/{project_id}/chunks/fetch", post(fetch))
+        .route("/api/projects/{project_id}/chunks", post(upload))
+        .route("/api/projects/{project_id}/manifests", post(post_manifests))
+        .route(
+            "/api/projects/{project_id}/manifests/{hash}",
+            get(get_manifest),
+        )
+        .layer(axum::middleware::map_response(crate::error::json_errors))
+}
+
+#[derive(Deserialize)]
+struct ChunkIds {
+    chunks: Vec<ContentHash>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    context: &'static str,
+) -> AppResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::io(context, std::io::Error::other(e)))?
+        .map_err(|e| AppError::io(context, e))
+}
+
+async fn missing(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    UrlPath(project_id): UrlPath<String>,
+    ApiJson(body): ApiJson<ChunkIds>,
+) -> AppResult<Json<serde_json::Value>> {
+    require_member(&state, &project_id, &user).await?;
+    let n = body.chunks.len();
+    if n > MAX_MISSING_IDS {
+        return Err(AppError::unprocessable(format!(
+            "at most {MAX_MISSING_IDS} chunk ids a request, this one has {n}"
+        )));
+    }
+    let store = state.chunks.clone();
+    let missing = blocking(
+        move || {
+            Ok(body
+                .chunks
+                .into_iter()
+                .filter(|h| store.size_of(&project_id, h).is_none())
+                .collect::<Vec<_>>())
+        },
+        "checking chunks",
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "missing": missing })))
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    UrlPath(project_id): UrlPath<String>,
+    req: Request,
+) -> AppResult<Json<serde_json::Value>> {
+    require_member(&state, &project_id, &user).await?;
+    let limit = MAX_CHUNK_BATCH_BYTES as usize;
+    let body = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                AppError::too_large(format!("a chunk upload body is at most {limit} bytes"))
+            } else {
+                AppError::bad_request(format!("upload interrupted: {e}"))
+            }
+        })?;
+    let frames = parse_frames(&body)?;
+    let store = state.chunks.clone();
+    let (stored, present) = blocking(
+        move || {
+            let (mut stored, mut present) = (0u64, 0u64);
+            for Frame { hash, bytes } in frames {
+                if store.put(&project_id, &hash, &bytes)? {
+                    stored += 1;
+                } else {
+                    present += 1;
+                }
+            }
+            Ok((stored, present))
+        },
+        "storing chunk",
+    )
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "stored": stored, "present": present }),
+    ))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    UrlPath(project_id): UrlPath<String>,
+    ApiJson(body): ApiJson<ChunkIds>,
+) -> AppResult<Response> {
+    require_member(&state, &project_id, &user).await?;
+    let n = body.chunks.len();
+    if n > MAX_FETCH_IDS {
+        return Err(AppError::unprocessable(format!(
+            "at most {MAX_FETCH_IDS} chunk ids a fetch, this one has {n}"
+        )));
+    }
+    let store = state.chunks.clone();
+    let mut total = 0u64;
+    for h in &body.chunks {
+        let Some(size) = store.size_of(&project_id, h) else {
+            return Err(AppError::not_found(format!("no chunk {h} in this project")));
+        };
+        total += FRAME_HEADER_BYTES as u64 + size;
+    }
+    if total > MAX_CHUNK_BATCH_BYTES {
+        return Err(AppError::unprocessable(format!(
+            "these chunks come to {total} bytes, over the {MAX_CHUNK_BATCH_BYTES}-byte limit of a fetch"
+        )));
+    }
+    let out = blocking(
+        move || {
+            let mut out = Vec::with_capacity(total as usize);
+            for h in &body.chunks {
+                let bytes = store.read(&project_id, h)?;
+                out.extend_from_slice(h.as_bytes());
+                out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                out.extend_from_slice(&bytes);
+            }
+            Ok(out)
+        },
+        "reading chunks",
+    )
+    .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(Bytes::from(out)),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct ManifestBatch {
+    manifests: Vec<Manifest>,
+}
+
+async fn post_manifests(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    UrlPath(project_id): UrlPath<String>,
+    ApiJson(body): ApiJson<ManifestBatch>,
+) -> AppResult<Json<serde_json::Value>> {
+    require_member(&state, &project_id, &user).await?;
+    let n = body.manifests.len();
+    if n > MAX_MANIFESTS_PER_REQUEST {
+        return Err(AppError::unprocessable(format!(
+            "at most {MAX_MANIFESTS_PER_REQUEST} manifests a request, this one has {n}"
+        )));
+    }
+    let store = state.chunks.clone();
+    let pid = project_id.clone();
+    let manifests = body.manifests;
+    let manifests = blocking(
+        move || {
+            for (i, m) in manifests.iter().enumerate() {
+                if let Err(why) = super::verify::check_manifest(&store, &pid, m)? {
+                    return Ok(Err(format!("manifests[{i}] ({}): {why}", m.hash)));
+                }
+            }
+            Ok(Ok(manifests))
+        },
+        "checking manifest",
+    )
+    .await?
+    .map_err(|m| AppError::new(ErrorCode::Unprocessable, m))?;
+    insert_manifests(&state, &project_id, &manifests).await?;
+    Ok(Json(serde_json::json!({ "stored": manifests.len() })))
+}
+
+async fn get_manifest(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    UrlPath((project_id, hash)): UrlPath<(String, String)>,
+) -> AppResult<Json<Manifest>> {
+    require_member(&state, &project_id, &user).await?;
+    let hash: ContentHash = hash.parse().map_err(|e: vidsync_protocol::HashError| {
+        AppError::new(ErrorCode::InvalidHash, e.to_string())
+    })?;
+    match locate(&state, &project_id, &hash).await? {
+        Some(Content::Chunks(m)) => Ok(Json(m)),
+        Some(Content::Whole { size, .. }) if size <= CHUNK_MAX as u64 => Ok(Json(Manifest {
+            hash,
+            size,
+            chunks: vec![ManifestEntry {
+                hash,
+                size: size as u32,
+            }],
+        })),
+        // A large legacy blob has no manifest: fetch it whole (v1 GET).
+        Some(Content::Whole { .. }) => Err(AppError::not_found(format!(
+            "{hash} is stored whole (an old upload): fetch it with GET …/blobs/{hash}"
+        ))),
+        None => Err(AppError::not_found(format!(
+            "no content {hash} in this project"
+        ))),
+    }
+}

@@ -1,0 +1,144 @@
+//! The v1 blob routes over chunked content: `GET`/`HEAD` (with `Range`)
+//! stream the chunks of a manifest, one at a time (memory flat), and a whole
+//! `PUT` is cut into chunks and a manifest.
+
+use std::path::PathBuf;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use vidsync_protocol::chunking::{cut_each, Manifest};
+
+use super::content::insert_manifests;
+use super::store::ChunkStore;
+use crate::blobs::acts_on_range;
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+
+/// The byte range `[start, end)` a request asks for, `None` for all of it;
+/// `Err` when a single range lies outside the file (416).
+fn wanted(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if !acts_on_range(v) {
+        return Ok(None);
+    }
+    let spec = v.split_once('=').map(|(_, s)| s.trim()).unwrap_or("");
+    let (a, b) = spec.split_once('-').unwrap_or(("", ""));
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let last = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse().map_err(|_| ())?
+        };
+        if start >= size {
+            return Err(());
+        }
+        (start, last.min(size - 1) + 1)
+    };
+    Ok(Some(range))
+}
+
+/// Serves a manifest's bytes (or a range of them).
+pub fn serve_manifest(
+    store: ChunkStore,
+    project_id: String,
+    m: Manifest,
+    headers: &HeaderMap,
+) -> Response {
+    let size = m.size;
+    let (start, end, status) = match wanted(headers, size) {
+        Err(()) => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+            )
+                .into_response()
+        }
+        Ok(None) => (0, size, StatusCode::OK),
+        Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
+    };
+    // (chunk hash, offset of the chunk in the file) of the chunks that overlap.
+    let mut pieces = Vec::new();
+    let mut at = 0u64;
+    for c in &m.chunks {
+        let next = at + c.size as u64;
+        if next > start && at < end {
+            pieces.push((c.hash, at));
+        }
+        at = next;
+    }
+    let body = stream::unfold(pieces.into_iter(), move |mut it| {
+        let store = store.clone();
+        let project_id = project_id.clone();
+        async move {
+            let (hash, at) = it.next()?;
+            let read = tokio::task::spawn_blocking(move || store.read(&project_id, &hash)).await;
+            let item = match read {
+                Ok(Ok(bytes)) => {
+                    let from = start.saturating_sub(at) as usize;
+                    let to = ((end - at) as usize).min(bytes.len());
+                    Ok(Bytes::from(bytes).slice(from..to))
+                }
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(std::io::Error::other(e)),
+            };
+            Some((item, it))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, (end - start).into());
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = format!("bytes {start}-{}/{size}", end - 1).parse() {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+/// Cuts a just-stored whole blob into chunks and a manifest, then removes
+/// the whole copy (the manifest is written first, so it is always served).
+pub async fn chunk_whole_blob(state: &AppState, project_id: &str, path: PathBuf) -> AppResult<()> {
+    let store = state.chunks.clone();
+    let pid = project_id.to_string();
+    let p = path.clone();
+    let chunked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&p)?;
+        cut_each(std::io::BufReader::new(file), |c, bytes| {
+            store.put_hashed(&pid, &c.hash, bytes).map(|_| ())
+        })
+    })
+    .await
+    .map_err(|e| AppError::io("chunking blob", std::io::Error::other(e)))?
+    .map_err(|e| AppError::io("chunking blob", e))?;
+    if chunked.chunks.len() > 1 {
+        insert_manifests(state, project_id, &[chunked.manifest()]).await?;
+    }
+    // A concurrent PUT of the same content may have removed it already.
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(AppError::io("removing chunked blob", e));
+        }
+    }
+    Ok(())
+}

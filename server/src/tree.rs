@@ -1,0 +1,96 @@
+//! `GET …/tree`: the project's files at head, from the current-state index
+//! (`current_versions`, migration 0002) joined with each path's newest
+//! event: sorted by path, paged, deleted paths left out. Costs O(files).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use sqlx::Row;
+use vidsync_protocol::{DEFAULT_TREE_PAGE, MAX_TREE_PAGE};
+
+use crate::api::require_member;
+use crate::auth::AuthUser;
+use crate::error::{AppError, AppResult};
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/projects/{project_id}/tree", get(get_tree))
+        .layer(axum::middleware::map_response(crate::error::json_errors))
+}
+
+#[derive(Deserialize)]
+struct TreeQuery {
+    at_seq: Option<u64>,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    after: String,
+    limit: Option<u32>,
+}
+
+async fn get_tree(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(project_id): Path<String>,
+    query: Result<Query<TreeQuery>, QueryRejection>,
+) -> AppResult<Json<serde_json::Value>> {
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(format!("bad query: {}", e.body_text())))?;
+    require_member(&state, &project_id, &user).await?;
+    let head = state.db.head_seq(&project_id).await?;
+    if q.at_seq.is_some_and(|s| s != head) {
+        return Err(AppError::unprocessable(
+            "at_seq other than head is not supported yet (history is a later issue); leave it out",
+        ));
+    }
+    let limit = match q.limit {
+        None => DEFAULT_TREE_PAGE,
+        Some(0) => return Err(AppError::bad_request("limit must be at least 1")),
+        Some(l) => l.min(MAX_TREE_PAGE),
+    };
+    // Paths between prefix and prefix + U+10FFFF, after `after`.
+    let upper = format!("{}\u{10FFFF}", q.prefix);
+    let lower = if q.after.as_str() > q.prefix.as_str() {
+        q.after.clone()
+    } else {
+        String::new()
+    };
+    let rows = sqlx::query(
+        "SELECT e.path, e.hash, e.size, e.mtime, e.seq
+         FROM current_versions c JOIN events e ON e.project_id = c.project_id AND e.seq = c.seq
+         WHERE c.project_id = ? AND c.path >= ? AND c.path < ? AND c.path > ? AND e.op != 'delete'
+         ORDER BY c.path LIMIT ?",
+    )
+    .bind(&project_id)
+    .bind(&q.prefix)
+    .bind(&upper)
+    .bind(&lower)
+    .bind(limit as i64 + 1)
+    .fetch_all(&state.db.pool)
+    .await
+    .map_err(crate::db::DbError::from)?;
+    let mut files: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "path": r.get::<String, _>(0),
+                "hash": r.get::<Option<String>, _>(1),
+                "size": r.get::<Option<i64>, _>(2),
+                "mtime": r.get::<Option<String>, _>(3),
+                "seq": r.get::<i64, _>(4),
+            })
+        })
+        .collect();
+    let next = if files.len() > limit as usize {
+        files.truncate(limit as usize);
+        files.last().map(|f| f["path"].clone())
+    } else {
+        None
+    };
+    Ok(Json(
+        serde_json::json!({ "at_seq": head, "files": files, "next": next }),
+    ))
+}

@@ -1,0 +1,325 @@
+//! Content v2 through the real router, in process: chunk upload, missing,
+//! fetch, manifests, v1 blob routes over chunked content, and every bad
+//! input answered 4xx with the JSON body and nothing stored.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{hash, App, Reply};
+use serde_json::{json, Value};
+use vidsync_protocol::chunking::{cut_each, CHUNK_MAX};
+
+fn assert_error(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.body["error"]["code"], code, "{}", r.body);
+}
+
+/// Deterministic pseudo-random bytes (xorshift, seed printed by callers).
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn frame(out: &mut Vec<u8>, raw_hash: &[u8; 32], data: &[u8]) {
+    out.extend_from_slice(raw_hash);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Frames of every chunk of `data`, and its manifest as JSON.
+fn framed(data: &[u8]) -> (Vec<u8>, Value) {
+    let mut body = Vec::new();
+    let c = cut_each(data, |c, b| {
+        frame(&mut body, c.hash.as_bytes(), b);
+        Ok(())
+    })
+    .unwrap();
+    (body, serde_json::to_value(c.manifest()).unwrap())
+}
+
+async fn raw_post(app: &App, t: &str, uri: &str, body: Vec<u8>) -> Reply {
+    let req = Request::post(uri)
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/octet-stream")
+        .body(Body::from(body))
+        .unwrap();
+    app.send(req).await
+}
+
+async fn setup() -> (App, String, String) {
+    let app = App::new().await;
+    let t = app.user("alice").await;
+    let p = app.project(&t, "c").await;
+    (app, t, p)
+}
+
+fn chunk_files(app: &App) -> usize {
+    walk(&app.dir.path().join("chunks"))
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn chunks_go_up_framed_then_a_manifest_serves_the_file_whole_and_ranged() {
+    let (app, t, p) = setup().await;
+    let data = bytes(1, 1_500_000);
+    let (body, manifest) = framed(&data);
+    let ids: Vec<Value> = manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["hash"].clone())
+        .collect();
+    assert!(ids.len() > 3);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
+    assert_eq!(r.body["missing"].as_array().unwrap().len(), ids.len());
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["stored"].as_u64(), Some(ids.len() as u64));
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body.clone()).await;
+    assert_eq!(r.body["present"].as_u64(), Some(ids.len() as u64));
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
+    assert_eq!(r.body["missing"], json!([]));
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = hash(&data);
+    let r = app
+        .get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+        .await;
+    assert_eq!(r.body, manifest);
+    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+    assert_eq!(r.status, 200);
+    assert!(r.bytes == data, "whole GET differs");
+    for (range, from, to) in [
+        ("bytes=100000-700000", 100_000, 700_001),
+        ("bytes=-10", data.len() - 10, data.len()),
+        ("bytes=1499990-", 1_499_990, data.len()),
+    ] {
+        let req = Request::get(format!("/api/projects/{p}/blobs/{h}"))
+            .header("authorization", format!("Bearer {t}"))
+            .header("range", range)
+            .body(Body::empty())
+            .unwrap();
+        let r = app.send(req).await;
+        assert_eq!(r.status, 206, "{range}");
+        assert!(r.bytes == data[from..to], "{range}");
+    }
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": ids}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.bytes == body, "fetch answers the same frames");
+}
+
+#[tokio::test]
+async fn a_whole_put_is_chunked_and_served_back() {
+    let (app, t, p) = setup().await;
+    let data = bytes(2, 1_000_000);
+    let h = hash(&data);
+    let req = Request::put(format!("/api/projects/{p}/blobs/{h}"))
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::from(data.clone()))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, 201);
+    // Served whole at once; cut into chunks + manifest shortly after.
+    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+    assert!(r.bytes == data);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = app
+            .get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+            .await;
+        if r.status == 200 && r.body["chunks"].as_array().is_some_and(|c| c.len() > 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no manifest after a whole PUT: {}",
+            r.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+    assert!(r.bytes == data);
+}
+
+#[tokio::test]
+async fn bad_frames_are_refused_and_store_nothing() {
+    let (app, t, p) = setup().await;
+    let good = bytes(3, 1000);
+    let good_hash = *blake3::hash(&good).as_bytes();
+    let uri = format!("/api/projects/{p}/chunks");
+    // wrong hash in the second frame
+    let mut body = Vec::new();
+    frame(&mut body, &good_hash, &good);
+    frame(&mut body, &good_hash, b"not these bytes");
+    assert_error(&raw_post(&app, &t, &uri, body).await, 422, "invalid_hash");
+    // oversize frame
+    let big = bytes(4, CHUNK_MAX as usize + 1);
+    let mut body = Vec::new();
+    frame(&mut body, &good_hash, &good);
+    frame(&mut body, blake3::hash(&big).as_bytes(), &big);
+    assert_error(
+        &raw_post(&app, &t, &uri, body).await,
+        413,
+        "payload_too_large",
+    );
+    // truncated frame and truncated header
+    let mut body = Vec::new();
+    frame(&mut body, &good_hash, &good);
+    body.truncate(body.len() - 1);
+    assert_error(&raw_post(&app, &t, &uri, body).await, 400, "bad_request");
+    let mut body = Vec::new();
+    frame(&mut body, &good_hash, &good);
+    body.extend_from_slice(&[1, 2, 3]);
+    assert_error(&raw_post(&app, &t, &uri, body).await, 400, "bad_request");
+    assert_eq!(chunk_files(&app), 0, "a refused upload stored a chunk");
+}
+
+#[tokio::test]
+async fn bad_manifests_and_id_lists_are_refused_and_store_nothing() {
+    let (app, t, p) = setup().await;
+    let data = bytes(5, 600_000);
+    let (body, manifest) = framed(&data);
+    // chunks not uploaded yet: missing ones listed
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing chunks"));
+    assert_eq!(
+        raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body)
+            .await
+            .status,
+        200
+    );
+    // sizes that do not add up
+    let mut m = manifest.clone();
+    m["size"] = json!(data.len() + 1);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest.clone(), m]}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+    // chunks in the wrong order: sizes add up, the hash does not
+    let mut m = manifest.clone();
+    m["chunks"].as_array_mut().unwrap().swap(0, 1);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [m]}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("hash to"));
+    let h = hash(&data);
+    assert_error(
+        &app.get(&format!("/api/projects/{p}/manifests/{h}"), &t)
+            .await,
+        404,
+        "not_found",
+    );
+    // unknown chunk in a fetch; too many ids
+    let unknown = hash(b"never uploaded");
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [unknown]}),
+        )
+        .await;
+    assert_error(&r, 404, "not_found");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&unknown));
+    let many: Vec<String> = (0..10_001u32).map(|i| hash(&i.to_be_bytes())).collect();
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": many}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": many[..1025]}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+}
+
+#[tokio::test]
+async fn chunk_routes_are_member_only() {
+    let (app, _t, p) = setup().await;
+    let bob = app.user("bob").await;
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &bob,
+            json!({"chunks": []}),
+        )
+        .await;
+    assert!(r.status == 403 || r.status == 404, "{}", r.status);
+    assert!(r.body["error"]["code"].is_string());
+}
