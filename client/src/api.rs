@@ -2,14 +2,19 @@
 //! one distinction callers need from its failures: worth retrying or not.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use vidsync_protocol::chunking::Manifest;
 use vidsync_protocol::{
     Change, ConflictEntry, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest,
     UpdateResponse,
 };
+#[cfg(doc)]
+use vidsync_protocol::{MAX_CHUNK_BATCH_BYTES, MAX_FETCH_IDS, MAX_MISSING_IDS};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -49,6 +54,27 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// What went through this client (all clones share it).
+    traffic: Arc<Counters>,
+}
+
+/// Requests made and body bytes sent and received, since the client was
+/// made: what `status.json` reports, and what the byte-count tests read.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// A reading of [`ApiClient::traffic`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Traffic {
+    pub requests: u64,
+    /// Request body bytes.
+    pub sent: u64,
+    /// Response body bytes.
+    pub received: u64,
 }
 
 impl ApiClient {
@@ -74,7 +100,25 @@ impl ApiClient {
             http,
             base,
             token: token.to_string(),
+            traffic: Arc::default(),
         })
+    }
+
+    /// What went through this client so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.traffic.requests.load(Ordering::Relaxed),
+            sent: self.traffic.sent.load(Ordering::Relaxed),
+            received: self.traffic.received.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sent(&self, n: u64) {
+        self.traffic.sent.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn received(&self, n: u64) {
+        self.traffic.received.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn base(&self) -> &str {
@@ -101,6 +145,7 @@ impl ApiClient {
     async fn decode<T: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ApiError> {
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| self.net(e))?;
+        self.received(bytes.len() as u64);
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes).map_err(|e| ApiError::Refused {
                 status,
@@ -113,9 +158,35 @@ impl ApiClient {
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.traffic.requests.fetch_add(1, Ordering::Relaxed);
         self.http
             .request(method, format!("{}{}", self.base, path))
             .bearer_auth(&self.token)
+    }
+
+    /// A JSON request body, counted as sent.
+    fn json_body(&self, value: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Network {
+            url: self.base.clone(),
+            message: format!("encoding a request: {e}"),
+        })?;
+        self.sent(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// POSTs `value` as JSON to `path` and decodes the answer.
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        value: &impl serde::Serialize,
+    ) -> Result<T, ApiError> {
+        let body = self.json_body(value)?;
+        self.send(
+            self.req(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await
     }
 
     async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ApiError> {
@@ -146,7 +217,8 @@ impl ApiClient {
     pub async fn create_project(&self, name: &str) -> Result<Project, ApiError> {
         self.send(
             self.req(reqwest::Method::POST, "/api/projects")
-                .json(&json!({ "name": name })),
+                .body(self.json_body(&json!({ "name": name }))?)
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
         )
         .await
     }
@@ -157,7 +229,8 @@ impl ApiClient {
                 reqwest::Method::POST,
                 &format!("/api/projects/{project_id}/invites"),
             )
-            .json(&json!({})),
+            .body(self.json_body(&json!({}))?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json"),
         )
         .await
     }
@@ -180,7 +253,8 @@ impl ApiClient {
                 reqwest::Method::POST,
                 &format!("/api/invites/{code}/accept"),
             )
-            .json(&json!({})),
+            .body(self.json_body(&json!({}))?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json"),
         )
         .await
     }
@@ -200,7 +274,8 @@ impl ApiClient {
                 reqwest::Method::POST,
                 &format!("/api/projects/{project_id}/files/update"),
             )
-            .json(&body),
+            .body(self.json_body(&body)?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json"),
         )
         .await
     }
@@ -279,6 +354,7 @@ impl ApiClient {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| DownloadError::Api(self.net(e)))?;
+            self.received(chunk.len() as u64);
             file.write_all(&chunk)
                 .await
                 .map_err(|e| DownloadError::Io(dest.display().to_string(), e))?;
@@ -323,6 +399,7 @@ impl ApiClient {
                 message: format!("{}: {e}", file.display()),
             })?;
         let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+        self.sent(len);
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024));
         let resp = self
@@ -342,6 +419,132 @@ impl ApiClient {
         let bytes = resp.bytes().await.unwrap_or_default();
         Err(refusal(status, &bytes))
     }
+    /// Of `ids`, those the server does not store (`chunks/missing`; at
+    /// most [`MAX_MISSING_IDS`] a call).
+    pub async fn chunks_missing(
+        &self,
+        project_id: &str,
+        ids: &[ContentHash],
+    ) -> Result<Vec<ContentHash>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Missing {
+            missing: Vec<ContentHash>,
+        }
+        let m: Missing = self
+            .post_json(
+                &format!("/api/projects/{project_id}/chunks/missing"),
+                &json!({ "chunks": ids }),
+            )
+            .await?;
+        Ok(m.missing)
+    }
+
+    /// Uploads a body of frames (see [`crate::content::frames`]).
+    pub async fn upload_chunks(&self, project_id: &str, frames: Vec<u8>) -> Result<(), ApiError> {
+        self.sent(frames.len() as u64);
+        let _: serde_json::Value = self
+            .send(
+                self.req(
+                    reqwest::Method::POST,
+                    &format!("/api/projects/{project_id}/chunks"),
+                )
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(frames),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The chunks `ids`, in order, as one body of frames (at most
+    /// [`MAX_FETCH_IDS`] and [`MAX_CHUNK_BATCH_BYTES`] a call).
+    pub async fn fetch_chunks(
+        &self,
+        project_id: &str,
+        ids: &[ContentHash],
+    ) -> Result<bytes::Bytes, ApiError> {
+        let body = self.json_body(&json!({ "chunks": ids }))?;
+        let resp = self
+            .req(
+                reqwest::Method::POST,
+                &format!("/api/projects/{project_id}/chunks/fetch"),
+            )
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| self.net(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| self.net(e))?;
+        self.received(bytes.len() as u64);
+        if status != 200 {
+            return Err(refusal(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// Stores manifests (each only once all its chunks are on the server).
+    pub async fn post_manifests(
+        &self,
+        project_id: &str,
+        manifests: &[Manifest],
+    ) -> Result<(), ApiError> {
+        let _: serde_json::Value = self
+            .post_json(
+                &format!("/api/projects/{project_id}/manifests"),
+                &json!({ "manifests": manifests }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The manifest of `hash`; `None` when the server has none (a legacy
+    /// whole blob, fetched whole instead).
+    pub async fn manifest(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> Result<Option<Manifest>, ApiError> {
+        let got = self
+            .send(self.req(
+                reqwest::Method::GET,
+                &format!("/api/projects/{project_id}/manifests/{hash}"),
+            ))
+            .await;
+        match got {
+            Ok(m) => Ok(Some(m)),
+            Err(ApiError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of the project's files at head (`GET tree`), after `after`.
+    pub async fn tree(
+        &self,
+        project_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<RawTreePage, ApiError> {
+        let mut rb = self
+            .req(
+                reqwest::Method::GET,
+                &format!("/api/projects/{project_id}/tree"),
+            )
+            .query(&[("limit", limit.to_string())]);
+        if let Some(a) = after {
+            rb = rb.query(&[("after", a)]);
+        }
+        self.send(rb).await
+    }
+}
+
+/// A page of `GET tree` with its files left as JSON, so that one entry
+/// this client cannot read is skipped, not the page.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RawTreePage {
+    pub at_seq: u64,
+    pub files: Vec<serde_json::Value>,
+    pub next: Option<String>,
 }
 
 /// A page of `GET events` with the events left as JSON.

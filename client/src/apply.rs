@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use vidsync_protocol::{ContentHash, ProjectEvent, ProjectPath};
 
-use crate::api::{ApiClient, DownloadError};
+use crate::api::DownloadError;
+use crate::content::Content;
 use crate::plan::{plan_remote, Facts, Remote, RemoteAction};
 use crate::scan::{self, TEMP_PREFIX};
 use crate::state::{IndexEntry, LocalState};
@@ -73,7 +74,8 @@ pub(crate) fn io(p: &Path) -> impl FnOnce(std::io::Error) -> ApplyError + '_ {
 /// Applies one project's events to one folder.
 #[derive(Clone)]
 pub struct Applier {
-    pub api: ApiClient,
+    /// Where new versions are built from (local chunks, the server).
+    pub content: Content,
     pub state: LocalState,
     pub root: PathBuf,
     pub project_id: String,
@@ -87,6 +89,8 @@ enum Placed {
     Done {
         entry: IndexEntry,
         conflict: Option<String>,
+        /// The new version's chunks (for the chunk index).
+        chunks: Vec<vidsync_protocol::chunking::ChunkRef>,
     },
     /// The file changed during the download: plan again from this.
     Moved(Option<(ContentHash, IndexEntry)>),
@@ -184,7 +188,7 @@ impl Applier {
     pub async fn apply(
         &self,
         ev: &ProjectEvent,
-        progress: impl FnMut(u64),
+        progress: impl FnMut(u64) + Send,
     ) -> Result<Applied, ApplyError> {
         let own = ev.origin.client_id == self.client_id;
         self.apply_as(ev, own, progress).await
@@ -195,7 +199,7 @@ impl Applier {
         &self,
         ev: &ProjectEvent,
         own: bool,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64) + Send,
     ) -> Result<Applied, ApplyError> {
         let path = &ev.change.path;
         let remote = Remote {
@@ -206,6 +210,7 @@ impl Applier {
         let agreed = self.state.base(&self.project_id, path.as_str()).await?;
         let mut disk = self.disk_hash(path).await?;
         let mut temp: Option<PathBuf> = None;
+        let mut built = Vec::new();
         for _ in 0..REPLANS {
             let facts = Facts {
                 disk: disk.as_ref().map(|d| d.0),
@@ -214,6 +219,7 @@ impl Applier {
             let step = plan_remote(facts, remote, self.mode);
             tracing::debug!(seq = ev.seq, %path, ?step, "applying");
             let hash = ev.change.hash;
+            let mut chunks = Vec::new();
             let (done, entry) = match step {
                 RemoteAction::Ignore => return Ok(Applied::Ignored),
                 RemoteAction::SetAside(why) => return Err(ApplyError::SetAside(ev.seq, why)),
@@ -230,14 +236,19 @@ impl Applier {
                 RemoteAction::Adopt => (Applied::Adopted, disk.map(|d| d.1)),
                 RemoteAction::Download { keep_local } => {
                     match self
-                        .download(ev, &mut temp, &disk, keep_local, &mut progress)
+                        .download(ev, &mut temp, &disk, keep_local, &mut progress, &mut built)
                         .await?
                     {
                         Placed::Moved(now) => {
                             disk = now;
                             continue;
                         }
-                        Placed::Done { entry, conflict } => {
+                        Placed::Done {
+                            entry,
+                            conflict,
+                            chunks: c,
+                        } => {
+                            chunks = c;
                             (Applied::Wrote { conflict }, Some(entry))
                         }
                     }
@@ -252,6 +263,11 @@ impl Applier {
             self.state
                 .aside_clear(&self.project_id, path.as_str(), ev.seq)
                 .await?;
+            if let (Some(e), true) = (&entry, chunks.len() > 1) {
+                self.state
+                    .set_chunks(&self.project_id, path.as_str(), &e.hash, &chunks)
+                    .await?;
+            }
             return Ok(done);
         }
         Err(ApplyError::Io(
@@ -269,7 +285,8 @@ impl Applier {
         temp: &mut Option<PathBuf>,
         disk: &Option<(ContentHash, IndexEntry)>,
         keep_local: bool,
-        progress: &mut impl FnMut(u64),
+        progress: &mut (impl FnMut(u64) + Send),
+        built: &mut Vec<vidsync_protocol::chunking::ChunkRef>,
     ) -> Result<Placed, ApplyError> {
         let path = &ev.change.path;
         let parent = self.safe_parent(path)?;
@@ -279,10 +296,12 @@ impl Applier {
             .ok_or(ApplyError::SetAside(ev.seq, "no hash"))?;
         let t = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
         if temp.is_none() {
-            self.api
-                .download_blob(&self.project_id, &hash, &t, progress)
+            let chunks = self
+                .content
+                .build(&hash, ev.change.size, &t, progress)
                 .await?;
             *temp = Some(t.clone());
+            *built = chunks;
         }
         // Re-check: the file may have changed while we downloaded.
         let now = self.disk_hash(path).await?;
@@ -301,7 +320,11 @@ impl Applier {
             mtime_ns: mtime_ns(&meta),
             hash,
         };
-        Ok(Placed::Done { entry, conflict })
+        Ok(Placed::Done {
+            entry,
+            conflict,
+            chunks: std::mem::take(built),
+        })
     }
 
     /// Deletes the file at `path` (or, with `keep_local`, keeps it as a

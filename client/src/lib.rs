@@ -15,6 +15,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod conflict;
+pub mod content;
 pub mod engine;
 pub mod feed;
 pub mod plan;

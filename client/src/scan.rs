@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use vidsync_protocol::chunking::{self, ChunkRef, Chunked};
 use vidsync_protocol::{Change, ContentHash, Op, ProjectPath};
 
 use crate::state::IndexEntry;
@@ -69,6 +70,15 @@ pub struct Diff {
     pub path: ProjectPath,
     pub change: Option<Change>,
     pub entry: Option<IndexEntry>,
+    /// The file's chunks when it has more than one (for the chunk index).
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A file cut into content-defined chunks, with its whole-file BLAKE3,
+/// in one pass (memory flat whatever its size).
+pub fn cut_file(path: &Path) -> std::io::Result<Chunked> {
+    let f = std::fs::File::open(path)?;
+    chunking::cut(std::io::BufReader::with_capacity(256 * 1024, f))
 }
 
 /// BLAKE3 of a file's bytes, read in chunks.
@@ -173,6 +183,7 @@ fn diff_one(
                 path: path.clone(),
                 change: Some(new_change(path, Op::Delete, None)),
                 entry: None,
+                chunks: Vec::new(),
             }),
         };
     };
@@ -183,8 +194,9 @@ fn diff_one(
     if written_lately(mtime, quiet) {
         return Look::Unstable;
     }
-    let (hash, size) = match hash_file(&full) {
-        Ok(h) => h,
+    let (hash, size, chunks) = match cut_file(&full) {
+        Ok(c) if c.chunks.len() > 1 => (c.hash, c.size, c.chunks),
+        Ok(c) => (c.hash, c.size, Vec::new()),
         Err(e) => {
             // Vanished or unreadable between stat and read: look again.
             tracing::debug!(path = %full.display(), %e, "could not hash");
@@ -208,6 +220,7 @@ fn diff_one(
                 path: path.clone(),
                 change: None,
                 entry: Some(entry),
+                chunks,
             })
         }
         Some(_) => Op::Update,
@@ -217,6 +230,7 @@ fn diff_one(
         path: path.clone(),
         change: Some(new_change(path, op, Some(&entry))),
         entry: Some(entry),
+        chunks,
     })
 }
 

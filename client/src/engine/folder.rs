@@ -87,6 +87,8 @@ pub(crate) struct FolderLoop {
     pub(super) feed_error: Option<String>,
     /// Why pending events wait (a transient failure), for the logs/status.
     pub(super) waiting: Option<String>,
+    /// Where new versions are built from, with chunks fetched ahead.
+    pub(super) content: crate::content::Content,
 }
 
 /// Retry delays: doubling from 250 ms to 10 s, with jitter.
@@ -113,7 +115,14 @@ pub(super) fn delays() -> Backoff {
 impl FolderLoop {
     pub(crate) fn new(ctx: Arc<Ctx>, link: FolderLink, since: u64) -> FolderLoop {
         let rules = IgnoreRules::load(&link.path);
+        let content = crate::content::Content::new(
+            ctx.api.clone(),
+            ctx.state.clone(),
+            link.path.clone(),
+            link.project_id.clone(),
+        );
         FolderLoop {
+            content,
             aside_at: Instant::now(),
             ctx,
             link,

@@ -115,8 +115,25 @@ impl FolderLoop {
     }
 }
 
-/// Plans one difference and records it; returns the change queued, if any.
+/// Plans one difference and records it (with the file's chunks, for the
+/// chunk index); returns the change queued, if any.
 async fn record_one(
+    batch: &mut Batch,
+    pid: &str,
+    mut d: Diff,
+    mode: crate::Mode,
+) -> crate::Result<Option<Change>> {
+    let chunks = std::mem::take(&mut d.chunks);
+    let (path, hash) = (d.path.clone(), d.entry.as_ref().map(|e| e.hash));
+    let queued = record_planned(batch, pid, d, mode).await?;
+    if let Some(hash) = hash.filter(|_| !chunks.is_empty()) {
+        batch.set_chunks(pid, &path, &hash, &chunks).await?;
+    }
+    Ok(queued)
+}
+
+/// Plans one difference and records it; returns the change queued, if any.
+async fn record_planned(
     batch: &mut Batch,
     pid: &str,
     d: Diff,

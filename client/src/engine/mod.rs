@@ -93,9 +93,9 @@ impl Engine {
             client_id: config.client_id.clone(),
             debounce: Duration::from_millis(config.debounce_ms),
             state,
+            board: status::Board::new(dir, events, Some(api.clone())),
             api,
             feed,
-            board: status::Board::new(dir, events),
             aside_retry: Duration::from_millis(aside_ms.max(100)),
         });
         let inner = Arc::new(Inner {
@@ -206,6 +206,7 @@ impl Engine {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        self.inner.ctx.board.flush();
         self.inner.ctx.state.close().await;
     }
 

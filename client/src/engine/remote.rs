@@ -13,13 +13,16 @@ use tokio::time::Instant;
 use vidsync_protocol::ProjectEvent;
 
 use super::folder::{FolderLoop, Pending};
+
+/// Pending events whose small files are fetched in one go.
+const PREFETCH_EVENTS: usize = 2_000;
 use super::status::EngineEvent;
 use crate::apply::{Applied, Applier};
 
 impl FolderLoop {
     pub(super) fn applier(&self) -> Applier {
         Applier {
-            api: self.ctx.api.clone(),
+            content: self.content.clone(),
             state: self.ctx.state.clone(),
             root: self.link.path.clone(),
             project_id: self.link.project_id.clone(),
@@ -31,11 +34,16 @@ impl FolderLoop {
     /// Takes in pending events until they are all done or one must wait.
     pub(super) async fn take_in_pending(&mut self) {
         let applier = self.applier();
+        let mut fetched_until = 0u64;
         while let Some(next) = self.pending.front() {
             let seq = match next {
                 Pending::Event(ev) => ev.seq,
                 Pending::Invalid { seq, .. } => *seq,
             };
+            if seq > fetched_until && self.pending.len() > 1 {
+                fetched_until = self.fetch_ahead().await.max(seq);
+                continue;
+            }
             if seq <= self.done_seq {
                 // Already done (a replay after a restart of the feed).
                 self.pending.pop_front();
@@ -75,6 +83,27 @@ impl FolderLoop {
             }
         }
         self.remote_retry_at = None;
+    }
+
+    /// Fetches the small files of the next pending events in few requests
+    /// (see [`crate::content::Content::prefetch`]); returns the last seq
+    /// it looked at.
+    async fn fetch_ahead(&mut self) -> u64 {
+        let mut wanted = Vec::new();
+        let mut last = 0;
+        for p in self.pending.iter().take(PREFETCH_EVENTS) {
+            if let Pending::Event(ev) = p {
+                last = ev.seq;
+                let theirs = ev.origin.client_id != self.ctx.client_id;
+                if let (true, Some(h), Some(s)) = (theirs, ev.change.hash, ev.change.size) {
+                    wanted.push((h, s));
+                }
+            }
+        }
+        if wanted.len() > 1 {
+            self.content.prefetch(&wanted).await;
+        }
+        last
     }
 
     /// Applies one event. `Err`: it must wait (nothing was set aside).

@@ -149,14 +149,29 @@ pub(crate) struct Board {
     dir: PathBuf,
     statuses: Mutex<HashMap<String, FolderStatus>>,
     events: broadcast::Sender<EngineEvent>,
+    /// Whose HTTP traffic `status.json` reports, if any.
+    api: Option<crate::api::ApiClient>,
 }
 
 impl Board {
-    pub(crate) fn new(dir: &Path, events: broadcast::Sender<EngineEvent>) -> Board {
+    pub(crate) fn new(
+        dir: &Path,
+        events: broadcast::Sender<EngineEvent>,
+        api: Option<crate::api::ApiClient>,
+    ) -> Board {
         Board {
             dir: dir.to_path_buf(),
             statuses: Mutex::new(HashMap::new()),
             events,
+            api,
+        }
+    }
+
+    /// Rewrites `status.json` as it stands (with the newest traffic
+    /// figures): at shutdown, so the last word is complete.
+    pub(crate) fn flush(&self) {
+        if let Ok(map) = self.statuses.lock() {
+            self.write_file(&map);
         }
     }
 
@@ -211,6 +226,8 @@ impl Board {
             "pid": std::process::id(),
             "updated_at": crate::now_rfc3339(),
             "folders": folders,
+            // HTTP requests and body bytes since the engine started.
+            "http": self.api.as_ref().map(|a| a.traffic()),
         });
         let file = self.dir.join("status.json");
         let tmp = self.dir.join(".status.json.tmp");
@@ -289,7 +306,7 @@ mod tests {
     fn status_json_follows_the_newest_set_from_many_threads() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _) = broadcast::channel(16);
-        let board = std::sync::Arc::new(Board::new(dir.path(), tx));
+        let board = std::sync::Arc::new(Board::new(dir.path(), tx, None));
         let status = |seq: u64| FolderStatus {
             project_id: "p".into(),
             name: "n".into(),

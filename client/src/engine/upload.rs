@@ -1,37 +1,26 @@
-//! Posting the outbox: blobs first (several at once), then the changes in
-//! batches, each with its `base_hash`. A 200 makes the posted versions the
+//! Posting the outbox: content first (only what the server lacks, see
+//! [`crate::content::send`]), then the changes in batches, each with its
+//! `base_hash`. A 200 makes the posted versions the
 //! agreed ones. A 409 `conflict` means another client got there first: for
 //! each stale path the local bytes are kept as a conflict copy, the
 //! current version is taken, and the copy is sent as a new file, so both
 //! folders end identical and no version is lost. Network trouble, 5xx and
 //! 429 are retried with back-off; other refusals are parked (badge `error`).
 
-use std::path::Path;
+use std::collections::HashSet;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::time::Instant;
-use vidsync_protocol::{Change, ConflictEntry};
+use vidsync_protocol::{Change, ConflictEntry, Op};
 
 use super::folder::FolderLoop;
 use super::status::EngineEvent;
 use crate::api::ApiError;
+use crate::content::SendOutcome;
 use crate::state::Queued;
 
 /// Changes posted per request.
 const UPLOAD_BATCH: u32 = 500;
-/// Files at least this big are checked with HEAD before uploading.
-const ASK_FIRST_BYTES: u64 = 1 << 20;
-/// Blob uploads under way at once.
-const BLOB_CONCURRENCY: usize = 8;
-
-/// What became of a change's content.
-enum BlobOutcome {
-    Ready,
-    Superseded,
-    Retry(ApiError),
-    Refused(ApiError),
-}
 
 impl FolderLoop {
     /// Posts until the outbox is empty, or schedules a retry.
@@ -89,38 +78,36 @@ impl FolderLoop {
         }
     }
 
-    /// Makes sure the server has each change's content; returns the changes
-    /// ready to post (superseded ones are dropped, refused ones parked).
+    /// Makes sure the server has each change's content (moving only what
+    /// it lacks, see [`crate::content::send`]); returns the changes ready
+    /// to post, creates and updates before deletes (so a receiver still
+    /// has a renamed file's old name to build the new one from); drops
+    /// the superseded ones.
     async fn blobs_for(&mut self, pid: &str, batch: Vec<Queued>) -> Result<Vec<Queued>, ApiError> {
-        let root = self.link.path.clone();
-        let ctx = self.ctx.clone();
-        let outcomes: Vec<(Queued, BlobOutcome)> =
-            futures_util::stream::iter(batch.into_iter().map(|q| {
-                let (ctx, root) = (ctx.clone(), root.clone());
-                async move {
-                    let outcome = ensure_blob(&ctx.api, pid, &root, &q.change).await;
-                    (q, outcome)
-                }
-            }))
-            .buffered(BLOB_CONCURRENCY)
-            .collect()
-            .await;
-        let mut send = Vec::with_capacity(outcomes.len());
-        let mut superseded = Vec::new();
-        for (q, outcome) in outcomes {
+        let changes: Vec<Change> = batch.iter().map(|q| q.change.clone()).collect();
+        let sent =
+            crate::content::send_content(&self.ctx.api, pid, &self.link.path, &changes).await;
+        let outcomes = match sent {
+            Ok(o) => o,
+            Err(e) if e.retryable() => return Err(e),
+            Err(e) => {
+                let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
+                self.refuse(&ids, &e).await;
+                return Ok(Vec::new());
+            }
+        };
+        let mut send = Vec::with_capacity(batch.len());
+        for (q, outcome) in batch.into_iter().zip(outcomes) {
             match outcome {
-                BlobOutcome::Ready => send.push(q),
-                BlobOutcome::Superseded => superseded.push(q.id),
-                BlobOutcome::Retry(e) => return Err(e),
-                BlobOutcome::Refused(e) => self.refuse(&[q.id], &e).await,
+                SendOutcome::Ready => send.push(q),
+                SendOutcome::Superseded => {
+                    if let Err(e) = self.ctx.state.outbox_supersede(q.id).await {
+                        tracing::error!(%e, "dropping a superseded change");
+                    }
+                }
             }
         }
-        for id in superseded {
-            if let Err(e) = self.ctx.state.outbox_supersede(id).await {
-                tracing::error!(%e, "dropping a superseded change");
-            }
-        }
-        Ok(send)
+        Ok(deletes_last(send))
     }
 
     /// After a 200: the rows leave the outbox and the posted versions are
@@ -202,33 +189,59 @@ impl FolderLoop {
     }
 }
 
-/// Makes sure the server has the content a change names.
-async fn ensure_blob(
-    api: &crate::api::ApiClient,
-    pid: &str,
-    root: &Path,
-    change: &Change,
-) -> BlobOutcome {
-    let Some(hash) = change.hash else {
-        return BlobOutcome::Ready;
-    };
-    let file = change.path.under(root);
-    // Asking first only pays for big files; a small one just goes up (the
-    // server answers 200 if it had it).
-    if change.size.unwrap_or(0) >= ASK_FIRST_BYTES {
-        match api.has_blob(pid, &hash).await {
-            Ok(true) => return BlobOutcome::Ready,
-            Ok(false) => {}
-            Err(e) if e.retryable() => return BlobOutcome::Retry(e),
-            Err(e) => return BlobOutcome::Refused(e),
+/// Orders a batch so deletes come after creates and updates, except a
+/// delete of a file where the batch puts a directory (`a` deleted, `a/b`
+/// created), which must come first. Otherwise the order is kept.
+fn deletes_last(batch: Vec<Queued>) -> Vec<Queued> {
+    let dirs: HashSet<&str> = batch
+        .iter()
+        .filter(|q| q.change.op != Op::Delete)
+        .flat_map(|q| {
+            let p = q.change.path.as_str();
+            p.match_indices('/').map(move |(i, _)| &p[..i])
+        })
+        .collect();
+    let first = |q: &Queued| q.change.op != Op::Delete || dirs.contains(q.change.path.as_str());
+    let (mut ordered, later): (Vec<&Queued>, Vec<&Queued>) = batch.iter().partition(|q| first(q));
+    ordered.extend(later);
+    let order: Vec<i64> = ordered.iter().map(|q| q.id).collect();
+    let mut by_id: std::collections::HashMap<i64, Queued> =
+        batch.into_iter().map(|q| (q.id, q)).collect();
+    order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(id: i64, op: Op, path: &str) -> Queued {
+        Queued {
+            id,
+            change: Change {
+                path: vidsync_protocol::ProjectPath::new(path).unwrap(),
+                op,
+                hash: None,
+                size: None,
+                mtime: None,
+                change_id: None,
+                base_hash: None,
+            },
         }
     }
-    match api.put_blob(pid, &hash, &file).await {
-        Ok(()) => BlobOutcome::Ready,
-        // The file changed or went since: a newer change covers it.
-        Err(ApiError::Refused { status: 422, .. }) => BlobOutcome::Superseded,
-        Err(e) if e.retryable() && !file.exists() => BlobOutcome::Superseded,
-        Err(e) if e.retryable() => BlobOutcome::Retry(e),
-        Err(e) => BlobOutcome::Refused(e),
+
+    #[test]
+    fn deletes_go_last_unless_a_directory_takes_their_place() {
+        let batch = vec![
+            q(1, Op::Delete, "old.bin"),
+            q(2, Op::Delete, "a"),
+            q(3, Op::Create, "new.bin"),
+            q(4, Op::Create, "a/b/c"),
+            q(5, Op::Update, "x"),
+        ];
+        let ids: Vec<i64> = deletes_last(batch).iter().map(|q| q.id).collect();
+        assert_eq!(ids, vec![2, 3, 4, 5, 1]);
     }
 }

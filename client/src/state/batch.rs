@@ -56,6 +56,16 @@ impl Batch {
         applied_in(&mut self.tx, project_id, path, entry, base).await
     }
 
+    pub async fn set_chunks(
+        &mut self,
+        project_id: &str,
+        path: &ProjectPath,
+        file_hash: &ContentHash,
+        chunks: &[vidsync_protocol::chunking::ChunkRef],
+    ) -> Result<()> {
+        super::set_chunks_in(&mut self.tx, project_id, path.as_str(), file_hash, chunks).await
+    }
+
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
         Ok(())

@@ -15,11 +15,14 @@ use vidsync_protocol::{Change, ContentHash, ProjectPath};
 
 mod aside;
 mod batch;
+mod chunks;
 mod outbox;
 
 pub use aside::SetAside;
 pub use batch::Batch;
 pub(crate) use batch::{applied_in, base_in, set_base_in};
+pub(crate) use chunks::set_chunks_in;
+pub use chunks::ChunkSource;
 
 use crate::Result;
 
@@ -195,6 +198,7 @@ pub(crate) async fn set_index(
     path: &ProjectPath,
     entry: Option<&IndexEntry>,
 ) -> Result<()> {
+    chunks::drop_stale_chunks_in(tx, project_id, path, entry.map(|e| &e.hash)).await?;
     match entry {
         Some(e) => {
             sqlx::query(

@@ -1,14 +1,16 @@
 //! The catch-up after a join: the newest version of every path of the
-//! project, downloaded (several at once) into the new folder, and the
-//! cursor moved to the log's head if every path came over. What is not
-//! brought over here the folder's loop replays from the cursor.
+//! project, read from the server's current-state index (`GET tree`, so it
+//! costs O(files), not O(events)), built (several at once, small files
+//! fetched in batches ahead) into the new folder, and the cursor moved to
+//! the tree's seq if every path came over. What is not brought over here
+//! (or changed while the tree was read) the folder's loop replays from
+//! the cursor.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
-use vidsync_protocol::{Op, ProjectEvent};
+use vidsync_protocol::{Change, ContentHash, Op, Origin, ProjectEvent, ProjectPath};
 
 use super::Result;
 use crate::api::ApiClient;
@@ -18,8 +20,10 @@ use crate::{Config, FolderLink};
 
 /// How many downloads run at once (distinct paths, so they never race).
 const PARALLEL: usize = 8;
-/// Page size when reading the log.
-const PAGE: u32 = 1000;
+/// Page size when reading the tree.
+const PAGE: u32 = 5_000;
+/// Paths whose small files are fetched ahead in one go.
+const WINDOW: usize = 2_000;
 
 /// What the catch-up did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +95,14 @@ async fn bring_over(
         .sum();
     let files = todo.len();
     progress.planned(files, bytes);
+    let content = crate::content::Content::new(
+        api.clone(),
+        state.clone(),
+        link.path.clone(),
+        link.project_id.clone(),
+    );
     let applier = Applier {
-        api: api.clone(),
+        content: content.clone(),
         state: state.clone(),
         root: link.path.clone(),
         project_id: link.project_id.clone(),
@@ -100,16 +110,25 @@ async fn bring_over(
         mode: link.mode,
     };
     let done = AtomicUsize::new(0);
-    // The futures are made first: a stream of closures over borrowed events
-    // would not be `Send` (a shell may run this on any thread).
-    let downloads: Vec<_> = todo
-        .iter()
-        .map(|ev| apply_one(&applier, ev, &done, files, progress))
-        .collect();
-    let oks: Vec<bool> = futures_util::stream::iter(downloads)
-        .buffer_unordered(PARALLEL)
-        .collect()
-        .await;
+    let mut oks: Vec<bool> = Vec::with_capacity(files);
+    for window in todo.chunks(WINDOW) {
+        let wanted: Vec<_> = window
+            .iter()
+            .filter_map(|e| Some((e.change.hash?, e.change.size?)))
+            .collect();
+        content.prefetch(&wanted).await;
+        // The futures are made first: a stream of closures over borrowed
+        // events would not be `Send` (a shell may run this on any thread).
+        let downloads: Vec<_> = window
+            .iter()
+            .map(|ev| apply_one(&applier, ev, &done, files, progress))
+            .collect();
+        let window_oks: Vec<bool> = futures_util::stream::iter(downloads)
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        oks.extend(window_oks);
+    }
     progress.finished();
     let failed = oks.iter().filter(|ok| !**ok).count();
     if failed == 0 {
@@ -138,33 +157,65 @@ async fn apply_one(
     res.is_ok()
 }
 
-/// The newest event of every path in the log, in seq order, and the head.
+/// The newest version of every path, as events (in path order), from the
+/// server's tree; and the seq the tree was read at (the first page's:
+/// anything later the folder's loop replays).
 async fn newest_versions(
     api: &ApiClient,
     project_id: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<ProjectEvent>, u64)> {
-    let mut latest: BTreeMap<String, ProjectEvent> = BTreeMap::new();
-    let (mut since, mut head) = (0, 0);
+    let mut todo = Vec::new();
+    let mut at_seq: Option<u64> = None;
+    let mut after: Option<String> = None;
     loop {
-        let page = api.raw_events(project_id, since, PAGE).await?;
-        head = head.max(page.head_seq);
-        let n = page.events.len();
-        for v in page.events {
-            let seq = v["seq"].as_u64().unwrap_or(since + 1);
-            since = since.max(seq);
-            match serde_json::from_value::<ProjectEvent>(v) {
-                Ok(ev) => {
-                    latest.insert(ev.change.path.to_string(), ev);
-                }
+        let page = api.tree(project_id, after.as_deref(), PAGE).await?;
+        at_seq.get_or_insert(page.at_seq);
+        for v in page.files {
+            let seq = v["seq"].as_u64().unwrap_or(0);
+            match serde_json::from_value::<TreeFile>(v) {
+                Ok(f) => todo.push(f.into_event(project_id)),
                 Err(e) => progress.skipped(seq, &e.to_string()),
             }
         }
-        if n < PAGE as usize {
-            break;
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
         }
     }
-    let mut todo: Vec<ProjectEvent> = latest.into_values().collect();
-    todo.sort_by_key(|e| e.seq);
-    Ok((todo, head))
+    Ok((todo, at_seq.unwrap_or(0)))
+}
+
+/// One file of `GET tree`.
+#[derive(serde::Deserialize)]
+struct TreeFile {
+    path: ProjectPath,
+    hash: ContentHash,
+    size: Option<u64>,
+    mtime: Option<String>,
+    seq: u64,
+}
+
+impl TreeFile {
+    /// The file as the event that made it (its origin is not in the tree).
+    fn into_event(self, project_id: &str) -> ProjectEvent {
+        ProjectEvent {
+            seq: self.seq,
+            project_id: project_id.to_string(),
+            change: Change {
+                path: self.path,
+                op: Op::Create,
+                hash: Some(self.hash),
+                size: self.size,
+                mtime: self.mtime,
+                change_id: None,
+                base_hash: None,
+            },
+            origin: Origin {
+                client_id: String::new(),
+                user: String::new(),
+            },
+            created_at: String::new(),
+        }
+    }
 }

@@ -1,0 +1,183 @@
+//! Content v2 on the client: files move as content-defined chunks
+//! (`vidsync_protocol::chunking`, `docs/protocol.md` "Content v2").
+//!
+//! - [`send`]: the sender's side. A batch of changes is cut into chunks,
+//!   the server is asked which it lacks, only those go up (many files'
+//!   chunks in few requests), then the manifests of multi-chunk files.
+//! - [`build`]: the receiver's side. A version is built in a temp file from
+//!   what is already on disk — a local file with the same content (a
+//!   rename, a copy), chunks of other files (the previous version of the
+//!   path) found through the local chunk index — plus the chunks fetched
+//!   in batches; every chunk and the whole file are checked against their
+//!   hashes. [`Content::prefetch`] fetches the one-chunk files of many
+//!   pending events in one request before they are applied one by one.
+//!
+//! Writing the built file into place (conflict copies, rename, index) stays
+//! with the applier; what to send stays with the folder loop.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use vidsync_protocol::chunking::CHUNK_MIN;
+use vidsync_protocol::{ContentHash, ProjectPath, MAX_FETCH_IDS};
+
+use crate::api::{ApiClient, ApiError};
+use crate::state::{ChunkSource, LocalState};
+
+mod build;
+pub mod frames;
+pub mod send;
+
+pub use send::{send_content, Prepared, SendOutcome};
+
+/// Bytes of chunks fetched per request (under the server's 32 MiB bound,
+/// and what a build holds in memory at once).
+pub(crate) const FETCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of one-chunk files a [`Content::prefetch`] holds at most.
+const PREFETCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One project's content as seen from one folder: the server, the local
+/// chunk index, and chunks fetched ahead for the events about to be applied.
+#[derive(Clone)]
+pub struct Content {
+    pub api: ApiClient,
+    pub state: LocalState,
+    pub root: PathBuf,
+    pub project_id: String,
+    /// One-chunk files fetched ahead, by hash (see [`Content::prefetch`]).
+    ahead: Arc<Mutex<HashMap<ContentHash, Bytes>>>,
+}
+
+impl Content {
+    pub fn new(api: ApiClient, state: LocalState, root: PathBuf, project_id: String) -> Content {
+        Content {
+            api,
+            state,
+            root,
+            project_id,
+            ahead: Arc::default(),
+        }
+    }
+
+    /// Fetches, in as few requests as the limits allow, the content of the
+    /// one-chunk files among `wanted` (hash, size) that no local file has,
+    /// and keeps it for the builds that follow. What was kept from an
+    /// earlier call is dropped. A failure only means the builds fetch
+    /// for themselves.
+    pub async fn prefetch(&self, wanted: &[(ContentHash, u64)]) {
+        if let Ok(mut ahead) = self.ahead.lock() {
+            ahead.clear();
+        }
+        let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        for (hash, size) in wanted {
+            if *size > CHUNK_MIN as u64 || !seen.insert(*hash) {
+                continue;
+            }
+            if total + size > PREFETCH_BYTES {
+                break;
+            }
+            match self.state.chunk_sources(&self.project_id, hash).await {
+                Ok(s) if !s.is_empty() => continue,
+                _ => {}
+            }
+            total += size;
+            ids.push((*hash, *size));
+        }
+        for batch in batches(&ids, |(_, s)| *s) {
+            let hashes: Vec<ContentHash> = batch.iter().map(|(h, _)| *h).collect();
+            match self.fetch(&hashes).await {
+                Ok(got) => {
+                    if let Ok(mut ahead) = self.ahead.lock() {
+                        ahead.extend(hashes.into_iter().zip(got));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%e, "prefetch failed; builds fetch for themselves");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A chunk fetched ahead, if any.
+    fn ahead(&self, hash: &ContentHash) -> Option<Bytes> {
+        self.ahead.lock().ok()?.get(hash).cloned()
+    }
+
+    /// Fetches `ids` (within one request's limits), in order, checked.
+    async fn fetch(&self, ids: &[ContentHash]) -> Result<Vec<Bytes>, ApiError> {
+        let body = self.api.fetch_chunks(&self.project_id, ids).await?;
+        let bad = |message: String| ApiError::Refused {
+            status: 200,
+            code: "bad_response".into(),
+            message,
+            conflicts: Vec::new(),
+        };
+        let frames = frames::decode(&body).map_err(|e| bad(format!("chunks/fetch: {e}")))?;
+        if frames.len() != ids.len() || frames.iter().zip(ids).any(|((h, _), id)| h != id) {
+            return Err(bad("chunks/fetch answered other chunks than asked".into()));
+        }
+        Ok(frames.into_iter().map(|(_, b)| b).collect())
+    }
+
+    /// The chunk `hash` of `len` bytes from a local file, re-hashed; `None`
+    /// when no local file has it (any more).
+    async fn local_chunk(&self, hash: &ContentHash, len: u64) -> Option<Bytes> {
+        let sources = self
+            .state
+            .chunk_sources(&self.project_id, hash)
+            .await
+            .ok()?;
+        let root = self.root.clone();
+        let hash = *hash;
+        tokio::task::spawn_blocking(move || {
+            sources
+                .iter()
+                .filter(|s| s.len == len)
+                .find_map(|s| read_local(&root, s, &hash))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// Reads a chunk from a local file and checks its hash. Only regular files
+/// under `root`, reached by a valid project path, are read.
+pub(crate) fn read_local(root: &Path, src: &ChunkSource, hash: &ContentHash) -> Option<Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = ProjectPath::new(src.path.clone()).ok()?.under(root);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() < src.offset + src.len {
+        return None;
+    }
+    let mut f = std::fs::File::open(&path).ok()?;
+    f.seek(SeekFrom::Start(src.offset)).ok()?;
+    let mut buf = vec![0u8; src.len as usize];
+    f.read_exact(&mut buf).ok()?;
+    (ContentHash::of(&buf) == *hash).then(|| Bytes::from(buf))
+}
+
+/// Splits items into runs that fit one `chunks/fetch` (≤ [`MAX_FETCH_IDS`]
+/// ids, ≤ [`FETCH_BYTES`] of content).
+pub(crate) fn batches<T>(items: &[T], size: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, 0u64);
+    for (i, item) in items.iter().enumerate() {
+        let s = frames::framed_len(size(item));
+        if i > start && (i - start >= MAX_FETCH_IDS || bytes + s > FETCH_BYTES) {
+            out.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}

@@ -1,0 +1,259 @@
+//! The sender's side of content v2: makes sure the server has the content
+//! of a batch of changes, moving only what it lacks.
+//!
+//! One-chunk files (≤ `CHUNK_MIN` bytes) are their own chunk: their hashes
+//! go into one `chunks/missing` with the chunks of the bigger files. A
+//! bigger file is first asked for whole (`HEAD blobs`: a rename or a copy
+//! of content the server has costs nothing more), else cut, and after its
+//! missing chunks its manifest goes up. Missing chunks of many files are
+//! packed into few `POST chunks` bodies. A file that no longer has the
+//! change's content is `Superseded`: the newer change the watcher brings
+//! covers it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use vidsync_protocol::chunking::{ChunkRef, Manifest, CHUNK_MIN};
+use vidsync_protocol::{Change, ContentHash, MAX_MANIFESTS_PER_REQUEST, MAX_MISSING_IDS};
+
+use super::{frames, FETCH_BYTES};
+use crate::api::{ApiClient, ApiError};
+
+/// What became of one change's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The server has it (or the change has none): post the change.
+    Ready,
+    /// The file moved on since: drop the change.
+    Superseded,
+}
+
+/// A file whose chunks are known: (path on disk, its chunks).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub file: PathBuf,
+    pub hash: ContentHash,
+    pub size: u64,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Big files asked for whole at once.
+const HEADS_AT_ONCE: usize = 8;
+/// Manifest entries per `POST manifests` (≈ 90 bytes of JSON each).
+const MANIFEST_ENTRIES_PER_REQUEST: usize = 100_000;
+
+/// Makes sure the server has the content of each of `changes` (files
+/// under `root`); one outcome per change, in order. `Err`: the batch
+/// could not be sent (retry it if the error is retryable).
+pub async fn send_content(
+    api: &ApiClient,
+    project_id: &str,
+    root: &Path,
+    changes: &[Change],
+) -> Result<Vec<SendOutcome>, ApiError> {
+    let mut outcomes = vec![SendOutcome::Ready; changes.len()];
+    // Which changes need their content looked at, and how.
+    let mut small = Vec::new();
+    let mut big = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        if let Some(hash) = c.hash {
+            let file = c.path.under(root);
+            match c.size.unwrap_or(u64::MAX) <= CHUNK_MIN as u64 {
+                true => small.push((i, file, hash)),
+                false => big.push((i, file, hash)),
+            }
+        }
+    }
+    // Big files the server already has whole need nothing more.
+    let asked: Vec<(usize, PathBuf, ContentHash, Result<bool, ApiError>)> =
+        futures_util::stream::iter(big.into_iter().map(|(i, file, hash)| async move {
+            let has = api.has_blob(project_id, &hash).await;
+            (i, file, hash, has)
+        }))
+        .buffered(HEADS_AT_ONCE)
+        .collect()
+        .await;
+    let mut to_cut = Vec::new();
+    for (i, file, hash, has) in asked {
+        match has {
+            Ok(true) => {}
+            Ok(false) => to_cut.push((i, file, hash)),
+            Err(e) => return Err(e),
+        }
+    }
+    // Read what must be read: small files whole, big ones cut.
+    let (prepared, gone) = tokio::task::spawn_blocking(move || prepare(small, to_cut))
+        .await
+        .map_err(|e| local(format!("reading files to send: {e}")))?;
+    for i in gone {
+        outcomes[i] = SendOutcome::Superseded;
+    }
+    // Ask which chunks the server lacks, all files at once.
+    let mut ids: Vec<ContentHash> = Vec::new();
+    let mut seen = HashSet::new();
+    for (_, p) in &prepared {
+        for c in &p.chunks {
+            if seen.insert(c.hash) {
+                ids.push(c.hash);
+            }
+        }
+    }
+    let mut missing = HashSet::new();
+    for batch in ids.chunks(MAX_MISSING_IDS) {
+        missing.extend(api.chunks_missing(project_id, batch).await?);
+    }
+    // Upload them, many files' chunks per body.
+    let mut wanted: Vec<(usize, PathBuf, ChunkRef)> = Vec::new();
+    let mut queued = HashSet::new();
+    for (i, p) in &prepared {
+        for c in &p.chunks {
+            if missing.contains(&c.hash) && queued.insert(c.hash) {
+                wanted.push((*i, p.file.clone(), *c));
+            }
+        }
+    }
+    let mut changed = HashSet::new();
+    let mut at = 0;
+    while at < wanted.len() {
+        let (end, body, moved) = pack(&wanted, at).await?;
+        changed.extend(moved);
+        if !body.is_empty() {
+            api.upload_chunks(project_id, body).await?;
+        }
+        at = end;
+    }
+    if !changed.is_empty() {
+        // A file changed while its chunks were read: its chunks may have been
+        // the ones other files of the batch counted on. Send the rest again
+        // (each pass drops at least one change, so this ends).
+        for i in &changed {
+            outcomes[*i] = SendOutcome::Superseded;
+        }
+        let rest: Vec<usize> = (0..changes.len())
+            .filter(|i| outcomes[*i] == SendOutcome::Ready)
+            .collect();
+        let again: Vec<Change> = rest.iter().map(|i| changes[*i].clone()).collect();
+        let redone = Box::pin(send_content(api, project_id, root, &again)).await?;
+        for (i, o) in rest.into_iter().zip(redone) {
+            outcomes[i] = o;
+        }
+        return Ok(outcomes);
+    }
+    // Then the manifests of the multi-chunk files.
+    let manifests: Vec<Manifest> = prepared
+        .iter()
+        .filter(|(_, p)| p.chunks.len() > 1)
+        .map(|(_, p)| manifest(p))
+        .collect();
+    let mut start = 0;
+    while start < manifests.len() {
+        let mut end = start;
+        let mut entries = 0;
+        while end < manifests.len()
+            && end - start < MAX_MANIFESTS_PER_REQUEST
+            && (end == start
+                || entries + manifests[end].chunks.len() <= MANIFEST_ENTRIES_PER_REQUEST)
+        {
+            entries += manifests[end].chunks.len();
+            end += 1;
+        }
+        api.post_manifests(project_id, &manifests[start..end])
+            .await?;
+        start = end;
+    }
+    Ok(outcomes)
+}
+
+fn manifest(p: &Prepared) -> Manifest {
+    vidsync_protocol::chunking::Chunked {
+        hash: p.hash,
+        size: p.size,
+        chunks: p.chunks.clone(),
+    }
+    .manifest()
+}
+
+fn local(message: String) -> ApiError {
+    ApiError::Network {
+        url: "local files".into(),
+        message,
+    }
+}
+
+/// Reads small files whole and cuts big ones; returns what is ready (by
+/// change index) and the changes whose file no longer has their content.
+#[allow(clippy::type_complexity)]
+fn prepare(
+    small: Vec<(usize, PathBuf, ContentHash)>,
+    big: Vec<(usize, PathBuf, ContentHash)>,
+) -> (Vec<(usize, Prepared)>, Vec<usize>) {
+    let mut ready = Vec::new();
+    let mut gone = Vec::new();
+    for (i, file, hash) in small.into_iter().chain(big) {
+        match crate::scan::cut_file(&file) {
+            Ok(c) if c.hash == hash => ready.push((
+                i,
+                Prepared {
+                    file,
+                    hash,
+                    size: c.size,
+                    chunks: c.chunks,
+                },
+            )),
+            Ok(_) => gone.push(i),
+            Err(e) => {
+                tracing::debug!(file = %file.display(), %e, "a file to send is gone");
+                gone.push(i);
+            }
+        }
+    }
+    (ready, gone)
+}
+
+/// Frames `wanted[at..]` into one body of at most [`FETCH_BYTES`], reading
+/// each chunk from its file and re-checking it. Returns where the next body
+/// starts, the body, and the changes whose file changed meanwhile.
+async fn pack(
+    wanted: &[(usize, PathBuf, ChunkRef)],
+    at: usize,
+) -> Result<(usize, Vec<u8>, Vec<usize>), ApiError> {
+    let mut end = at;
+    let mut bytes = 0u64;
+    while end < wanted.len() {
+        let len = frames::framed_len(wanted[end].2.len as u64);
+        if end > at && bytes + len > FETCH_BYTES {
+            break;
+        }
+        bytes += len;
+        end += 1;
+    }
+    let slice: Vec<(usize, PathBuf, ChunkRef)> = wanted[at..end].to_vec();
+    let (body, moved) = tokio::task::spawn_blocking(move || {
+        let mut body = Vec::with_capacity(bytes as usize);
+        let mut moved = Vec::new();
+        let mut files: HashMap<PathBuf, Option<std::fs::File>> = HashMap::new();
+        for (i, file, c) in &slice {
+            let f = files
+                .entry(file.clone())
+                .or_insert_with(|| std::fs::File::open(file).ok());
+            match f.as_mut().and_then(|f| read_at(f, c)) {
+                Some(b) => frames::encode(&mut body, &c.hash, &b),
+                None => moved.push(*i),
+            }
+        }
+        (body, moved)
+    })
+    .await
+    .map_err(|e| local(format!("reading chunks to send: {e}")))?;
+    Ok((end, body, moved))
+}
+
+/// A chunk's bytes from an open file, if they still hash to it.
+fn read_at(f: &mut std::fs::File, c: &ChunkRef) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(c.offset)).ok()?;
+    let mut buf = vec![0u8; c.len as usize];
+    f.read_exact(&mut buf).ok()?;
+    (vidsync_protocol::ContentHash::of(&buf) == c.hash).then_some(buf)
+}

@@ -1,0 +1,157 @@
+//! The local chunk index: where on disk this client has each chunk of its
+//! files, so a new version is built from what is already here (the
+//! previous version of the path, a renamed or copied file) and only the
+//! rest is fetched. Rows are hints, never trusted: a reader re-hashes the
+//! bytes it takes. A multi-chunk file's rows are written with its index
+//! entry and dropped when that entry goes or changes hash; a one-chunk
+//! file needs none, its chunk being the whole file (found by file hash).
+
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use vidsync_protocol::chunking::{ChunkRef, CHUNK_MAX};
+use vidsync_protocol::{ContentHash, ProjectPath};
+
+use super::LocalState;
+use crate::Result;
+
+/// Where a chunk (or a whole file) may be read: `len` bytes of the file
+/// at `path` from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSource {
+    pub path: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Rows per INSERT statement.
+const ROWS_PER_INSERT: usize = 200;
+/// Sources tried for one chunk before it is fetched instead.
+const MAX_SOURCES: i64 = 4;
+
+/// Replaces the chunk rows of `path` with `chunks` of the file `file_hash`.
+/// A one-chunk file keeps no rows.
+pub(crate) async fn set_chunks_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: &str,
+    path: &str,
+    file_hash: &ContentHash,
+    chunks: &[ChunkRef],
+) -> Result<()> {
+    sqlx::query("DELETE FROM chunk_index WHERE project_id = ? AND path = ?")
+        .bind(project_id)
+        .bind(path)
+        .execute(&mut **tx)
+        .await?;
+    if chunks.len() < 2 {
+        return Ok(());
+    }
+    let file_hash = file_hash.to_hex();
+    for rows in chunks.chunks(ROWS_PER_INSERT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT OR REPLACE INTO chunk_index (project_id, path, offset, len, hash, file_hash) ",
+        );
+        q.push_values(rows, |mut b, c| {
+            b.push_bind(project_id)
+                .push_bind(path)
+                .push_bind(c.offset as i64)
+                .push_bind(c.len as i64)
+                .push_bind(c.hash.as_bytes().to_vec())
+                .push_bind(&file_hash);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// With a path's index entry set to `hash` (or removed, `None`): its chunk
+/// rows of any other version go.
+pub(crate) async fn drop_stale_chunks_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    project_id: &str,
+    path: &ProjectPath,
+    hash: Option<&ContentHash>,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM chunk_index WHERE project_id = ? AND path = ? AND (? IS NULL OR file_hash != ?)",
+    )
+    .bind(project_id)
+    .bind(path.as_str())
+    .bind(hash.map(|h| h.to_hex()))
+    .bind(hash.map(|h| h.to_hex()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl LocalState {
+    /// Records where the chunks of the file at `path` (version `file_hash`) are.
+    pub async fn set_chunks(
+        &self,
+        project_id: &str,
+        path: &str,
+        file_hash: &ContentHash,
+        chunks: &[ChunkRef],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        set_chunks_in(&mut tx, project_id, path, file_hash, chunks).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Where the chunk `hash` may be on disk: inside multi-chunk files, or
+    /// as a whole one-chunk file. Hints only; re-hash what is read.
+    pub async fn chunk_sources(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> Result<Vec<ChunkSource>> {
+        let rows = sqlx::query(
+            "SELECT path, offset, len FROM chunk_index WHERE project_id = ? AND hash = ?
+             LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(hash.as_bytes().to_vec())
+        .bind(MAX_SOURCES)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<ChunkSource> = rows
+            .iter()
+            .map(|r| ChunkSource {
+                path: r.get(0),
+                offset: r.get::<i64, _>(1) as u64,
+                len: r.get::<i64, _>(2) as u64,
+            })
+            .collect();
+        let whole = sqlx::query(
+            "SELECT path, size FROM file_index WHERE project_id = ? AND hash = ? AND size <= ?
+             LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(hash.to_hex())
+        .bind(CHUNK_MAX as i64)
+        .bind(MAX_SOURCES)
+        .fetch_all(&self.pool)
+        .await?;
+        out.extend(whole.iter().map(|r| ChunkSource {
+            path: r.get(0),
+            offset: 0,
+            len: r.get::<i64, _>(1) as u64,
+        }));
+        Ok(out)
+    }
+
+    /// Paths of local files last seen with the whole-file hash `hash`.
+    pub async fn files_with_hash(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT path FROM file_index WHERE project_id = ? AND hash = ? LIMIT ?")
+                .bind(project_id)
+                .bind(hash.to_hex())
+                .bind(MAX_SOURCES)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
