@@ -226,10 +226,7 @@ impl BlobStore {
     }
 
     fn quarantine(&self, path: &Path, reason: &str) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.quarantine)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("blob");
-        let dest = self.quarantine.join(format!("{name}.{}", random_hex(4)));
-        std::fs::rename(path, &dest)?;
+        let dest = move_to_quarantine(&self.quarantine, path)?;
         tracing::warn!(
             blob = %path.display(), moved_to = %dest.display(), %reason,
             "damaged blob quarantined: no longer served, clients upload it again"
@@ -238,7 +235,17 @@ impl BlobStore {
     }
 }
 
-fn read_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Moves a damaged file into `quarantine` (kept for a look, never served)
+/// under its name plus a random suffix; returns where it went.
+pub(crate) fn move_to_quarantine(quarantine: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(quarantine)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("blob");
+    let dest = quarantine.join(format!("{name}.{}", random_hex(4)));
+    std::fs::rename(path, &dest)?;
+    Ok(dest)
+}
+
+pub(crate) fn read_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -249,7 +256,7 @@ fn read_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];

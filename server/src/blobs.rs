@@ -1,5 +1,6 @@
-//! The HTTP face of the blob store: `PUT` (201 stored, 200 already there),
-//! `GET`/`HEAD` with `Range`, membership checked first. The bytes, hashing
+//! The HTTP face of the blob store: `PUT` (201 stored or repaired, 200
+//! already stored whole), `GET`/`HEAD` with `Range` (never a damaged
+//! byte: 404 instead), membership checked first. The bytes, hashing
 //! and the "always whole" rule live in [`crate::blob_store`].
 
 use axum::body::Body;
@@ -15,7 +16,7 @@ use crate::api::require_member;
 use crate::auth::AuthUser;
 use crate::blob_store::{PutError, Stored};
 use crate::chunks::content::{locate, Content};
-use crate::chunks::serve::{chunk_whole_blob, serve_manifest};
+use crate::chunks::serve::{absent_chunks, chunk_whole_blob, serve_manifest};
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
@@ -92,9 +93,23 @@ async fn put_blob(
     if declared.is_some_and(|n| n > store.max_bytes) {
         return Err(PutError::TooLarge(store.max_bytes).into());
     }
-    let existed = locate(&state, &project_id, &hash).await?.is_some();
+    let before = locate(&state, &project_id, &hash).await?;
     let body = req.into_body().into_data_stream();
     let stored = store.put(&project_id, hash, body).await?;
+    // 200 only when the content was already stored whole; a damaged or
+    // quarantined chunk of it is rewritten by the cutting below.
+    let was_whole = match (before, stored) {
+        (_, Stored::Existing) => true,
+        (None, Stored::New(_)) => false,
+        (Some(Content::Chunks(m)), Stored::New(_)) => {
+            absent_chunks(&state.chunks, &project_id, m.chunks)
+                .await?
+                .is_empty()
+        }
+        (Some(Content::Whole { size, .. } | Content::OneChunk { size }), Stored::New(n)) => {
+            size == n
+        }
+    };
     // Cut into chunks + manifest after answering (a 1 GiB file takes a
     // while); until then the whole copy is served, as in v1.
     let (st, pid, path) = (
@@ -108,7 +123,7 @@ async fn put_blob(
         }
     });
     match stored {
-        Stored::New(bytes) if !existed => {
+        Stored::New(bytes) if !was_whole => {
             metrics::counter!("vidsync_blob_bytes_stored_total").increment(bytes);
             Ok(StatusCode::CREATED.into_response())
         }
@@ -131,15 +146,31 @@ async fn get_blob(
     if ignored {
         req.headers_mut().remove(header::RANGE);
     }
+    let no_blob = || AppError::not_found(format!("no blob {hash} in this project"));
     let path = match locate(&state, &project_id, &hash).await? {
-        None => {
-            return Err(AppError::not_found(format!(
-                "no blob {hash} in this project"
-            )))
-        }
+        None => return Err(no_blob()),
         Some(Content::Chunks(m)) => {
             let store = state.chunks.clone();
-            return Ok(serve_manifest(store, project_id, m, req.headers()));
+            match serve_manifest(store, project_id.clone(), m, req.headers()).await? {
+                Ok(served) => return Ok(served),
+                // A whole upload of it, not cut into chunks yet, is whole.
+                Err(_) if state.blobs.contains(&project_id, &hash).await => {
+                    state.blobs.path_of(&project_id, &hash)
+                }
+                Err(absent) => return Err(incomplete(&hash, &absent)),
+            }
+        }
+        Some(Content::OneChunk { .. }) => {
+            // At most 256 KiB: its bytes are checked before any is sent.
+            let (store, pid) = (state.chunks.clone(), project_id.clone());
+            let whole = tokio::task::spawn_blocking(move || store.read_checked(&pid, &hash))
+                .await
+                .map_err(|e| AppError::io("reading chunk", std::io::Error::other(e)))?
+                .map_err(|e| AppError::io("reading chunk", e))?;
+            if whole.is_none() {
+                return Err(no_blob());
+            }
+            state.chunks.path_of(&project_id, &hash)
         }
         Some(Content::Whole { path, .. }) => path,
     };
@@ -151,6 +182,19 @@ async fn get_blob(
         Err(never) => match never {},
     };
     Ok(served.map(Body::new))
+}
+
+/// 404 for content whose manifest is stored but some chunk is not (never
+/// uploaded, or found damaged and quarantined): uploading it again repairs.
+fn incomplete(hash: &ContentHash, absent: &[ContentHash]) -> AppError {
+    let more = match absent.len() {
+        0 | 1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    let first = absent.first().map(ContentHash::to_hex).unwrap_or_default();
+    AppError::not_found(format!(
+        "{hash} is not stored whole: chunk {first}{more} missing or damaged; upload it again"
+    ))
 }
 
 #[cfg(test)]

@@ -155,9 +155,9 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
     let db = Db::open(&config.database_url()).await?;
     let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
-    check_blobs(&db, &blobs, &config.data_dir).await?;
     let chunks = chunks::ChunkStore::open(&config.data_dir)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    check_stored_content(&db, &blobs, &chunks, &config.data_dir).await?;
     Ok(AppState(Arc::new(Inner {
         db,
         blobs,
@@ -173,20 +173,27 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
     })))
 }
 
-/// Quarantines stored blobs that are not whole, before anything is served.
-async fn check_blobs(
+/// Quarantines stored blobs and chunks that are not whole, before anything
+/// is served.
+async fn check_stored_content(
     db: &Db,
     blobs: &blobs::BlobStore,
+    chunks: &chunks::ChunkStore,
     data_dir: &std::path::Path,
 ) -> Result<(), ServeError> {
     let (known, projects) = db.blob_sizes().await?;
-    let store = blobs.clone();
-    let moved = tokio::task::spawn_blocking(move || store.check_all(&known, &projects))
+    let known = Arc::new(known);
+    let (store, sizes, ids) = (blobs.clone(), known.clone(), projects.clone());
+    let moved = tokio::task::spawn_blocking(move || store.check_all(&sizes, &ids))
         .await
         .map_err(std::io::Error::other)?
         .map_err(|e| ServeError::DataDir(data_dir.to_path_buf(), e))?;
     if moved > 0 {
         tracing::warn!(moved, "damaged blobs quarantined at start-up");
+    }
+    let moved = chunks::check::check_all(db, chunks, known, &projects).await?;
+    if moved > 0 {
+        tracing::warn!(moved, "damaged chunks quarantined at start-up");
     }
     Ok(())
 }

@@ -323,3 +323,84 @@ async fn chunk_routes_are_member_only() {
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
     assert!(r.body["error"]["code"].is_string());
 }
+
+/// A chunk damaged while the server runs is never served: cut short, the
+/// `GET` answers 404 before any byte; same size but wrong bytes, a fetch
+/// answers 404 naming it. Either way it is quarantined, so `chunks/missing`
+/// lists it and the next upload stores it whole again.
+#[tokio::test]
+async fn a_chunk_damaged_while_running_is_not_served_and_counts_as_missing() {
+    let (app, t, p) = setup().await;
+    let data = bytes(9, 600_000);
+    let (body, manifest) = framed(&data);
+    let ids: Vec<String> = manifest["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["hash"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() > 3);
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dir = blake3::hash(p.as_bytes()).to_hex();
+    let file = |id: &str| {
+        app.dir
+            .path()
+            .join("chunks")
+            .join(&dir[..32])
+            .join(&id[..2])
+            .join(id)
+    };
+    let missing_uri = format!("/api/projects/{p}/chunks/missing");
+    let missing = || app.post(&missing_uri, &t, json!({"chunks": ids}));
+    let blob = format!("/api/projects/{p}/blobs/{}", hash(&data));
+
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file(&ids[1]))
+        .unwrap();
+    f.set_len(100).unwrap();
+    assert_error(&app.get(&blob, &t).await, 404, "not_found");
+    assert_eq!(missing().await.body["missing"], json!([ids[1]]));
+
+    let mut flipped = std::fs::read(file(&ids[2])).unwrap();
+    flipped[7] ^= 0xff;
+    std::fs::write(file(&ids[2]), flipped).unwrap();
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [ids[2]]}),
+        )
+        .await;
+    assert_error(&r, 404, "not_found");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&ids[2]),
+        "{}",
+        r.body
+    );
+    assert_eq!(missing().await.body["missing"], json!([ids[1], ids[2]]));
+
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
+    assert_eq!(
+        (r.status, r.body["stored"].as_u64()),
+        (200, Some(2)),
+        "{}",
+        r.body
+    );
+    assert_eq!(missing().await.body["missing"], json!([]));
+    let r = app.get(&blob, &t).await;
+    assert_eq!(r.status, 200);
+    assert!(r.bytes == data, "served whole after the upload");
+}

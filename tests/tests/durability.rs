@@ -1,6 +1,10 @@
 //! What survives: a clean restart keeps projects, members, tokens and
 //! events with `seq` going on; a `kill -9` mid-stream loses no answered
-//! change and leaves no gap; SIGTERM shuts down cleanly.
+//! change and leaves no gap; SIGTERM shuts down cleanly. Damaged stored
+//! content is never served and is repaired by the next upload: [`damage`].
+
+#[path = "durability/damage.rs"]
+mod damage;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -197,102 +201,5 @@ async fn sigterm_closes_sockets_and_exits_cleanly() -> anyhow::Result<()> {
     assert!(reqwest::get(format!("{}/health", server.url))
         .await
         .is_err());
-    Ok(())
-}
-
-/// Where the server keeps a blob (see `server/src/blob_store.rs`).
-fn blob_file(data: &std::path::Path, project: &str, hash: &str) -> std::path::PathBuf {
-    let dir = blake3::hash(project.as_bytes()).to_hex();
-    data.join("blobs")
-        .join(&dir[..32])
-        .join(&hash[..2])
-        .join(hash)
-}
-
-/// A blob file damaged while the server was down (cut short by an old
-/// server's full disk, or by hand) is quarantined at start-up: 404, so
-/// clients upload it again, and the next upload is stored whole.
-#[tokio::test]
-async fn damaged_blobs_are_quarantined_at_start_up() -> anyhow::Result<()> {
-    let mut server = TestServer::start().await?;
-    let token = server.add_user("alice").await?;
-    let api = server.api(&token);
-    let id = api.new_project("q").await?;
-    let named: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-    let loose: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
-    let intact = b"left alone".to_vec();
-    let hex = |b: &[u8]| blake3::hash(b).to_hex().to_string();
-    for b in [&named, &loose, &intact] {
-        assert_eq!(api.put_blob(&id, &hex(b), b.clone()).await?.0, 201);
-    }
-    // `named` and `intact` are in the log (with their size); `loose` is not.
-    let (s, body) = api
-        .update(
-            &id,
-            "a",
-            vec![
-                create_change("named", &named, None),
-                create_change("intact", &intact, None),
-            ],
-        )
-        .await?;
-    assert_eq!(s, 200, "{body}");
-
-    server.stop().await?;
-    for b in [&named, &loose] {
-        let f = std::fs::OpenOptions::new().write(true).open(blob_file(
-            server.data_dir(),
-            &id,
-            &hex(b),
-        ))?;
-        f.set_len(b.len() as u64 / 2)?;
-    }
-    server.restart().await?;
-    let api = server.api(&token);
-    for b in [&named, &loose] {
-        let (s, _) = api
-            .get(&format!("/api/projects/{id}/blobs/{}", hex(b)))
-            .await?;
-        assert_eq!(s, 404, "a damaged blob is not served");
-    }
-    let quarantined = std::fs::read_dir(server.data_dir().join("quarantine"))?.count();
-    assert_eq!(quarantined, 2);
-    let (s, _) = api
-        .get(&format!("/api/projects/{id}/blobs/{}", hex(&intact)))
-        .await?;
-    assert_eq!(s, 200);
-    // Uploaded again: stored whole.
-    assert_eq!(api.put_blob(&id, &hex(&named), named.clone()).await?.0, 201);
-    let got = api
-        .http
-        .get(api.url(&format!("/api/projects/{id}/blobs/{}", hex(&named))))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    assert!(got.as_ref() == named.as_slice());
-    Ok(())
-}
-
-/// A damaged copy already stored (left by an old server) is replaced by the
-/// next whole upload of that hash, not kept because "it is already there".
-#[tokio::test]
-async fn a_damaged_stored_copy_is_replaced_by_the_next_upload() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let token = server.add_user("alice").await?;
-    let api = server.api(&token);
-    let id = api.new_project("r").await?;
-    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
-    let hash = blake3::hash(&bytes).to_hex().to_string();
-    assert_eq!(api.put_blob(&id, &hash, bytes.clone()).await?.0, 201);
-    let file = blob_file(server.data_dir(), &id, &hash);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)?
-        .set_len(1000)?;
-    assert_eq!(api.put_blob(&id, &hash, bytes.clone()).await?.0, 201);
-    assert_eq!(std::fs::metadata(&file)?.len(), bytes.len() as u64);
-    assert_eq!(api.put_blob(&id, &hash, bytes.clone()).await?.0, 200);
     Ok(())
 }

@@ -2,19 +2,29 @@
 //! an old data dir, or a single chunk with the file's hash. Manifests live
 //! in the `manifests` table (migration 0003).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use vidsync_protocol::chunking::{Manifest, ManifestEntry};
 use vidsync_protocol::ContentHash;
 
-use crate::db::DbResult;
+use crate::db::{Db, DbResult};
 use crate::AppState;
 
 /// How the content of one hash is stored.
 pub enum Content {
     Chunks(Manifest),
-    Whole { path: PathBuf, size: u64 },
+    /// A legacy whole blob, or a whole `PUT` not cut into chunks yet.
+    Whole {
+        path: PathBuf,
+        size: u64,
+    },
+    /// A one-chunk file: the chunk named by the file's hash.
+    OneChunk {
+        size: u64,
+    },
 }
 
 pub fn pack(entries: &[ManifestEntry]) -> Vec<u8> {
@@ -59,6 +69,24 @@ pub async fn manifest_row(
     }))
 }
 
+/// The size of every chunk the manifests of a project list (the start-up
+/// check's reference: a manifest is stored only once its chunks are).
+pub async fn manifest_chunk_sizes(
+    db: &Db,
+    project_id: &str,
+) -> DbResult<HashMap<ContentHash, u32>> {
+    let mut sizes = HashMap::new();
+    let mut rows = sqlx::query("SELECT chunks FROM manifests WHERE project_id = ?")
+        .bind(project_id)
+        .fetch(&db.pool);
+    while let Some(r) = rows.try_next().await? {
+        for e in unpack(&r.get::<Vec<u8>, _>(0)) {
+            sizes.insert(e.hash, e.size);
+        }
+    }
+    Ok(sizes)
+}
+
 /// Stores checked manifests in one transaction (an existing one is kept).
 pub async fn insert_manifests(
     state: &AppState,
@@ -100,10 +128,7 @@ pub async fn locate(
     }
     let chunk = state.chunks.path_of(project_id, hash);
     if let Ok(meta) = tokio::fs::metadata(&chunk).await {
-        return Ok(Some(Content::Whole {
-            path: chunk,
-            size: meta.len(),
-        }));
+        return Ok(Some(Content::OneChunk { size: meta.len() }));
     }
     Ok(None)
 }

@@ -2,6 +2,7 @@
 //! versions), manifests in SQLite, and the routes that move many chunks at
 //! once. The v1 blob routes serve chunked content through [`content`].
 
+pub mod check;
 pub mod content;
 mod frames;
 mod routes;

@@ -1,6 +1,8 @@
 //! Content v2 routes: which chunks are missing, upload and fetch many chunks
 //! in framed bodies, store and read manifests. Member-only; every refusal is
-//! a JSON error body (see `docs/protocol.md`, "Content v2").
+//! a JSON error body (see `docs/protocol.md`, "Content v2"). A chunk found
+//! damaged is quarantined by the store, so it counts as missing here and the
+//! next upload of it is stored.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Request, State};
@@ -146,20 +148,25 @@ async fn fetch(
             "these chunks come to {total} bytes, over the {MAX_CHUNK_BATCH_BYTES}-byte limit of a fetch"
         )));
     }
+    // Each chunk is hashed as it is read: a damaged one is quarantined and
+    // refused like an unknown one, before anything is sent.
     let out = blocking(
         move || {
             let mut out = Vec::with_capacity(total as usize);
             for h in &body.chunks {
-                let bytes = store.read(&project_id, h)?;
+                let Some(bytes) = store.read_checked(&project_id, h)? else {
+                    return Ok(Err(*h));
+                };
                 out.extend_from_slice(h.as_bytes());
                 out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
                 out.extend_from_slice(&bytes);
             }
-            Ok(out)
+            Ok(Ok(out))
         },
         "reading chunks",
     )
-    .await?;
+    .await?
+    .map_err(|h| AppError::not_found(format!("no chunk {h} in this project (found damaged)")))?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from(Bytes::from(out)),
@@ -216,19 +223,24 @@ async fn get_manifest(
     })?;
     match locate(&state, &project_id, &hash).await? {
         Some(Content::Chunks(m)) => Ok(Json(m)),
-        Some(Content::Whole { size, .. }) if size <= CHUNK_MAX as u64 => Ok(Json(Manifest {
-            hash,
-            size,
-            chunks: vec![ManifestEntry {
+        Some(Content::Whole { size, .. } | Content::OneChunk { size })
+            if size <= CHUNK_MAX as u64 =>
+        {
+            Ok(Json(Manifest {
                 hash,
-                size: size as u32,
-            }],
-        })),
+                size,
+                chunks: vec![ManifestEntry {
+                    hash,
+                    size: size as u32,
+                }],
+            }))
+        }
         // A large legacy blob has no manifest: fetch it whole (v1 GET).
         Some(Content::Whole { .. }) => Err(AppError::not_found(format!(
             "{hash} is stored whole (an old upload): fetch it with GET …/blobs/{hash}"
         ))),
-        None => Err(AppError::not_found(format!(
+        // A "chunk" over the chunk limit is damaged: not content.
+        Some(Content::OneChunk { .. }) | None => Err(AppError::not_found(format!(
             "no content {hash} in this project"
         ))),
     }

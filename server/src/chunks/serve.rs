@@ -1,6 +1,7 @@
 //! The v1 blob routes over chunked content: `GET`/`HEAD` (with `Range`)
-//! stream the chunks of a manifest, one at a time (memory flat), and a whole
-//! `PUT` is cut into chunks and a manifest.
+//! stream the chunks of a manifest, one at a time (memory flat), never a
+//! damaged one, and a whole `PUT` is cut into chunks and a manifest (which
+//! also rewrites any chunk of it stored damaged or quarantined).
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use vidsync_protocol::chunking::{cut_each, Manifest};
+use vidsync_protocol::chunking::{cut_each, Manifest, ManifestEntry};
+use vidsync_protocol::ContentHash;
 
 use super::content::insert_manifests;
 use super::store::ChunkStore;
@@ -49,51 +51,86 @@ fn wanted(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some(range))
 }
 
-/// Serves a manifest's bytes (or a range of them).
-pub fn serve_manifest(
+/// The chunks of `entries` not stored with their size (damaged ones are
+/// quarantined on the way): a stat each, no read.
+pub async fn absent_chunks(
+    store: &ChunkStore,
+    project_id: &str,
+    entries: Vec<ManifestEntry>,
+) -> AppResult<Vec<ContentHash>> {
+    let (store, pid) = (store.clone(), project_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut absent = Vec::new();
+        for e in entries {
+            if !absent.contains(&e.hash) && !store.intact(&pid, &e.hash, e.size as u64)? {
+                absent.push(e.hash);
+            }
+        }
+        Ok(absent)
+    })
+    .await
+    .map_err(|e| AppError::io("checking chunks", std::io::Error::other(e)))?
+    .map_err(|e| AppError::io("checking chunks", e))
+}
+
+/// Serves a manifest's bytes (or a range of them). Every chunk the range
+/// needs is checked first ([`absent_chunks`]): when one is not stored whole,
+/// nothing is sent and `Err` lists them. Each chunk is hashed as it is read:
+/// one damaged since (same size, other bytes) is quarantined and the body
+/// is cut off there (short of its `Content-Length`), its bytes never sent.
+pub async fn serve_manifest(
     store: ChunkStore,
     project_id: String,
     m: Manifest,
     headers: &HeaderMap,
-) -> Response {
+) -> AppResult<Result<Response, Vec<ContentHash>>> {
     let size = m.size;
     let (start, end, status) = match wanted(headers, size) {
         Err(()) => {
-            return (
+            return Ok(Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{size}"))],
             )
-                .into_response()
+                .into_response()))
         }
         Ok(None) => (0, size, StatusCode::OK),
         Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
     };
-    // (chunk hash, offset of the chunk in the file) of the chunks that overlap.
+    // The chunks that overlap, with their offset in the file.
     let mut pieces = Vec::new();
     let mut at = 0u64;
     for c in &m.chunks {
         let next = at + c.size as u64;
         if next > start && at < end {
-            pieces.push((c.hash, at));
+            pieces.push((*c, at));
         }
         at = next;
     }
-    let body = stream::unfold(pieces.into_iter(), move |mut it| {
+    let needed = pieces.iter().map(|(c, _)| *c).collect();
+    let absent = absent_chunks(&store, &project_id, needed).await?;
+    if !absent.is_empty() {
+        return Ok(Err(absent));
+    }
+    let body = stream::unfold(Some(pieces.into_iter()), move |it| {
         let store = store.clone();
         let project_id = project_id.clone();
         async move {
-            let (hash, at) = it.next()?;
-            let read = tokio::task::spawn_blocking(move || store.read(&project_id, &hash)).await;
-            let item = match read {
-                Ok(Ok(bytes)) => {
-                    let from = start.saturating_sub(at) as usize;
-                    let to = ((end - at) as usize).min(bytes.len());
-                    Ok(Bytes::from(bytes).slice(from..to))
+            let mut it = it?;
+            let (c, at) = it.next()?;
+            let read =
+                tokio::task::spawn_blocking(move || store.read_checked(&project_id, &c.hash)).await;
+            let bytes = match read {
+                Ok(Ok(Some(bytes))) => bytes,
+                Ok(Ok(None)) => {
+                    let e = format!("chunk {} is missing or damaged: body cut off", c.hash);
+                    return Some((Err(std::io::Error::other(e)), None));
                 }
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(std::io::Error::other(e)),
+                Ok(Err(e)) => return Some((Err(e), None)),
+                Err(e) => return Some((Err(std::io::Error::other(e)), None)),
             };
-            Some((item, it))
+            let from = start.saturating_sub(at) as usize;
+            let to = ((end - at) as usize).min(bytes.len());
+            Some((Ok(Bytes::from(bytes).slice(from..to)), Some(it)))
         }
     });
     let mut resp = Response::new(Body::from_stream(body));
@@ -113,7 +150,7 @@ pub fn serve_manifest(
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    resp
+    Ok(Ok(resp))
 }
 
 /// Cuts a just-stored whole blob into chunks and a manifest, then removes

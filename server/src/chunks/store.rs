@@ -1,20 +1,27 @@
 //! Chunks on disk, per project, named by their BLAKE3 hash:
 //! `<data-dir>/chunks/<project dir>/<2 hex>/<hash>`. Same "always whole"
 //! rule as blobs: written to a temp file, flushed, synced, length and hash
-//! checked, renamed into place, directory synced. Blocking (run it in
+//! checked, renamed into place, directory synced. A chunk found damaged
+//! (wrong size or bytes, at start-up: [`super::check`], or when read) is
+//! moved to `<data-dir>/quarantine/`: from then on it is missing, never
+//! served, and the next upload of it stores it again. Blocking (run it in
 //! `spawn_blocking`); HTTP lives in [`super::routes`].
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use vidsync_protocol::chunking::CHUNK_MAX;
 use vidsync_protocol::ContentHash;
 
 use crate::auth::random_hex;
+use crate::blob_store::{hash_file, move_to_quarantine};
 
 #[derive(Clone)]
 pub struct ChunkStore {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     tmp: PathBuf,
+    /// Shared with the blob store: damaged files kept for a look.
+    quarantine: PathBuf,
 }
 
 /// Deletes a temp file unless it was moved into place.
@@ -33,17 +40,22 @@ impl ChunkStore {
         let store = ChunkStore {
             root: data_dir.join("chunks"),
             tmp: data_dir.join("tmp"),
+            quarantine: data_dir.join("quarantine"),
         };
         std::fs::create_dir_all(&store.root)?;
         std::fs::create_dir_all(&store.tmp)?;
         Ok(store)
     }
 
-    pub fn path_of(&self, project_id: &str, hash: &ContentHash) -> PathBuf {
+    pub(super) fn project_dir(&self, project_id: &str) -> PathBuf {
         // A URL segment never names a directory: hash it to a fixed form.
         let dir = blake3::hash(project_id.as_bytes()).to_hex();
+        self.root.join(&dir[..32])
+    }
+
+    pub fn path_of(&self, project_id: &str, hash: &ContentHash) -> PathBuf {
         let hex = hash.to_hex();
-        self.root.join(&dir[..32]).join(&hex[..2]).join(hex)
+        self.project_dir(project_id).join(&hex[..2]).join(hex)
     }
 
     /// The size of a stored chunk, if it is stored.
@@ -54,7 +66,9 @@ impl ChunkStore {
     }
 
     /// Stores `bytes` as chunk `hash` (already verified by the caller, and
-    /// checked again here). Returns whether it was written now.
+    /// checked again here). Returns whether it was written now: a stored
+    /// copy of the same length is kept, one of another length (damaged) is
+    /// replaced.
     pub fn put(&self, project_id: &str, hash: &ContentHash, bytes: &[u8]) -> std::io::Result<bool> {
         let dest = self.path_of(project_id, hash);
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64) {
@@ -76,8 +90,13 @@ impl ChunkStore {
         bytes: &[u8],
     ) -> std::io::Result<bool> {
         let dest = self.path_of(project_id, hash);
-        if std::fs::metadata(&dest).is_ok_and(|m| m.len() == bytes.len() as u64) {
-            return Ok(false);
+        match std::fs::metadata(&dest) {
+            Ok(m) if m.len() == bytes.len() as u64 => return Ok(false),
+            Ok(m) => tracing::warn!(
+                chunk = %hash, stored = m.len(), whole = bytes.len(),
+                "replacing a damaged stored chunk"
+            ),
+            Err(_) => {}
         }
         let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
         let mut guard = TempGuard(Some(tmp_path.clone()));
@@ -101,10 +120,72 @@ impl ChunkStore {
         Ok(true)
     }
 
-    /// Reads a whole chunk.
-    pub fn read(&self, project_id: &str, hash: &ContentHash) -> std::io::Result<Vec<u8>> {
+    /// Whether chunk `hash` is stored with its `size`. One of another size
+    /// is quarantined (and so `false`): a stat, no read.
+    pub fn intact(&self, project_id: &str, hash: &ContentHash, size: u64) -> std::io::Result<bool> {
+        let path = self.path_of(project_id, hash);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == size => Ok(true),
+            Ok(m) => {
+                let why = format!("{} bytes, not {size}", m.len());
+                self.quarantine(&path, Some(hash), &why)?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a whole chunk and checks that its bytes hash to `hash`; `None`
+    /// when it is not stored, or is damaged (then it is quarantined).
+    pub fn read_checked(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        let path = self.path_of(project_id, hash);
         let mut out = Vec::new();
-        std::fs::File::open(self.path_of(project_id, hash))?.read_to_end(&mut out)?;
-        Ok(out)
+        match std::fs::File::open(&path) {
+            Ok(f) => f.take(CHUNK_MAX as u64 + 1).read_to_end(&mut out)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let got = ContentHash::from(blake3::hash(&out));
+        if got == *hash {
+            return Ok(Some(out));
+        }
+        let why = format!("its bytes hash to {got}");
+        self.quarantine(&path, Some(hash), &why)?;
+        Ok(None)
+    }
+
+    /// Moves a damaged chunk file to quarantine. When it should be chunk
+    /// `hash`, the moved file is checked again: an upload may have replaced
+    /// the damaged copy with a whole one just before the move, and a whole
+    /// chunk goes back (it is never lost to a race).
+    pub(super) fn quarantine(
+        &self,
+        path: &Path,
+        hash: Option<&ContentHash>,
+        reason: &str,
+    ) -> std::io::Result<()> {
+        let dest = match move_to_quarantine(&self.quarantine, path) {
+            Ok(dest) => dest,
+            // Quarantined (or replaced) by someone else meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if let Some(hash) = hash {
+            let small = std::fs::metadata(&dest)?.len() <= CHUNK_MAX as u64;
+            if small && hash_file(&dest)? == *hash {
+                std::fs::rename(&dest, path)?;
+                return Ok(());
+            }
+        }
+        tracing::warn!(
+            chunk = %path.display(), moved_to = %dest.display(), %reason,
+            "damaged chunk quarantined: no longer served, clients upload it again"
+        );
+        Ok(())
     }
 }

@@ -1,5 +1,6 @@
-//! The manifest check: sizes add up, every chunk is stored with its size,
-//! and the chunks streamed through BLAKE3 give the file's hash.
+//! The manifest check: sizes add up, every chunk is stored whole with its
+//! size (a damaged one is quarantined and reported missing), and the chunks
+//! streamed through BLAKE3 give the file's hash.
 
 use vidsync_protocol::chunking::Manifest;
 
@@ -25,21 +26,36 @@ pub fn check_manifest(
     for c in &m.chunks {
         match store.size_of(project_id, &c.hash) {
             None => missing.push(c.hash.to_hex()),
-            Some(n) if n != c.size as u64 => {
-                return Ok(Err(format!(
-                    "chunk {} is {n} bytes, not {}",
-                    c.hash, c.size
-                )))
-            }
+            // Stored whole (its bytes hash to its name), then the entry's
+            // size is wrong; else it was damaged (now quarantined): missing.
+            Some(n) if n != c.size as u64 => match store.read_checked(project_id, &c.hash)? {
+                Some(_) => {
+                    return Ok(Err(format!(
+                        "chunk {} is {n} bytes, not {}",
+                        c.hash, c.size
+                    )))
+                }
+                None => missing.push(c.hash.to_hex()),
+            },
             Some(_) => {}
         }
     }
     if !missing.is_empty() {
         return Ok(Err(format!("missing chunks: {}", missing.join(", "))));
     }
+    // Each chunk is checked as it is read: one damaged with its size intact
+    // is quarantined and reported missing, so the sender uploads it again.
     let mut whole = blake3::Hasher::new();
     for c in &m.chunks {
-        whole.update(&store.read(project_id, &c.hash)?);
+        match store.read_checked(project_id, &c.hash)? {
+            Some(bytes) => {
+                whole.update(&bytes);
+            }
+            None => missing.push(c.hash.to_hex()),
+        }
+    }
+    if !missing.is_empty() {
+        return Ok(Err(format!("missing chunks: {}", missing.join(", "))));
     }
     let got = vidsync_protocol::ContentHash::from(whole.finalize());
     if got != m.hash {
