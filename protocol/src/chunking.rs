@@ -38,11 +38,19 @@ pub struct Chunked {
 /// bytes in order (so a caller may store or send them as they come), and
 /// returns the whole-file hash and chunk list. Memory stays flat: one
 /// [`CHUNK_MAX`] buffer, whatever the file's size.
-pub fn cut_each<R, F>(source: R, mut each: F) -> std::io::Result<Chunked>
+pub fn cut_each<R, F>(mut source: R, mut each: F) -> std::io::Result<Chunked>
 where
     R: Read,
     F: FnMut(&ChunkRef, &[u8]) -> std::io::Result<()>,
 {
+    // Not generic below: fastcdc's `StreamCDC<R>` is compiled where `R` is
+    // named, and here that is this (optimized) crate, not the caller's.
+    cut_dyn(&mut source, &mut each)
+}
+
+type EachChunk<'a> = dyn FnMut(&ChunkRef, &[u8]) -> std::io::Result<()> + 'a;
+
+fn cut_dyn(source: &mut dyn Read, each: &mut EachChunk<'_>) -> std::io::Result<Chunked> {
     let mut whole = blake3::Hasher::new();
     let mut chunks = Vec::new();
     let mut size = 0u64;

@@ -1,7 +1,9 @@
 //! A hostile server: a test double that speaks the API but sends paths
 //! that escape the folder, a path through a symlink, and a blob whose bytes
 //! do not match its hash. The client writes nothing outside its folder,
-//! logs and skips each bad event, and its badge says `error`.
+//! logs and skips each bad event, and its badge says `error`. The double
+//! speaks v1 content only (whole blobs): the client's chunk requests get
+//! 404 and it falls back to the blob routes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +46,20 @@ async fn events(
     Json(json!({"events": evs, "head_seq": d.events.len()}))
 }
 
+/// `GET tree`: the newest event of each path as the double's "files", so
+/// join meets the same hostile paths through the tree.
+async fn tree(State(d): State<Arc<Double>>) -> Json<Value> {
+    let files: Vec<Value> = d
+        .events
+        .iter()
+        .map(|e| {
+            let c = &e["change"];
+            json!({"path": c["path"], "hash": c["hash"], "size": c["size"], "mtime": null, "seq": e["seq"]})
+        })
+        .collect();
+    Json(json!({"at_seq": d.events.len(), "files": files, "next": null}))
+}
+
 async fn blob(State(d): State<Arc<Double>>, Path((_, h)): Path<(String, String)>) -> Response {
     match d.blobs.get(&h) {
         Some(b) => b.clone().into_response(),
@@ -81,6 +97,7 @@ async fn a_hostile_server_cannot_write_outside_the_folder() -> anyhow::Result<()
             }),
         )
         .route("/api/projects/{id}/events", get(events))
+        .route("/api/projects/{id}/tree", get(tree))
         .route("/api/projects/{id}/blobs/{hash}", get(blob))
         .with_state(d);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -68,7 +68,15 @@ impl Content {
                 Some(b) => b,
                 None => match self.local_chunk(hash, size).await {
                     Some(b) => b,
-                    None => self.fetch_one(hash).await?,
+                    None => match self.fetch_one(hash).await {
+                        Ok(b) => b,
+                        // Not (yet) a chunk on the server (a whole upload
+                        // not cut yet, a v1 server): the blob route has it.
+                        Err(DownloadError::Api(ApiError::Refused { status: 404, .. })) => {
+                            return self.whole(hash, dest, progress).await;
+                        }
+                        Err(e) => return Err(e),
+                    },
                 },
             };
             let mut sink = open_sink(dest, false)?;
@@ -84,19 +92,28 @@ impl Content {
         match self.api.manifest(&self.project_id, hash).await {
             Ok(Some(m)) => self.build_from(&m, hash, size, dest, progress).await,
             // No manifest: a whole blob from before chunking; fetch it whole.
-            Ok(None) => {
-                self.api
-                    .download_blob(&self.project_id, hash, dest, &mut *progress)
-                    .await?;
-                let d = dest.to_path_buf();
-                let cut = tokio::task::spawn_blocking(move || crate::scan::cut_file(&d))
-                    .await
-                    .map_err(|e| joined(dest, e))?
-                    .map_err(io_err(dest))?;
-                Ok(cut.chunks)
-            }
+            Ok(None) => self.whole(hash, dest, progress).await,
             Err(e) => Err(DownloadError::Api(e)),
         }
+    }
+
+    /// The v1 way: the whole blob (resuming with `Range`), checked, then cut
+    /// for the chunk index.
+    async fn whole(
+        &self,
+        hash: &ContentHash,
+        dest: &Path,
+        progress: &mut (impl FnMut(u64) + Send),
+    ) -> Result<Vec<ChunkRef>, DownloadError> {
+        self.api
+            .download_blob(&self.project_id, hash, dest, &mut *progress)
+            .await?;
+        let d = dest.to_path_buf();
+        let cut = tokio::task::spawn_blocking(move || crate::scan::cut_file(&d))
+            .await
+            .map_err(|e| joined(dest, e))?
+            .map_err(io_err(dest))?;
+        Ok(cut.chunks)
     }
 
     async fn fetch_one(&self, hash: &ContentHash) -> Result<Bytes, DownloadError> {

@@ -19,6 +19,7 @@ use vidsync_protocol::{Change, ContentHash, MAX_MANIFESTS_PER_REQUEST, MAX_MISSI
 
 use super::{frames, FETCH_BYTES};
 use crate::api::{ApiClient, ApiError};
+use crate::state::LocalState;
 
 /// What became of one change's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,9 +46,11 @@ const MANIFEST_ENTRIES_PER_REQUEST: usize = 100_000;
 
 /// Makes sure the server has the content of each of `changes` (files
 /// under `root`); one outcome per change, in order. `Err`: the batch
-/// could not be sent (retry it if the error is retryable).
+/// could not be sent (retry it if the error is retryable). `state` gives
+/// the chunks the scanner recorded, so a big file is not cut twice.
 pub async fn send_content(
     api: &ApiClient,
+    state: &LocalState,
     project_id: &str,
     root: &Path,
     changes: &[Change],
@@ -75,17 +78,40 @@ pub async fn send_content(
         .collect()
         .await;
     let mut to_cut = Vec::new();
+    let mut known = Vec::new();
     for (i, file, hash, has) in asked {
         match has {
             Ok(true) => {}
-            Ok(false) => to_cut.push((i, file, hash)),
+            Ok(false) => {
+                // The scanner cut it already: its chunks are re-hashed as
+                // they are packed, so a file changed since is still caught.
+                let path = changes[i].path.as_str();
+                let chunks = state
+                    .chunks_of(project_id, path, &hash)
+                    .await
+                    .unwrap_or_default();
+                let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
+                match chunks.len() > 1 && Some(size) == changes[i].size {
+                    true => known.push((
+                        i,
+                        Prepared {
+                            file,
+                            hash,
+                            size,
+                            chunks,
+                        },
+                    )),
+                    false => to_cut.push((i, file, hash)),
+                }
+            }
             Err(e) => return Err(e),
         }
     }
     // Read what must be read: small files whole, big ones cut.
-    let (prepared, gone) = tokio::task::spawn_blocking(move || prepare(small, to_cut))
+    let (mut prepared, gone) = tokio::task::spawn_blocking(move || prepare(small, to_cut))
         .await
         .map_err(|e| local(format!("reading files to send: {e}")))?;
+    prepared.extend(known);
     for i in gone {
         outcomes[i] = SendOutcome::Superseded;
     }
@@ -134,7 +160,7 @@ pub async fn send_content(
             .filter(|i| outcomes[*i] == SendOutcome::Ready)
             .collect();
         let again: Vec<Change> = rest.iter().map(|i| changes[*i].clone()).collect();
-        let redone = Box::pin(send_content(api, project_id, root, &again)).await?;
+        let redone = Box::pin(send_content(api, state, project_id, root, &again)).await?;
         for (i, o) in rest.into_iter().zip(redone) {
             outcomes[i] = o;
         }

@@ -85,8 +85,14 @@ impl FolderLoop {
     /// the superseded ones.
     async fn blobs_for(&mut self, pid: &str, batch: Vec<Queued>) -> Result<Vec<Queued>, ApiError> {
         let changes: Vec<Change> = batch.iter().map(|q| q.change.clone()).collect();
-        let sent =
-            crate::content::send_content(&self.ctx.api, pid, &self.link.path, &changes).await;
+        let sent = crate::content::send_content(
+            &self.ctx.api,
+            &self.ctx.state,
+            pid,
+            &self.link.path,
+            &changes,
+        )
+        .await;
         let outcomes = match sent {
             Ok(o) => o,
             Err(e) if e.retryable() => return Err(e),

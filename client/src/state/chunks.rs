@@ -139,6 +139,38 @@ impl LocalState {
         Ok(out)
     }
 
+    /// The chunks recorded for the file at `path` as version `file_hash`,
+    /// in order (empty when none are).
+    pub async fn chunks_of(
+        &self,
+        project_id: &str,
+        path: &str,
+        file_hash: &ContentHash,
+    ) -> Result<Vec<ChunkRef>> {
+        let rows = sqlx::query(
+            "SELECT offset, len, hash FROM chunk_index
+             WHERE project_id = ? AND path = ? AND file_hash = ? ORDER BY offset",
+        )
+        .bind(project_id)
+        .bind(path)
+        .bind(file_hash.to_hex())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let raw: Vec<u8> = r.get(2);
+            let Ok(raw) = <[u8; 32]>::try_from(raw.as_slice()) else {
+                return Ok(Vec::new());
+            };
+            out.push(ChunkRef {
+                offset: r.get::<i64, _>(0) as u64,
+                len: r.get::<i64, _>(1) as u32,
+                hash: ContentHash::from(blake3::Hash::from_bytes(raw)),
+            });
+        }
+        Ok(out)
+    }
+
     /// Paths of local files last seen with the whole-file hash `hash`.
     pub async fn files_with_hash(
         &self,

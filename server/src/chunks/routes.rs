@@ -101,12 +101,23 @@ async fn upload(
             }
         })?;
     let frames = parse_frames(&body)?;
+    // A chunk bigger than the largest file this server takes can be part
+    // of no file it would accept.
+    let max = state.blobs.max_bytes;
+    if let Some(f) = frames.iter().find(|f| f.bytes.len() as u64 > max) {
+        return Err(AppError::too_large(format!(
+            "chunk {} is {} bytes, over this server's blob size limit of {max} bytes",
+            f.hash,
+            f.bytes.len()
+        )));
+    }
     let store = state.chunks.clone();
     let (stored, present) = blocking(
         move || {
             let (mut stored, mut present) = (0u64, 0u64);
             for Frame { hash, bytes } in frames {
-                if store.put(&project_id, &hash, &bytes)? {
+                // Each frame was hashed by `parse_frames`.
+                if store.put_hashed(&project_id, &hash, &bytes)? {
                     stored += 1;
                 } else {
                     present += 1;
@@ -190,6 +201,18 @@ async fn post_manifests(
     if n > MAX_MANIFESTS_PER_REQUEST {
         return Err(AppError::unprocessable(format!(
             "at most {MAX_MANIFESTS_PER_REQUEST} manifests a request, this one has {n}"
+        )));
+    }
+    let max = state.blobs.max_bytes;
+    if let Some((i, m)) = body
+        .manifests
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.size > max)
+    {
+        return Err(AppError::too_large(format!(
+            "manifests[{i}] ({}): {} bytes, over this server's blob size limit of {max} bytes",
+            m.hash, m.size
         )));
     }
     let store = state.chunks.clone();
