@@ -118,7 +118,7 @@ impl Content {
 
     async fn fetch_one(&self, hash: &ContentHash) -> Result<Bytes, DownloadError> {
         let mut got = self.fetch(&[*hash]).await.map_err(fetch_err(hash))?;
-        got.pop().ok_or_else(|| DownloadError::Mismatch(*hash))
+        got.pop().ok_or(DownloadError::Mismatch(*hash))
     }
 
     /// Copies a local file whose index says it has this content, cutting
