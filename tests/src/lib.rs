@@ -4,6 +4,7 @@
 //! (rust_socketio). Set `TEST_LOG=1` to see the server's logs.
 
 pub mod burst;
+pub mod moves;
 pub mod proxy;
 pub mod raw;
 pub mod tmpfs;

@@ -13,9 +13,15 @@
 //!    tree of 10,000 files / 200 MB next to plain BLAKE3 hashing of the same
 //!    files in the same run.
 //!
-//! Flags: `--only server|client|fanout|burst` (fanout: part 1 alone;
-//! burst: the 2,000-file burst alone), `--subscribers N[,M...]` (default
-//! 1000,10000), `--events N` (200), `--trials N` (100).
+//! 4. Content v2 (issue 10's workloads): 1 MiB overwritten inside a synced
+//!    256 MiB file and a rename of a synced 64 MiB file (bytes moved, both
+//!    ways, both clients; seconds; CPU seconds per client), then the
+//!    2,000-file burst and the join of 10,000 files.
+//!
+//! Flags: `--only server|client|fanout|burst|content` (fanout: part 1
+//! alone; burst: the 2,000-file burst alone; content: part 4 without the
+//! join), `--subscribers N[,M...]` (default 1000,10000), `--events N`
+//! (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,9 +142,52 @@ async fn main() -> Result<()> {
     match args.only.as_deref() {
         Some("server" | "fanout") => {}
         Some("burst") => burst_bench().await?,
+        Some("content") => content_bench().await?,
         _ => client_bench(&args).await?,
     }
     Ok(())
+}
+
+/// Issue 10's two big-file workloads between two send-receive clients.
+async fn content_bench() -> Result<()> {
+    use vidsync_e2e::moves::{bytes, measure, overwrite, Moved};
+    let show = |what: &str, m: &Moved| {
+        println!(
+            "content: {what}: {:.2} MiB moved (A sent {:.2}, got {:.2}; B sent {:.2}, got {:.2}; {} + {} requests), {:.2} s to identical at B (debounce 500 ms), CPU A {:.2} s + B {:.2} s",
+            m.bytes() as f64 / 1048576.0,
+            m.a.sent as f64 / 1048576.0,
+            m.a.received as f64 / 1048576.0,
+            m.b.sent as f64 / 1048576.0,
+            m.b.received as f64 / 1048576.0,
+            m.a.requests,
+            m.b.requests,
+            m.wall.as_secs_f64(),
+            m.cpu_a,
+            m.cpu_b
+        );
+    };
+    let server = TestServer::start().await?;
+    let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "send-receive").await?;
+    a.write("big.bin", &bytes(256, 256 << 20))?;
+    let file = a.folder.join("big.bin");
+    let m = measure(&a, &b, &[], || async {
+        overwrite(&file, 128 << 20, &bytes(257, 1 << 20))
+    })
+    .await?;
+    show("1 MiB overwritten inside a synced 256 MiB file", &m);
+
+    let server = TestServer::start().await?;
+    let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "send-receive").await?;
+    a.write("raw/take.mov", &bytes(64, 64 << 20))?;
+    let root = a.folder.clone();
+    let m = measure(&a, &b, &[], || async move {
+        std::fs::create_dir_all(root.join("final"))?;
+        std::fs::rename(root.join("raw/take.mov"), root.join("final/take.mov"))?;
+        Ok(())
+    })
+    .await?;
+    show("rename of a synced 64 MiB file", &m);
+    burst_bench().await
 }
 
 /// A one-way burst into two send-receive clients (issue 9's CPU figure).
@@ -215,7 +264,7 @@ async fn client_bench(args: &Args) -> Result<()> {
         rb.stop().await?;
     }
 
-    burst_bench().await?;
+    content_bench().await?;
 
     // The start-up scan of a generated tree.
     let tree = tempfile::tempdir()?;
