@@ -137,10 +137,32 @@ fn pick_file(rng: &mut StdRng, dir: &ClientDir, rec: &Record) -> Option<String> 
     (!files.is_empty()).then(|| files[rng.random_range(0..files.len())].clone())
 }
 
+/// A new file's bytes: mostly a line, sometimes 40–400 KB (several
+/// content-defined chunks), always unique to the op.
+fn body(rng: &mut StdRng, seed: u64, n: usize, who: usize) -> Vec<u8> {
+    let mut v = format!("seed {seed} op {n} by {who}\n").into_bytes();
+    if rng.random_range(0..100) < 30 {
+        let len = rng.random_range(40_000..400_000);
+        v.extend(vidsync_e2e::moves::bytes(seed ^ (n as u64) << 20, len));
+    }
+    v
+}
+
+/// An edit of a multi-chunk file: 4 KiB overwritten in place (the rest is
+/// chunks the receivers already have), unique to the op.
+fn edited(old: &[u8], rng: &mut StdRng, seed: u64, n: usize, who: usize) -> Vec<u8> {
+    let mut v = old.to_vec();
+    let mut patch = format!("seed {seed} op {n} by {who}\n").into_bytes();
+    patch.resize(4096, b'#');
+    let at = rng.random_range(0..v.len() - patch.len());
+    v[at..at + patch.len()].copy_from_slice(&patch);
+    v
+}
+
 async fn one_op(w: &mut World, rng: &mut StdRng, rec: &mut Record, seed: u64) -> Result<()> {
     rec.n += 1;
     let who = rng.random_range(0..WRITERS);
-    let content = format!("seed {seed} op {} by {who}\n", rec.n).into_bytes();
+    let content = body(rng, seed, rec.n, who);
     let roll = rng.random_range(0..100);
     println!("op {}: roll {roll} by client {who}", rec.n);
     match roll {
@@ -151,6 +173,11 @@ async fn one_op(w: &mut World, rng: &mut StdRng, rec: &mut Record, seed: u64) ->
         }
         25..=44 => {
             if let Some(p) = pick_file(rng, &w.dirs[who], rec) {
+                let old = std::fs::read(w.dirs[who].folder.join(&p)).unwrap_or_default();
+                let content = match old.len() > 64 * 1024 {
+                    true => edited(&old, rng, seed, rec.n, who),
+                    false => content,
+                };
                 w.dirs[who].write(&p, &content)?;
                 rec.left.insert((who, p), hash(&content));
             }

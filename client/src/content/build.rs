@@ -343,3 +343,57 @@ fn copy_cut(src: &Path, dest: &Path, size: u64, hash: &ContentHash) -> Option<Ve
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        let mut x = 88172645463325252u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_resumed_build_keeps_the_chunks_that_check_out_and_cuts_the_rest() {
+        let bytes = data(1 << 20);
+        let cut = chunking::cut(&bytes[..]).unwrap();
+        assert!(cut.chunks.len() > 4);
+        let entries = cut.manifest().chunks;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("t");
+        // Three whole chunks, then half of the fourth, then garbage.
+        let third = cut.chunks[3];
+        let mut partial = bytes[..(third.offset + third.len as u64 / 2) as usize].to_vec();
+        partial.extend_from_slice(&[0xAA; 5000]);
+        std::fs::write(&dest, &partial).unwrap();
+        let sink = resume(&dest, &entries).unwrap();
+        assert_eq!(sink.chunks.len(), 3);
+        assert_eq!(sink.at, third.offset);
+        assert_eq!(std::fs::metadata(&dest).unwrap().len(), third.offset);
+        // A damaged first chunk keeps nothing.
+        let mut bad = bytes.clone();
+        bad[10] ^= 1;
+        std::fs::write(&dest, &bad).unwrap();
+        let sink = resume(&dest, &entries).unwrap();
+        assert_eq!((sink.chunks.len(), sink.at), (0, 0));
+    }
+
+    #[test]
+    fn windows_stay_within_one_fetch() {
+        let e = |size| ManifestEntry {
+            hash: ContentHash::of(b"x"),
+            size,
+        };
+        let big: Vec<ManifestEntry> = (0..200).map(|_| e(256 * 1024)).collect();
+        assert_eq!(window(&big).len(), 64);
+        let small: Vec<ManifestEntry> = (0..5000).map(|_| e(10)).collect();
+        assert_eq!(window(&small).len(), MAX_FETCH_IDS);
+    }
+}
