@@ -190,7 +190,10 @@ mod tests {
     fn fetch_batches_respect_the_id_and_byte_limits() {
         let sizes: Vec<u64> = vec![1000; 3000];
         let b = batches(&sizes, |s| *s);
-        assert_eq!(b.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![1024, 1024, 952]);
+        assert_eq!(
+            b.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![1024, 1024, 952]
+        );
         let big: Vec<u64> = vec![200 * 1024; 200];
         for run in batches(&big, |s| *s) {
             let bytes: u64 = run.iter().map(|s| frames::framed_len(*s)).sum();

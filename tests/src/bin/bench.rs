@@ -16,11 +16,10 @@
 //! 4. Content v2 (issue 10's workloads): 1 MiB overwritten inside a synced
 //!    256 MiB file and a rename of a synced 64 MiB file (bytes moved, both
 //!    ways, both clients; seconds; CPU seconds per client), then the
-//!    2,000-file burst and the join of 10,000 files.
+//!    2,000-file burst and the join of 10,000 files (tree, chunks).
 //!
 //! Flags: `--only server|client|fanout|burst|content` (fanout: part 1
-//! alone; burst: the 2,000-file burst alone; content: part 4 without the
-//! join), `--subscribers N[,M...]` (default 1000,10000), `--events N`
+//! alone; burst: the 2,000-file burst alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
 //! (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -187,7 +186,8 @@ async fn content_bench() -> Result<()> {
     })
     .await?;
     show("rename of a synced 64 MiB file", &m);
-    burst_bench().await
+    burst_bench().await?;
+    join_bench().await
 }
 
 /// A one-way burst into two send-receive clients (issue 9's CPU figure).
@@ -265,8 +265,11 @@ async fn client_bench(args: &Args) -> Result<()> {
     }
 
     content_bench().await?;
+    scan_bench().await
+}
 
-    // The start-up scan of a generated tree.
+/// The start-up scan of a generated tree, next to plain hashing.
+async fn scan_bench() -> Result<()> {
     let tree = tempfile::tempdir()?;
     let (files, bytes) = generate_tree(tree.path(), 10_000, 200 * 1024 * 1024)?;
     let mb = bytes as f64 / (1024.0 * 1024.0);
@@ -316,8 +319,11 @@ async fn client_bench(args: &Args) -> Result<()> {
         raw_time.as_secs_f64() / scan_time.as_secs_f64()
     );
     drop(tree);
+    Ok(())
+}
 
-    // Joining late: 10,000 files / 200 MB shared by A, then C joins.
+/// Joining late: 10,000 files / 200 MB shared by A, then C joins.
+async fn join_bench() -> Result<()> {
     let server = TestServer::start().await?;
     let (a, _b, id, api) = vidsync_e2e::linked_pair(&server, "receive").await?;
     let (files, bytes) = generate_tree(&a.folder, 10_000, 200 * 1024 * 1024)?;
