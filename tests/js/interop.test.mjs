@@ -204,17 +204,6 @@ for (const transports of [["websocket"], ["polling"], ["polling", "websocket"]])
   });
 }
 
-test("SIGTERM closes the transport normally (clients may reconnect)", async () => {
-  const socket = connect(alice, ["websocket"]);
-  await once(socket, "connect");
-  const closed = once(socket, "disconnect");
-  const exited = withDeadline(new Promise((r) => server.once("exit", (code) => r(code))), "server exit");
-  server.kill("SIGTERM");
-  const [reason] = await closed;
-  assert.equal(reason, "transport close");
-  assert.equal(await exited, 0);
-});
-
 // A v1 client moves whole files: a whole PUT, a GET (whole and ranged) of
 // what it put, before and after the server cut it into chunks.
 test("a v1 client uploads and downloads whole files", async () => {
@@ -257,3 +246,15 @@ test("a v1 client uploads and downloads whole files", async () => {
   const again = await fetch(blob, { method: "PUT", headers: auth, body: bytes });
   assert.equal(again.status, 200, "the same content again is already there");
 });
+
+test("SIGTERM closes the transport normally (clients may reconnect)", async () => {
+  const socket = connect(alice, ["websocket"]);
+  await once(socket, "connect");
+  const closed = once(socket, "disconnect");
+  const exited = withDeadline(new Promise((r) => server.once("exit", (code) => r(code))), "server exit");
+  server.kill("SIGTERM");
+  const [reason] = await closed;
+  assert.equal(reason, "transport close");
+  assert.equal(await exited, 0);
+});
+
