@@ -499,22 +499,56 @@ impl ApiClient {
     }
 
     /// The manifest of `hash`; `None` when the server has none (a legacy
-    /// whole blob, fetched whole instead).
+    /// whole blob, fetched whole instead). Asked for packed (36 bytes an
+    /// entry instead of about 90 as JSON); a JSON answer is read too.
     pub async fn manifest(
         &self,
         project_id: &str,
         hash: &ContentHash,
     ) -> Result<Option<Manifest>, ApiError> {
-        let got = self
-            .send(self.req(
+        let resp = self
+            .req(
                 reqwest::Method::GET,
                 &format!("/api/projects/{project_id}/manifests/{hash}"),
-            ))
-            .await;
-        match got {
-            Ok(m) => Ok(Some(m)),
-            Err(ApiError::Refused { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
+            )
+            .header(
+                reqwest::header::ACCEPT,
+                "application/octet-stream, application/json",
+            )
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| self.net(e))?;
+        let status = resp.status().as_u16();
+        let packed = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/octet-stream"));
+        let bytes = resp.bytes().await.map_err(|e| self.net(e))?;
+        self.received(bytes.len() as u64);
+        let bad = |message: String| ApiError::Refused {
+            status,
+            code: "bad_response".into(),
+            message,
+            conflicts: Vec::new(),
+        };
+        match status {
+            200 if packed => {
+                let chunks = vidsync_protocol::chunking::unpack_entries(&bytes)
+                    .ok_or_else(|| bad("a packed manifest of partial entries".into()))?;
+                let size = chunks.iter().map(|c| c.size as u64).sum();
+                Ok(Some(Manifest {
+                    hash: *hash,
+                    size,
+                    chunks,
+                }))
+            }
+            200 => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| bad(format!("the server's answer was not understood: {e}"))),
+            404 => Ok(None),
+            _ => Err(refusal(status, &bytes)),
         }
     }
 

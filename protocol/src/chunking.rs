@@ -106,6 +106,43 @@ pub struct Manifest {
     pub chunks: Vec<ManifestEntry>,
 }
 
+/// Bytes of one packed manifest entry: 32-byte raw hash, u32 BE size.
+pub const PACKED_ENTRY_BYTES: usize = 36;
+
+/// A manifest's entries packed back to back (`[32-byte hash][u32 BE size]`):
+/// how the server stores them, and the `application/octet-stream` answer
+/// of `GET …/manifests/{hash}` (40% of the JSON's size).
+pub fn pack_entries(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * PACKED_ENTRY_BYTES);
+    for e in entries {
+        out.extend_from_slice(e.hash.as_bytes());
+        out.extend_from_slice(&e.size.to_be_bytes());
+    }
+    out
+}
+
+/// The entries of [`pack_entries`]; `None` if `bytes` is not a whole
+/// number of entries.
+pub fn unpack_entries(bytes: &[u8]) -> Option<Vec<ManifestEntry>> {
+    if !bytes.len().is_multiple_of(PACKED_ENTRY_BYTES) {
+        return None;
+    }
+    let entries = bytes
+        .chunks_exact(PACKED_ENTRY_BYTES)
+        .map(|e| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&e[..32]);
+            let mut n = [0u8; 4];
+            n.copy_from_slice(&e[32..]);
+            ManifestEntry {
+                hash: ContentHash::from(blake3::Hash::from_bytes(h)),
+                size: u32::from_be_bytes(n),
+            }
+        })
+        .collect();
+    Some(entries)
+}
+
 impl Chunked {
     /// This file's manifest.
     pub fn manifest(&self) -> Manifest {
@@ -138,6 +175,16 @@ mod tests {
                 x as u8
             })
             .collect()
+    }
+
+    #[test]
+    fn packed_entries_round_trip() {
+        let c = cut(&bytes(9, 1 << 20)[..]).unwrap();
+        let m = c.manifest();
+        let packed = pack_entries(&m.chunks);
+        assert_eq!(packed.len(), m.chunks.len() * PACKED_ENTRY_BYTES);
+        assert_eq!(unpack_entries(&packed), Some(m.chunks));
+        assert_eq!(unpack_entries(&packed[1..]), None);
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
-use vidsync_protocol::chunking::{Manifest, ManifestEntry};
+use vidsync_protocol::chunking::{
+    pack_entries, unpack_entries, Manifest, ManifestEntry, PACKED_ENTRY_BYTES,
+};
 use vidsync_protocol::ContentHash;
 
 use crate::db::{Db, DbResult};
@@ -27,29 +29,11 @@ pub enum Content {
     },
 }
 
-pub fn pack(entries: &[ManifestEntry]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 36);
-    for e in entries {
-        out.extend_from_slice(e.hash.as_bytes());
-        out.extend_from_slice(&e.size.to_be_bytes());
-    }
-    out
-}
-
-fn unpack(bytes: &[u8]) -> Vec<ManifestEntry> {
-    bytes
-        .chunks_exact(36)
-        .map(|e| {
-            let mut h = [0u8; 32];
-            h.copy_from_slice(&e[..32]);
-            let mut n = [0u8; 4];
-            n.copy_from_slice(&e[32..]);
-            ManifestEntry {
-                hash: ContentHash::from(blake3::Hash::from_bytes(h)),
-                size: u32::from_be_bytes(n),
-            }
-        })
-        .collect()
+/// A stored row's entries (whole entries only: a row is written by
+/// [`pack_entries`] and never partly).
+fn stored_entries(bytes: &[u8]) -> Vec<ManifestEntry> {
+    let whole = bytes.len() - bytes.len() % PACKED_ENTRY_BYTES;
+    unpack_entries(&bytes[..whole]).unwrap_or_default()
 }
 
 pub async fn manifest_row(
@@ -65,7 +49,7 @@ pub async fn manifest_row(
     Ok(row.map(|r| Manifest {
         hash: *hash,
         size: r.get::<i64, _>(0) as u64,
-        chunks: unpack(&r.get::<Vec<u8>, _>(1)),
+        chunks: stored_entries(&r.get::<Vec<u8>, _>(1)),
     }))
 }
 
@@ -80,7 +64,7 @@ pub async fn manifest_chunk_sizes(
         .bind(project_id)
         .fetch(&db.pool);
     while let Some(r) = rows.try_next().await? {
-        for e in unpack(&r.get::<Vec<u8>, _>(0)) {
+        for e in stored_entries(&r.get::<Vec<u8>, _>(0)) {
             sizes.insert(e.hash, e.size);
         }
     }
@@ -101,7 +85,7 @@ pub async fn insert_manifests(
         .bind(project_id)
         .bind(m.hash.to_hex())
         .bind(m.size as i64)
-        .bind(pack(&m.chunks))
+        .bind(pack_entries(&m.chunks))
         .execute(&mut *tx)
         .await?;
     }

@@ -235,28 +235,53 @@ async fn post_manifests(
     Ok(Json(serde_json::json!({ "stored": manifests.len() })))
 }
 
+/// `GET manifests/{hash}`: JSON, or with `Accept: application/octet-stream`
+/// the entries packed (36 bytes each, see `pack_entries`).
 async fn get_manifest(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     UrlPath((project_id, hash)): UrlPath<(String, String)>,
-) -> AppResult<Json<Manifest>> {
-    require_member(&state, &project_id, &user).await?;
+    headers: axum::http::HeaderMap,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let packed = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/octet-stream"));
+    let m = find_manifest(&state, &project_id, &user, &hash).await?;
+    Ok(match packed {
+        true => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            vidsync_protocol::chunking::pack_entries(&m.chunks),
+        )
+            .into_response(),
+        false => Json(m).into_response(),
+    })
+}
+
+async fn find_manifest(
+    state: &AppState,
+    project_id: &str,
+    user: &crate::db::User,
+    hash: &str,
+) -> AppResult<Manifest> {
+    require_member(state, project_id, user).await?;
     let hash: ContentHash = hash.parse().map_err(|e: vidsync_protocol::HashError| {
         AppError::new(ErrorCode::InvalidHash, e.to_string())
     })?;
-    match locate(&state, &project_id, &hash).await? {
-        Some(Content::Chunks(m)) => Ok(Json(m)),
+    match locate(state, project_id, &hash).await? {
+        Some(Content::Chunks(m)) => Ok(m),
         Some(Content::Whole { size, .. } | Content::OneChunk { size })
             if size <= CHUNK_MAX as u64 =>
         {
-            Ok(Json(Manifest {
+            Ok(Manifest {
                 hash,
                 size,
                 chunks: vec![ManifestEntry {
                     hash,
                     size: size as u32,
                 }],
-            }))
+            })
         }
         // A large legacy blob has no manifest: fetch it whole (v1 GET).
         Some(Content::Whole { .. }) => Err(AppError::not_found(format!(
