@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use vidsync_protocol::chunking::{self, ChunkRef, Manifest, ManifestEntry, CHUNK_MIN};
+use vidsync_protocol::chunking::{self, ChunkRef, Manifest, ManifestEntry, CHUNK_MAX, CHUNK_MIN};
 use vidsync_protocol::{ContentHash, ProjectPath, MAX_FETCH_IDS};
 
 use super::{Content, FETCH_BYTES};
@@ -88,6 +88,11 @@ impl Content {
                 .map_err(io_err(dest))?;
             progress(size);
             return self.finish(sink, hash).await;
+        }
+        // Up to one chunk's worth, a whole GET is one round trip where a
+        // manifest and a fetch are two, and there is little to reuse.
+        if size.is_some_and(|s| s <= CHUNK_MAX as u64) {
+            return self.whole(hash, dest, progress).await;
         }
         match self.api.manifest(&self.project_id, hash).await {
             Ok(Some(m)) => self.build_from(&m, hash, size, dest, progress).await,
