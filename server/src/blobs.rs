@@ -147,41 +147,59 @@ async fn get_blob(
         req.headers_mut().remove(header::RANGE);
     }
     let no_blob = || AppError::not_found(format!("no blob {hash} in this project"));
-    let path = match locate(&state, &project_id, &hash).await? {
-        None => return Err(no_blob()),
-        Some(Content::Chunks(m)) => {
-            let store = state.chunks.clone();
-            match serve_manifest(store, project_id.clone(), m, req.headers()).await? {
-                Ok(served) => return Ok(served),
-                // A whole upload of it, not cut into chunks yet, is whole.
-                Err(_) if state.blobs.contains(&project_id, &hash).await => {
-                    state.blobs.path_of(&project_id, &hash)
+    // A whole upload may be cut into chunks (and its whole copy removed)
+    // between finding it and opening it: then it is looked up once more.
+    for attempt in 0..2 {
+        let mut whole = false;
+        let path = match locate(&state, &project_id, &hash).await? {
+            None => return Err(no_blob()),
+            Some(Content::Chunks(m)) => {
+                let store = state.chunks.clone();
+                match serve_manifest(store, project_id.clone(), m, req.headers()).await? {
+                    Ok(served) => return Ok(served),
+                    // A whole upload of it, not cut into chunks yet, is whole.
+                    Err(_) if state.blobs.contains(&project_id, &hash).await => {
+                        whole = true;
+                        state.blobs.path_of(&project_id, &hash)
+                    }
+                    Err(absent) => return Err(incomplete(&hash, &absent)),
                 }
-                Err(absent) => return Err(incomplete(&hash, &absent)),
             }
-        }
-        Some(Content::OneChunk { .. }) => {
-            // At most 256 KiB: its bytes are checked before any is sent.
-            let (store, pid) = (state.chunks.clone(), project_id.clone());
-            let whole = tokio::task::spawn_blocking(move || store.read_checked(&pid, &hash))
-                .await
-                .map_err(|e| AppError::io("reading chunk", std::io::Error::other(e)))?
-                .map_err(|e| AppError::io("reading chunk", e))?;
-            if whole.is_none() {
-                return Err(no_blob());
+            Some(Content::OneChunk { .. }) => {
+                // At most 256 KiB: its bytes are checked before any is sent.
+                let (store, pid) = (state.chunks.clone(), project_id.clone());
+                let checked = tokio::task::spawn_blocking(move || store.read_checked(&pid, &hash))
+                    .await
+                    .map_err(|e| AppError::io("reading chunk", std::io::Error::other(e)))?
+                    .map_err(|e| AppError::io("reading chunk", e))?;
+                if checked.is_none() {
+                    return Err(no_blob());
+                }
+                state.chunks.path_of(&project_id, &hash)
             }
-            state.chunks.path_of(&project_id, &hash)
+            Some(Content::Whole { path, .. }) => {
+                whole = true;
+                path
+            }
+        };
+        let mut file_req = Request::new(Body::empty());
+        *file_req.method_mut() = req.method().clone();
+        *file_req.uri_mut() = req.uri().clone();
+        *file_req.headers_mut() = req.headers().clone();
+        let served = match tower_http::services::ServeFile::new(&path)
+            .oneshot(file_req)
+            .await
+        {
+            Ok(served) => served,
+            Err(never) => match never {},
+        };
+        if whole && attempt == 0 && served.status() == StatusCode::NOT_FOUND {
+            tracing::debug!(blob = %hash, "the whole copy went (cut into chunks): looking again");
+            continue;
         }
-        Some(Content::Whole { path, .. }) => path,
-    };
-    let served = match tower_http::services::ServeFile::new(&path)
-        .oneshot(req)
-        .await
-    {
-        Ok(served) => served,
-        Err(never) => match never {},
-    };
-    Ok(served.map(Body::new))
+        return Ok(served.map(Body::new));
+    }
+    Err(no_blob())
 }
 
 /// 404 for content whose manifest is stored but some chunk is not (never
