@@ -270,6 +270,26 @@ impl Api {
         reply(req.body(body).send().await?).await
     }
 
+    /// A GET's status and raw body bytes, with an optional `Range`.
+    pub async fn get_bytes(&self, path: &str, range: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        let mut req = self.http.get(self.url(path)).bearer_auth(&self.token);
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let resp = req.send().await?;
+        Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
+    }
+
+    /// `POST …/chunks` with a body of frames.
+    pub async fn post_frames(&self, project_id: &str, frames: Vec<u8>) -> Result<Reply> {
+        let req = self
+            .http
+            .post(self.url(&format!("/api/projects/{project_id}/chunks")))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream");
+        reply(req.body(frames).send().await?).await
+    }
+
     pub async fn create_project(&self, name: &str) -> Result<Value> {
         let (status, body) = self.post("/api/projects", &json!({ "name": name })).await?;
         if status != 201 {

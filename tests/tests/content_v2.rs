@@ -5,20 +5,10 @@
 
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use vidsync_e2e::{Api, TestServer};
+use vidsync_client::content::frames;
+use vidsync_e2e::moves::bytes;
+use vidsync_e2e::TestServer;
 use vidsync_protocol::chunking::cut_each;
-
-fn bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// (chunk ids, frames of the chunks for which `keep` is true, manifest).
 fn chunked(data: &[u8], keep: impl Fn(&str) -> bool) -> (Vec<String>, Vec<u8>, Value) {
@@ -27,9 +17,7 @@ fn chunked(data: &[u8], keep: impl Fn(&str) -> bool) -> (Vec<String>, Vec<u8>, V
     let c = cut_each(data, |c, b| {
         let hex = c.hash.to_hex();
         if keep(&hex) {
-            frames.extend_from_slice(c.hash.as_bytes());
-            frames.extend_from_slice(&(b.len() as u32).to_be_bytes());
-            frames.extend_from_slice(b);
+            frames::encode(&mut frames, &c.hash, b);
         }
         ids.push(hex);
         Ok(())
@@ -42,31 +30,6 @@ fn chunked(data: &[u8], keep: impl Fn(&str) -> bool) -> (Vec<String>, Vec<u8>, V
     )
 }
 
-async fn get_bytes(api: &Api, path: &str, range: Option<&str>) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut req = api.http.get(api.url(path)).bearer_auth(&api.token);
-    if let Some(r) = range {
-        req = req.header("range", r);
-    }
-    let resp = req.send().await?;
-    Ok((resp.status().as_u16(), resp.bytes().await?.to_vec()))
-}
-
-async fn post_frames(api: &Api, project: &str, frames: Vec<u8>) -> anyhow::Result<(u16, Value)> {
-    let resp = api
-        .http
-        .post(api.url(&format!("/api/projects/{project}/chunks")))
-        .bearer_auth(&api.token)
-        .header("content-type", "application/octet-stream")
-        .body(frames)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((
-        status,
-        serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null),
-    ))
-}
-
 #[tokio::test]
 async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -76,10 +39,12 @@ async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> a
     let h = blake3::hash(&data).to_hex().to_string();
     assert_eq!(api.put_blob(&p, &h, data.clone()).await?.0, 201);
     let blob = format!("/api/projects/{p}/blobs/{h}");
-    let (s, got) = get_bytes(&api, &blob, None).await?;
+    let (s, got) = api.get_bytes(&blob, None).await?;
     assert_eq!(s, 200);
     assert!(got == data, "whole GET differs");
-    let (s, got) = get_bytes(&api, &blob, Some("bytes=30000000-40000000")).await?;
+    let (s, got) = api
+        .get_bytes(&blob, Some("bytes=30000000-40000000"))
+        .await?;
     assert_eq!(s, 206);
     assert!(got == data[30_000_000..40_000_001], "ranged GET differs");
 
@@ -112,7 +77,7 @@ async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> a
     );
     assert!(sent <= 3 << 20, "a 1 MiB edit sent {sent} bytes");
     assert!(sent >= 1 << 20, "the edit's bytes must go up: {sent}");
-    let (s, body) = post_frames(&api, &p, frames).await?;
+    let (s, body) = api.post_frames(&p, frames).await?;
     assert_eq!(
         (s, body["stored"].as_u64()),
         (200, Some(missing.len() as u64)),
@@ -126,7 +91,9 @@ async fn whole_put_ranged_get_and_a_chunkwise_edit_moving_only_new_chunks() -> a
         .await?;
     assert_eq!(s, 200, "{body}");
     let h2 = blake3::hash(&edited).to_hex().to_string();
-    let (s, got) = get_bytes(&api, &format!("/api/projects/{p}/blobs/{h2}"), None).await?;
+    let (s, got) = api
+        .get_bytes(&format!("/api/projects/{p}/blobs/{h2}"), None)
+        .await?;
     assert_eq!(s, 200);
     assert!(got == edited, "edited GET differs");
     Ok(())
@@ -179,7 +146,7 @@ async fn kill_9_during_a_chunk_upload_stores_none_of_it() -> anyhow::Result<()> 
         .await?;
     assert_eq!(s, 404, "{body}");
     // And the same upload whole, after the restart, is stored.
-    let (s, body) = post_frames(&api, &p, frames).await?;
+    let (s, body) = api.post_frames(&p, frames).await?;
     assert_eq!(
         (s, body["stored"].as_u64()),
         (200, Some(ids.len() as u64)),

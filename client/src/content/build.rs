@@ -122,7 +122,7 @@ impl Content {
     }
 
     async fn fetch_one(&self, hash: &ContentHash) -> Result<Bytes, DownloadError> {
-        let mut got = self.fetch(&[*hash]).await.map_err(fetch_err(hash))?;
+        let mut got = self.fetch(&[*hash]).await?;
         got.pop().ok_or(DownloadError::Mismatch(*hash))
     }
 
@@ -198,7 +198,7 @@ impl Content {
             }
             let fetched = match missing.is_empty() {
                 true => Vec::new(),
-                false => self.fetch(&missing).await.map_err(fetch_err(hash))?,
+                false => self.fetch(&missing).await?,
             };
             let window_len = window.len();
             let entries: Vec<ManifestEntry> = window.to_vec();
@@ -253,14 +253,6 @@ impl Content {
             .map_err(|e| joined(&p, e))?
             .map_err(io_err(&path))?;
         Ok(chunks)
-    }
-}
-
-fn fetch_err(hash: &ContentHash) -> impl FnOnce(ApiError) -> DownloadError + '_ {
-    move |e| match e {
-        // The server's frames did not check out: as a wrong download.
-        ApiError::Refused { status: 200, .. } => DownloadError::Mismatch(*hash),
-        e => DownloadError::Api(e),
     }
 }
 

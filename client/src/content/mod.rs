@@ -23,7 +23,7 @@ use bytes::Bytes;
 use vidsync_protocol::chunking::CHUNK_MIN;
 use vidsync_protocol::{ContentHash, ProjectPath, MAX_FETCH_IDS};
 
-use crate::api::{ApiClient, ApiError};
+use crate::api::{ApiClient, DownloadError};
 use crate::state::{ChunkSource, LocalState};
 
 mod build;
@@ -108,18 +108,23 @@ impl Content {
         self.ahead.lock().ok()?.get(hash).cloned()
     }
 
-    /// Fetches `ids` (within one request's limits), in order, checked.
-    async fn fetch(&self, ids: &[ContentHash]) -> Result<Vec<Bytes>, ApiError> {
-        let body = self.api.fetch_chunks(&self.project_id, ids).await?;
-        let bad = |message: String| ApiError::Refused {
-            status: 200,
-            code: "bad_response".into(),
-            message,
-            conflicts: Vec::new(),
-        };
-        let frames = frames::decode(&body).map_err(|e| bad(format!("chunks/fetch: {e}")))?;
+    /// Fetches `ids` (within one request's limits), in order, checked:
+    /// frames that do not check out, or other chunks than asked, are a
+    /// wrong download (`Mismatch`, named by the first id).
+    async fn fetch(&self, ids: &[ContentHash]) -> Result<Vec<Bytes>, DownloadError> {
+        let body = self
+            .api
+            .fetch_chunks(&self.project_id, ids)
+            .await
+            .map_err(DownloadError::Api)?;
+        let wrong =
+            || DownloadError::Mismatch(ids.first().copied().unwrap_or(ContentHash::of(b"")));
+        let frames = frames::decode(&body).map_err(|e| {
+            tracing::warn!(%e, "chunks/fetch sent frames that do not check out");
+            wrong()
+        })?;
         if frames.len() != ids.len() || frames.iter().zip(ids).any(|((h, _), id)| h != id) {
-            return Err(bad("chunks/fetch answered other chunks than asked".into()));
+            return Err(wrong());
         }
         Ok(frames.into_iter().map(|(_, b)| b).collect())
     }
@@ -149,17 +154,28 @@ impl Content {
 /// Reads a chunk from a local file and checks its hash. Only regular files
 /// under `root`, reached by a valid project path, are read.
 pub(crate) fn read_local(root: &Path, src: &ChunkSource, hash: &ContentHash) -> Option<Bytes> {
-    use std::io::{Read, Seek, SeekFrom};
     let path = ProjectPath::new(src.path.clone()).ok()?.under(root);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if !meta.is_file() || meta.len() < src.offset + src.len {
         return None;
     }
     let mut f = std::fs::File::open(&path).ok()?;
-    f.seek(SeekFrom::Start(src.offset)).ok()?;
-    let mut buf = vec![0u8; src.len as usize];
+    read_checked(&mut f, src.offset, src.len, hash).map(Bytes::from)
+}
+
+/// `len` bytes of `f` from `offset`, if they hash to `hash` (the file may
+/// have changed since it was indexed or cut).
+pub(crate) fn read_checked(
+    f: &mut std::fs::File,
+    offset: u64,
+    len: u64,
+    hash: &ContentHash,
+) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = vec![0u8; len as usize];
     f.read_exact(&mut buf).ok()?;
-    (ContentHash::of(&buf) == *hash).then(|| Bytes::from(buf))
+    (ContentHash::of(&buf) == *hash).then_some(buf)
 }
 
 /// Splits items into runs that fit one `chunks/fetch` (≤ [`MAX_FETCH_IDS`]

@@ -263,7 +263,10 @@ async fn pack(
             let f = files
                 .entry(file.clone())
                 .or_insert_with(|| std::fs::File::open(file).ok());
-            match f.as_mut().and_then(|f| read_at(f, c)) {
+            match f
+                .as_mut()
+                .and_then(|f| super::read_checked(f, c.offset, c.len as u64, &c.hash))
+            {
                 Some(b) => frames::encode(&mut body, &c.hash, &b),
                 None => moved.push(*i),
             }
@@ -273,13 +276,4 @@ async fn pack(
     .await
     .map_err(|e| local(format!("reading chunks to send: {e}")))?;
     Ok((end, body, moved))
-}
-
-/// A chunk's bytes from an open file, if they still hash to it.
-fn read_at(f: &mut std::fs::File, c: &ChunkRef) -> Option<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    f.seek(SeekFrom::Start(c.offset)).ok()?;
-    let mut buf = vec![0u8; c.len as usize];
-    f.read_exact(&mut buf).ok()?;
-    (vidsync_protocol::ContentHash::of(&buf) == c.hash).then_some(buf)
 }

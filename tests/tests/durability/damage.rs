@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use vidsync_client::content::frames;
 use vidsync_e2e::{create_change, wait_for, Api, TestServer};
 use vidsync_protocol::chunking::cut_each;
 
@@ -28,8 +29,8 @@ fn hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// Pseudo-random bytes (xorshift): FastCDC finds cut points in them, where
-/// a short repeating pattern may give a single chunk.
+/// Pseudo-random bytes (xorshift) whose cut points these tests count on:
+/// `loose` (50,000 bytes) is one chunk, `named` several.
 fn noise(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
@@ -61,24 +62,9 @@ async fn post_chunks(
 ) -> anyhow::Result<(u16, Value)> {
     let mut body = Vec::new();
     for (id, bytes) in chunks {
-        let raw = blake3::Hash::from_hex(id)?;
-        body.extend_from_slice(raw.as_bytes());
-        body.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        body.extend_from_slice(bytes);
+        frames::encode(&mut body, &id.parse()?, bytes);
     }
-    let resp = api
-        .http
-        .post(api.url(&format!("/api/projects/{project}/chunks")))
-        .bearer_auth(&api.token)
-        .header("content-type", "application/octet-stream")
-        .body(body)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((
-        status,
-        serde_json::from_slice(&resp.bytes().await?).unwrap_or(Value::Null),
-    ))
+    api.post_frames(project, body).await
 }
 
 async fn missing(api: &Api, project: &str, ids: &[&str]) -> anyhow::Result<Vec<String>> {
@@ -94,14 +80,11 @@ async fn missing(api: &Api, project: &str, ids: &[&str]) -> anyhow::Result<Vec<S
 
 /// The bytes a `GET …/blobs/{hash}` answers, with its status.
 async fn get_blob(api: &Api, project: &str, bytes: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-    let resp = api
-        .http
-        .get(api.url(&format!("/api/projects/{project}/blobs/{}", hex(bytes))))
-        .bearer_auth(&api.token)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    Ok((status, resp.bytes().await?.to_vec()))
+    api.get_bytes(
+        &format!("/api/projects/{project}/blobs/{}", hex(bytes)),
+        None,
+    )
+    .await
 }
 
 async fn assert_served_whole(api: &Api, project: &str, bytes: &[u8]) -> anyhow::Result<()> {
