@@ -186,6 +186,44 @@ async fn a_whole_put_is_chunked_and_served_back() {
     assert!(r.bytes == data);
 }
 
+/// The hand-over from a whole upload to its chunks (chunks stored, manifest
+/// committed, whole copy removed) runs while GETs come in: every GET, at
+/// whatever step it lands, gets the bytes (CI once got 404 between the
+/// manifest lookup and the whole-copy lookup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_racing_the_cut_of_whole_uploads_always_get_the_bytes() {
+    let (app, t, p) = setup().await;
+    let app = std::sync::Arc::new(app);
+    for round in 0..60u64 {
+        let data = std::sync::Arc::new(bytes(1000 + round, 300_000 + round as usize));
+        let h = hash(&data);
+        let req = Request::put(format!("/api/projects/{p}/blobs/{h}"))
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::from(data.to_vec()))
+            .unwrap();
+        assert_eq!(app.send(req).await.status, 201);
+        let mut readers = Vec::new();
+        for _ in 0..6 {
+            let (app, t, p, h, data) = (app.clone(), t.clone(), p.clone(), h.clone(), data.clone());
+            readers.push(tokio::spawn(async move {
+                for _ in 0..40 {
+                    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+                    assert_eq!(
+                        r.status,
+                        200,
+                        "round {round}: {}",
+                        String::from_utf8_lossy(&r.bytes)
+                    );
+                    assert!(r.bytes == *data, "round {round}: wrong bytes");
+                }
+            }));
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn bad_frames_are_refused_and_store_nothing() {
     let (app, t, p) = setup().await;

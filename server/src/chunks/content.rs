@@ -93,22 +93,26 @@ pub async fn insert_manifests(
     Ok(())
 }
 
-/// Finds the content of `hash`: manifest, else legacy whole blob, else a
+/// Finds the content of `hash`: whole blob, else manifest, else a
 /// single chunk with that hash.
 pub async fn locate(
     state: &AppState,
     project_id: &str,
     hash: &ContentHash,
 ) -> DbResult<Option<Content>> {
-    if let Some(m) = manifest_row(state, project_id, hash).await? {
-        return Ok(Some(Content::Chunks(m)));
-    }
+    // The whole copy is looked for first: a whole upload is cut into chunks
+    // (chunks, then manifest, then the whole copy removed), so when the
+    // whole copy is found gone, its manifest or chunk is already there.
+    // The other order answered 404 for a GET that fell between the two.
     let legacy = state.blobs.path_of(project_id, hash);
     if let Ok(meta) = tokio::fs::metadata(&legacy).await {
         return Ok(Some(Content::Whole {
             path: legacy,
             size: meta.len(),
         }));
+    }
+    if let Some(m) = manifest_row(state, project_id, hash).await? {
+        return Ok(Some(Content::Chunks(m)));
     }
     let chunk = state.chunks.path_of(project_id, hash);
     if let Ok(meta) = tokio::fs::metadata(&chunk).await {

@@ -17,7 +17,7 @@ use vidsync_protocol::{
     MAX_MANIFESTS_PER_REQUEST, MAX_MISSING_IDS,
 };
 
-use super::content::{insert_manifests, locate, Content};
+use super::content::{insert_manifests, locate, manifest_row, Content};
 use super::frames::{parse_frames, Frame};
 use crate::api::require_member;
 use crate::auth::AuthUser;
@@ -269,6 +269,11 @@ async fn find_manifest(
     let hash: ContentHash = hash.parse().map_err(|e: vidsync_protocol::HashError| {
         AppError::new(ErrorCode::InvalidHash, e.to_string())
     })?;
+    // A manifest first (a whole upload being cut has both for a moment),
+    // else whatever holds the content.
+    if let Some(m) = manifest_row(state, project_id, &hash).await? {
+        return Ok(m);
+    }
     match locate(state, project_id, &hash).await? {
         Some(Content::Chunks(m)) => Ok(m),
         Some(Content::Whole { size, .. } | Content::OneChunk { size })
