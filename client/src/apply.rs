@@ -11,7 +11,9 @@
 //! outside the folder: paths are `ProjectPath`s and no symlink inside the
 //! folder is followed.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use vidsync_protocol::{ContentHash, ProjectEvent, ProjectPath};
 
@@ -81,6 +83,51 @@ pub struct Applier {
     pub project_id: String,
     pub client_id: String,
     pub mode: Mode,
+    /// When set, the state writes of applied events are kept here and
+    /// written together by [`Applier::flush`] (one transaction for a run of
+    /// events instead of one or more each); `None`: written at once.
+    pub deferred: Option<Arc<Mutex<Deferred>>>,
+}
+
+/// The state writes of applied events not written yet, in order, and the
+/// agreed version they give each path (read before the database's).
+#[derive(Default)]
+pub struct Deferred {
+    writes: Vec<StateWrite>,
+    bases: HashMap<String, Option<ContentHash>>,
+}
+
+/// What applying one event writes to the local state.
+pub enum StateWrite {
+    /// Index entry, agreed version, the end of whatever was queued for this
+    /// path and of set-aside events for it up to `seq`, and the new
+    /// version's chunks (for the chunk index), at once.
+    Applied {
+        path: ProjectPath,
+        entry: Option<IndexEntry>,
+        base: Option<ContentHash>,
+        seq: u64,
+        chunks: Vec<vidsync_protocol::chunking::ChunkRef>,
+    },
+    /// Only the agreed version.
+    Base {
+        path: ProjectPath,
+        hash: Option<ContentHash>,
+    },
+}
+
+impl StateWrite {
+    fn path(&self) -> &ProjectPath {
+        match self {
+            StateWrite::Applied { path, .. } | StateWrite::Base { path, .. } => path,
+        }
+    }
+    fn base(&self) -> Option<ContentHash> {
+        match self {
+            StateWrite::Applied { base, .. } => *base,
+            StateWrite::Base { hash, .. } => *hash,
+        }
+    }
 }
 
 /// How a download ended.
@@ -101,6 +148,73 @@ enum Placed {
 const REPLANS: usize = 3;
 
 impl Applier {
+    /// The version both sides last agreed on for `path` (a deferred write
+    /// first, else the database).
+    async fn agreed(&self, path: &ProjectPath) -> Result<Option<ContentHash>, ApplyError> {
+        if let Some(d) = &self.deferred {
+            if let Some(base) = d.lock().ok().and_then(|d| d.bases.get(path.as_str()).copied()) {
+                return Ok(base);
+            }
+        }
+        Ok(self.state.base(&self.project_id, path.as_str()).await?)
+    }
+
+    /// Records what applying an event wrote: kept for [`Applier::flush`],
+    /// or written now.
+    async fn record(&self, w: StateWrite) -> Result<(), ApplyError> {
+        if let Some(d) = &self.deferred {
+            if let Ok(mut d) = d.lock() {
+                d.bases.insert(w.path().to_string(), w.base());
+                d.writes.push(w);
+                return Ok(());
+            }
+        }
+        Ok(self
+            .state
+            .write_applied(&self.project_id, std::slice::from_ref(&w))
+            .await?)
+    }
+
+    /// Writes the deferred state writes in one transaction. On failure they
+    /// are kept (nothing of them was written) and `flush` may be called again.
+    pub async fn flush(&self) -> Result<(), crate::Error> {
+        let Some(d) = &self.deferred else {
+            return Ok(());
+        };
+        let writes = match d.lock() {
+            Ok(mut d) => std::mem::take(&mut d.writes),
+            Err(_) => return Ok(()),
+        };
+        if writes.is_empty() {
+            return Ok(());
+        }
+        match self.state.write_applied(&self.project_id, &writes).await {
+            Ok(()) => {
+                if let Ok(mut d) = d.lock() {
+                    if d.writes.is_empty() {
+                        d.bases.clear();
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Ok(mut d) = d.lock() {
+                    let later = std::mem::replace(&mut d.writes, writes);
+                    d.writes.extend(later);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops the deferred state writes (their events will be applied again).
+    pub fn forget(&self) {
+        if let Some(Ok(mut d)) = self.deferred.as_ref().map(|d| d.lock()) {
+            d.writes.clear();
+            d.bases.clear();
+        }
+    }
+
     /// Makes sure every directory between the root and `path` is a real
     /// directory inside the folder (creating missing ones); returns the
     /// parent directory. A symlink on the way is refused.
@@ -207,7 +321,7 @@ impl Applier {
             hash: ev.change.hash,
             own,
         };
-        let agreed = self.state.base(&self.project_id, path.as_str()).await?;
+        let agreed = self.agreed(path).await?;
         let mut disk = self.disk_hash(path).await?;
         let mut temp: Option<PathBuf> = None;
         let mut built = Vec::new();
@@ -224,9 +338,11 @@ impl Applier {
                 RemoteAction::Ignore => return Ok(Applied::Ignored),
                 RemoteAction::SetAside(why) => return Err(ApplyError::SetAside(ev.seq, why)),
                 RemoteAction::Agree { recheck } => {
-                    self.state
-                        .set_base(&self.project_id, path.as_str(), hash.as_ref())
-                        .await?;
+                    self.record(StateWrite::Base {
+                        path: path.clone(),
+                        hash,
+                    })
+                    .await?;
                     return Ok(if recheck {
                         Applied::Recheck
                     } else {
@@ -255,19 +371,14 @@ impl Applier {
                 }
                 RemoteAction::Delete { keep_local } => (self.delete(path, keep_local).await?, None),
             };
-            // Index, agreed version, the end of whatever was queued for this
-            // path (moot now) and of older set-aside events for it, at once.
-            self.state
-                .applied(&self.project_id, path, entry.as_ref(), hash.as_ref())
-                .await?;
-            self.state
-                .aside_clear(&self.project_id, path.as_str(), ev.seq)
-                .await?;
-            if let (Some(e), true) = (&entry, chunks.len() > 1) {
-                self.state
-                    .set_chunks(&self.project_id, path.as_str(), &e.hash, &chunks)
-                    .await?;
-            }
+            self.record(StateWrite::Applied {
+                path: path.clone(),
+                entry,
+                base: hash,
+                seq: ev.seq,
+                chunks,
+            })
+            .await?;
             return Ok(done);
         }
         Err(ApplyError::Io(

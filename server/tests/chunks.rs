@@ -186,6 +186,53 @@ async fn a_whole_put_is_chunked_and_served_back() {
     assert!(r.bytes == data);
 }
 
+/// `chunks/fetch` also serves a small file (at most 256 KiB) by its own
+/// hash, however it is stored: as several chunks + manifest, or as a whole
+/// upload not cut yet; a bigger file's hash stays unknown there (404).
+#[tokio::test]
+async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
+    let (app, t, p) = setup().await;
+    // 200 KB of noise: several chunks, one manifest.
+    let chunked = bytes(11, 200_000);
+    let (body, manifest) = framed(&chunked);
+    assert!(manifest["chunks"].as_array().unwrap().len() > 1);
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // 100 KB uploaded whole (served whole until it is cut).
+    let whole = bytes(12, 100_000);
+    let wh = hash(&whole);
+    let req = Request::put(format!("/api/projects/{p}/blobs/{wh}"))
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::from(whole.clone()))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, 201);
+    let ch = hash(&chunked);
+    let r = app
+        .post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": [ch, wh]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    let mut want = Vec::new();
+    frame(&mut want, blake3::hash(&chunked).as_bytes(), &chunked);
+    frame(&mut want, blake3::hash(&whole).as_bytes(), &whole);
+    assert!(r.bytes == want, "frames of both files, in order");
+    // Over 256 KiB: not a fetchable id (fetch its chunks, or GET it).
+    let big = bytes(13, 300_000);
+    let (body, manifest) = framed(&big);
+    raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
+    let r = app
+        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": [hash(&big)]}))
+        .await;
+    assert_error(&r, 404, "not_found");
+}
+
 /// The hand-over from a whole upload to its chunks (chunks stored, manifest
 /// committed, whole copy removed) runs while GETs come in: every GET, at
 /// whatever step it lands, gets the bytes (CI once got 404 between the

@@ -56,6 +56,27 @@ impl Content {
         dest: &Path,
         progress: &mut (impl FnMut(u64) + Send),
     ) -> Result<Vec<ChunkRef>, DownloadError> {
+        // Fetched ahead (any file of at most one chunk's size that no local
+        // file had when it was fetched).
+        if let Some(bytes) = size.filter(|s| *s <= CHUNK_MAX as u64).and(self.ahead(hash)) {
+            let size = bytes.len() as u64;
+            let (d, h) = (dest.to_path_buf(), *hash);
+            let sink = tokio::task::spawn_blocking(move || -> std::io::Result<Sink> {
+                let mut sink = open_sink(&d, false).map_err(|e| std::io::Error::other(e.to_string()))?;
+                if size <= CHUNK_MIN as u64 {
+                    sink.put(h, &bytes)?;
+                } else {
+                    // Its chunks, for the local chunk index.
+                    chunking::cut_each(&bytes[..], |c, b| sink.put(c.hash, b))?;
+                }
+                Ok(sink)
+            })
+            .await
+            .map_err(|e| joined(dest, e))?
+            .map_err(io_err(dest))?;
+            progress(size);
+            return self.finish(sink, hash).await;
+        }
         if let Some(size) = size {
             if let Some(chunks) = self.copy_local(hash, size, dest).await? {
                 tracing::debug!(%hash, "built from a local file with the same content");
@@ -64,19 +85,16 @@ impl Content {
             }
         }
         if let Some(size) = size.filter(|s| *s <= CHUNK_MIN as u64) {
-            let bytes = match self.ahead(hash) {
+            let bytes = match self.local_chunk(hash, size).await {
                 Some(b) => b,
-                None => match self.local_chunk(hash, size).await {
-                    Some(b) => b,
-                    None => match self.fetch_one(hash).await {
-                        Ok(b) => b,
-                        // Not (yet) a chunk on the server (a whole upload
-                        // not cut yet, a v1 server): the blob route has it.
-                        Err(DownloadError::Api(ApiError::Refused { status: 404, .. })) => {
-                            return self.whole(hash, dest, progress).await;
-                        }
-                        Err(e) => return Err(e),
-                    },
+                None => match self.fetch_one(hash).await {
+                    Ok(b) => b,
+                    // Not (yet) a chunk on the server (a whole upload not
+                    // cut yet, a v1 server): the blob route has it.
+                    Err(DownloadError::Api(ApiError::Refused { status: 404, .. })) => {
+                        return self.whole(hash, dest, progress).await;
+                    }
+                    Err(e) => return Err(e),
                 },
             };
             let mut sink = open_sink(dest, false)?;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use vidsync_protocol::chunking::CHUNK_MIN;
+use vidsync_protocol::chunking::CHUNK_MAX;
 use vidsync_protocol::{ContentHash, ProjectPath, MAX_FETCH_IDS};
 
 use crate::api::{ApiClient, DownloadError};
@@ -46,7 +46,7 @@ pub struct Content {
     pub state: LocalState,
     pub root: PathBuf,
     pub project_id: String,
-    /// One-chunk files fetched ahead, by hash (see [`Content::prefetch`]).
+    /// Small files fetched ahead, by hash (see [`Content::prefetch`]).
     ahead: Arc<Mutex<HashMap<ContentHash, Bytes>>>,
 }
 
@@ -62,7 +62,9 @@ impl Content {
     }
 
     /// Fetches, in as few requests as the limits allow, the content of the
-    /// one-chunk files among `wanted` (hash, size) that no local file has,
+    /// files of at most one chunk's size (256 KiB) among `wanted` (hash,
+    /// size) that no local file has (the server's `chunks/fetch` serves such
+    /// a file by its hash however it stores it),
     /// and keeps it for the builds that follow. What was kept from an
     /// earlier call is dropped. A failure only means the builds fetch
     /// for themselves.
@@ -70,19 +72,26 @@ impl Content {
         if let Ok(mut ahead) = self.ahead.lock() {
             ahead.clear();
         }
+        let small: Vec<ContentHash> = wanted
+            .iter()
+            .filter(|(_, size)| *size <= CHUNK_MAX as u64)
+            .map(|(h, _)| *h)
+            .collect();
+        // A file some local file already has is copied, not fetched.
+        let local = self
+            .state
+            .hashes_on_disk(&self.project_id, &small)
+            .await
+            .unwrap_or_default();
         let mut ids = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut total = 0u64;
         for (hash, size) in wanted {
-            if *size > CHUNK_MIN as u64 || !seen.insert(*hash) {
+            if *size > CHUNK_MAX as u64 || local.contains(hash) || !seen.insert(*hash) {
                 continue;
             }
             if total + size > PREFETCH_BYTES {
                 break;
-            }
-            match self.state.chunk_sources(&self.project_id, hash).await {
-                Ok(s) if !s.is_empty() => continue,
-                _ => {}
             }
             total += size;
             ids.push((*hash, *size));

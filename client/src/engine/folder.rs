@@ -89,6 +89,9 @@ pub(crate) struct FolderLoop {
     pub(super) waiting: Option<String>,
     /// Where new versions are built from, with chunks fetched ahead.
     pub(super) content: crate::content::Content,
+    /// Events applied whose state writes are not written yet (see
+    /// [`FolderLoop::take_in_pending`]).
+    pub(super) unflushed: Vec<ProjectEvent>,
 }
 
 /// Retry delays: doubling from 250 ms to 10 s, with jitter.
@@ -145,6 +148,7 @@ impl FolderLoop {
             watch_error: None,
             feed_error: None,
             waiting: None,
+            unflushed: Vec::new(),
         }
     }
 

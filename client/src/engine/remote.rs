@@ -28,12 +28,56 @@ impl FolderLoop {
             project_id: self.link.project_id.clone(),
             client_id: self.ctx.client_id.clone(),
             mode: self.link.mode,
+            deferred: None,
         }
     }
 
     /// Takes in pending events until they are all done or one must wait.
+    /// The state writes of a run of applied events go in one transaction,
+    /// written before anything else reads or writes the local state (a
+    /// set-aside, the cursor, the end of the run).
     pub(super) async fn take_in_pending(&mut self) {
-        let applier = self.applier();
+        let mut applier = self.applier();
+        applier.deferred = Some(Default::default());
+        self.take_in_run(&applier).await;
+        self.flush(&applier).await;
+    }
+
+    /// The local state could not be written after a run of events was
+    /// applied: the events are put back in line (nothing of what they wrote
+    /// was kept) and wait like any event that must wait; applied again,
+    /// they find their version on disk and only write the state.
+    async fn state_write_failed(&mut self, applier: &Applier, e: crate::Error) {
+        applier.forget();
+        let back = std::mem::take(&mut self.unflushed);
+        if let Some(first) = back.first() {
+            self.done_seq = first.seq.saturating_sub(1);
+        }
+        for ev in back.into_iter().rev() {
+            self.pending.push_front(Pending::Event(ev));
+        }
+        let wait = self.remote_delays.next().unwrap_or(Duration::from_secs(10));
+        tracing::warn!(project = %self.pid(), %e, ?wait, "writing applied events to the local state failed; they wait");
+        self.waiting = Some(format!("the local state cannot be written: {e}"));
+        self.remote_retry_at = Some(Instant::now() + wait);
+    }
+
+    /// Writes what the run applied so far; `false` if that failed (the
+    /// run's events are back in line).
+    async fn flush(&mut self, applier: &Applier) -> bool {
+        match applier.flush().await {
+            Ok(()) => {
+                self.unflushed.clear();
+                true
+            }
+            Err(e) => {
+                self.state_write_failed(applier, e).await;
+                false
+            }
+        }
+    }
+
+    async fn take_in_run(&mut self, applier: &Applier) {
         let mut fetched_until = 0u64;
         while let Some(next) = self.pending.front() {
             let seq = match next {
@@ -52,16 +96,18 @@ impl FolderLoop {
             let outcome = match next {
                 Pending::Event(ev) => {
                     let ev = ev.clone();
-                    self.take_in(&applier, &ev).await
+                    self.take_in(applier, &ev).await
                 }
                 Pending::Invalid { seq, message } => {
                     let (seq, message) = (*seq, message.clone());
-                    self.set_aside(seq, "?", &message, None).await
+                    self.set_aside(applier, seq, "?", &message, None).await
                 }
             };
             match outcome {
                 Ok(()) => {
-                    self.pending.pop_front();
+                    if let Some(Pending::Event(ev)) = self.pending.pop_front() {
+                        self.unflushed.push(ev);
+                    }
                     self.done_seq = seq;
                     self.waiting = None;
                     self.feed_error = None;
@@ -78,6 +124,9 @@ impl FolderLoop {
             }
             // Tell progress during long bursts without a status per event.
             if self.pending.len().is_multiple_of(256) {
+                if !self.flush(applier).await {
+                    return;
+                }
                 self.save_cursor().await;
                 self.refresh_status(false).await;
             }
@@ -125,7 +174,7 @@ impl FolderLoop {
             Err(e) if e.retry_soon() => Err(e.to_string()),
             Err(e) => {
                 let path = ev.change.path.to_string();
-                self.set_aside(ev.seq, &path, &e.to_string(), Some(ev))
+                self.set_aside(applier, ev.seq, &path, &e.to_string(), Some(ev))
                     .await
             }
         }
@@ -163,12 +212,18 @@ impl FolderLoop {
     /// (the local database): then it must wait like a transient failure.
     async fn set_aside(
         &mut self,
+        applier: &Applier,
         seq: u64,
         path: &str,
         reason: &str,
         ev: Option<&ProjectEvent>,
     ) -> Result<(), String> {
         tracing::warn!(project = %self.pid(), seq, path, reason, "event set aside");
+        // What the events before it wrote comes first.
+        applier
+            .flush()
+            .await
+            .map_err(|e| format!("could not write applied events: {e}"))?;
         self.ctx
             .state
             .set_aside(self.pid(), seq, path, reason, ev)

@@ -23,6 +23,49 @@ impl LocalState {
     }
 }
 
+impl LocalState {
+    /// Writes what applying events did (see [`crate::apply::StateWrite`]),
+    /// in order, in one transaction.
+    pub async fn write_applied(
+        &self,
+        project_id: &str,
+        writes: &[crate::apply::StateWrite],
+    ) -> Result<()> {
+        use crate::apply::StateWrite;
+        let mut tx = self.pool.begin().await?;
+        for w in writes {
+            match w {
+                StateWrite::Applied {
+                    path,
+                    entry,
+                    base,
+                    seq,
+                    chunks,
+                } => {
+                    applied_in(&mut tx, project_id, path, entry.as_ref(), base.as_ref()).await?;
+                    sqlx::query(
+                        "DELETE FROM set_aside WHERE project_id = ? AND path = ? AND seq <= ?",
+                    )
+                    .bind(project_id)
+                    .bind(path.as_str())
+                    .bind(*seq as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let (Some(e), true) = (entry, chunks.len() > 1) {
+                        super::set_chunks_in(&mut tx, project_id, path.as_str(), &e.hash, chunks)
+                            .await?;
+                    }
+                }
+                StateWrite::Base { path, hash } => {
+                    set_base_in(&mut tx, project_id, path.as_str(), hash.as_ref()).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 impl Batch {
     pub async fn base(&mut self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
         base_in(&mut self.tx, project_id, path).await

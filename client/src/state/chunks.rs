@@ -171,6 +171,34 @@ impl LocalState {
         Ok(out)
     }
 
+    /// Which of `hashes` some local file was last seen with (one query per
+    /// 500 hashes).
+    pub async fn hashes_on_disk(
+        &self,
+        project_id: &str,
+        hashes: &[ContentHash],
+    ) -> Result<std::collections::HashSet<ContentHash>> {
+        let mut out = std::collections::HashSet::new();
+        for part in hashes.chunks(500) {
+            let marks = vec!["?"; part.len()].join(",");
+            let sql = format!(
+                "SELECT DISTINCT hash FROM file_index WHERE project_id = ? AND hash IN ({marks})"
+            );
+            // Only placeholders are formatted in; the hashes are bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id);
+            for h in part {
+                q = q.bind(h.to_hex());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let hex: String = r.get(0);
+                if let Ok(h) = hex.parse() {
+                    out.insert(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Paths of local files last seen with the whole-file hash `hash`.
     pub async fn files_with_hash(
         &self,

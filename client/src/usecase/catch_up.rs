@@ -108,6 +108,8 @@ async fn bring_over(
         project_id: link.project_id.clone(),
         client_id: cfg.client_id.clone(),
         mode: link.mode,
+        // One transaction per window (the paths of a tree are distinct).
+        deferred: Some(Default::default()),
     };
     let done = AtomicUsize::new(0);
     let mut oks: Vec<bool> = Vec::with_capacity(files);
@@ -128,6 +130,7 @@ async fn bring_over(
             .collect()
             .await;
         oks.extend(window_oks);
+        applier.flush().await?;
     }
     progress.finished();
     let failed = oks.iter().filter(|ok| !**ok).count();

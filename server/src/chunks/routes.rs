@@ -146,27 +146,58 @@ async fn fetch(
             "at most {MAX_FETCH_IDS} chunk ids a fetch, this one has {n}"
         )));
     }
-    let store = state.chunks.clone();
+    // A whole upload may be cut into chunks (its whole copy removed) between
+    // finding it and reading it: then the ids are looked up once more.
+    let mut out = read_ids(&state, &project_id, &body.chunks).await?;
+    if let Err((_, true)) = out {
+        out = read_ids(&state, &project_id, &body.chunks).await?;
+    }
+    let out = out.map_err(|(h, _)| {
+        AppError::not_found(format!("no chunk {h} in this project (found damaged)"))
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from(Bytes::from(out)),
+    )
+        .into_response())
+}
+
+/// The frames of `ids`: each a stored chunk, or else the content of a file
+/// of at most one chunk's size stored another way (several chunks, or a
+/// whole upload not cut yet), so a receiver fetches many small files at
+/// once. `Err((id, whole))`: that id's bytes were gone or did not check out
+/// (a damaged chunk is quarantined); `whole` if it was a whole copy.
+async fn read_ids(
+    state: &AppState,
+    project_id: &str,
+    ids: &[ContentHash],
+) -> AppResult<Result<Vec<u8>, (ContentHash, bool)>> {
+    let mut sources = Vec::with_capacity(ids.len());
     let mut total = 0u64;
-    for h in &body.chunks {
-        let Some(size) = store.size_of(&project_id, h) else {
+    for h in ids {
+        let source = match state.chunks.size_of(project_id, h) {
+            Some(size) => Some((Source::Chunk, size)),
+            None => small_content(state, project_id, h).await?,
+        };
+        let Some((source, size)) = source else {
             return Err(AppError::not_found(format!("no chunk {h} in this project")));
         };
         total += FRAME_HEADER_BYTES as u64 + size;
+        sources.push((*h, source));
     }
     if total > MAX_CHUNK_BATCH_BYTES {
         return Err(AppError::unprocessable(format!(
             "these chunks come to {total} bytes, over the {MAX_CHUNK_BATCH_BYTES}-byte limit of a fetch"
         )));
     }
-    // Each chunk is hashed as it is read: a damaged one is quarantined and
-    // refused like an unknown one, before anything is sent.
-    let out = blocking(
+    // Each chunk is hashed as it is read, before anything is sent.
+    let (store, pid) = (state.chunks.clone(), project_id.to_string());
+    blocking(
         move || {
             let mut out = Vec::with_capacity(total as usize);
-            for h in &body.chunks {
-                let Some(bytes) = store.read_checked(&project_id, h)? else {
-                    return Ok(Err(*h));
+            for (h, source) in &sources {
+                let Some(bytes) = source.read(&store, &pid, h)? else {
+                    return Ok(Err((*h, matches!(source, Source::Whole(_)))));
                 };
                 out.extend_from_slice(h.as_bytes());
                 out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
@@ -176,13 +207,72 @@ async fn fetch(
         },
         "reading chunks",
     )
-    .await?
-    .map_err(|h| AppError::not_found(format!("no chunk {h} in this project (found damaged)")))?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        Body::from(Bytes::from(out)),
-    )
-        .into_response())
+    .await
+}
+
+/// Where a fetched id's bytes come from.
+enum Source {
+    Chunk,
+    /// A small file stored as several chunks.
+    Chunks(Vec<ManifestEntry>),
+    /// A small whole upload not cut into chunks yet.
+    Whole(std::path::PathBuf),
+}
+
+impl Source {
+    /// The bytes of `hash`, checked against it; `None` when they are gone or
+    /// do not check out (a damaged chunk is quarantined by the store).
+    fn read(
+        &self,
+        store: &super::store::ChunkStore,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Source::Chunk => store.read_checked(project_id, hash),
+            Source::Chunks(entries) => {
+                let mut out = Vec::new();
+                for e in entries {
+                    match store.read_checked(project_id, &e.hash)? {
+                        Some(b) => out.extend_from_slice(&b),
+                        None => return Ok(None),
+                    }
+                }
+                Ok((ContentHash::of(&out) == *hash).then_some(out))
+            }
+            Source::Whole(path) => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                match std::fs::File::open(path) {
+                    Ok(f) => f.take(CHUNK_MAX as u64 + 1).read_to_end(&mut out)?,
+                    // Cut into chunks meanwhile: they hold it now.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                };
+                Ok((ContentHash::of(&out) == *hash).then_some(out))
+            }
+        }
+    }
+}
+
+/// A file's content of at most [`CHUNK_MAX`] bytes stored other than as one
+/// chunk, with its size.
+async fn small_content(
+    state: &AppState,
+    project_id: &str,
+    hash: &ContentHash,
+) -> AppResult<Option<(Source, u64)>> {
+    Ok(match locate(state, project_id, hash).await? {
+        Some(Content::Chunks(m)) if m.size <= CHUNK_MAX as u64 => {
+            Some((Source::Chunks(m.chunks), m.size))
+        }
+        Some(Content::Whole { path, size }) if size <= CHUNK_MAX as u64 => {
+            Some((Source::Whole(path), size))
+        }
+        _ => None,
+    })
 }
 
 #[derive(Deserialize)]

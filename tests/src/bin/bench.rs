@@ -18,8 +18,8 @@
 //!    ways, both clients; seconds; CPU seconds per client), then the
 //!    2,000-file burst and the join of 10,000 files (tree, chunks).
 //!
-//! Flags: `--only server|client|fanout|burst|content` (fanout: part 1
-//! alone; burst: the 2,000-file burst alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
+//! Flags: `--only server|client|fanout|burst|join|content` (fanout: part 1
+//! alone; burst: the 2,000-file burst alone; join: the 10,000-file join alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
 //! (200), `--trials N` (100).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,6 +141,7 @@ async fn main() -> Result<()> {
     match args.only.as_deref() {
         Some("server" | "fanout") => {}
         Some("burst") => burst_bench().await?,
+        Some("join") => join_bench().await?,
         Some("content") => content_bench().await?,
         _ => client_bench(&args).await?,
     }
