@@ -439,6 +439,42 @@ impl ApiClient {
         Ok(m.missing)
     }
 
+    /// Of `files` (whole files' hashes), those whose content the server
+    /// cannot serve, in one request per 10,000; `None` from a server that
+    /// does not answer for files (then ask with `HEAD`).
+    pub async fn files_missing(
+        &self,
+        project_id: &str,
+        files: &[ContentHash],
+    ) -> Result<Option<Vec<ContentHash>>, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Missing {
+            missing_files: Option<Vec<ContentHash>>,
+        }
+        let mut out = Vec::new();
+        for part in files.chunks(vidsync_protocol::MAX_MISSING_IDS) {
+            let asked = self
+                .post_json::<Missing>(
+                    &format!("/api/projects/{project_id}/chunks/missing"),
+                    &json!({ "chunks": [], "files": part }),
+                )
+                .await;
+            let m = match asked {
+                Ok(m) => m,
+                // A server without content v2 routes.
+                Err(ApiError::Refused {
+                    status: 404 | 405, ..
+                }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            match m.missing_files {
+                Some(v) => out.extend(v),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Uploads a body of frames (see [`crate::content::frames`]).
     pub async fn upload_chunks(&self, project_id: &str, frames: Vec<u8>) -> Result<(), ApiError> {
         self.sent(frames.len() as u64);

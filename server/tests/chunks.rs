@@ -233,6 +233,52 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     assert_error(&r, 404, "not_found");
 }
 
+/// `chunks/missing` with `files` says which whole files the server cannot
+/// serve, whatever their form; without `files` the answer is as before.
+#[tokio::test]
+async fn missing_answers_for_whole_files_too() {
+    let (app, t, p) = setup().await;
+    let chunked = bytes(21, 700_000);
+    let (body, manifest) = framed(&chunked);
+    raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
+    let r = app
+        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let whole = bytes(22, 50_000);
+    let req = Request::put(format!("/api/projects/{p}/blobs/{}", hash(&whole)))
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::from(whole.clone()))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, 201);
+    let absent = hash(&bytes(23, 30_000));
+    let files = json!([hash(&chunked), absent, hash(&whole)]);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": [hash(&chunked)], "files": files}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The whole file's hash is no chunk: a manifest listing it would need it uploaded.
+    assert_eq!(r.body["missing"], json!([hash(&chunked)]));
+    assert_eq!(r.body["missing_files"], json!([absent]));
+    let r = app
+        .post(&format!("/api/projects/{p}/chunks/missing"), &t, json!({"chunks": [absent]}))
+        .await;
+    assert_eq!(r.body, json!({"missing": [absent]}));
+    let many: Vec<String> = (0..10_001u32).map(|i| hash(&i.to_le_bytes())).collect();
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": many[..5000], "files": many[5000..]}),
+        )
+        .await;
+    assert_error(&r, 422, "unprocessable");
+}
+
 /// The hand-over from a whole upload to its chunks (chunks stored, manifest
 /// committed, whole copy removed) runs while GETs come in: every GET, at
 /// whatever step it lands, gets the bytes (CI once got 404 between the

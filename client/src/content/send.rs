@@ -2,9 +2,10 @@
 //! of a batch of changes, moving only what it lacks.
 //!
 //! One-chunk files (≤ `CHUNK_MIN` bytes) are their own chunk: their hashes
-//! go into one `chunks/missing` with the chunks of the bigger files. A
-//! bigger file is first asked for whole (`HEAD blobs`: a rename or a copy
-//! of content the server has costs nothing more), else cut, and after its
+//! go into one `chunks/missing` with the chunks of the bigger files. The
+//! bigger files are first asked for whole, all in one `chunks/missing`
+//! (`files`; a rename or a copy of content the server has costs nothing
+//! more), else cut, and after its
 //! missing chunks its manifest goes up. Missing chunks of many files are
 //! packed into few `POST chunks` bodies. A file that no longer has the
 //! change's content is `Superseded`: the newer change the watcher brings
@@ -68,15 +69,33 @@ pub async fn send_content(
             }
         }
     }
-    // Big files the server already has whole need nothing more.
-    let asked: Vec<(usize, PathBuf, ContentHash, Result<bool, ApiError>)> =
-        futures_util::stream::iter(big.into_iter().map(|(i, file, hash)| async move {
-            let has = api.has_blob(project_id, &hash).await;
-            (i, file, hash, has)
-        }))
-        .buffered(HEADS_AT_ONCE)
-        .collect()
-        .await;
+    // Big files the server already has whole need nothing more: asked all
+    // at once (`HEAD` each from a server that cannot answer for files).
+    let hashes: Vec<ContentHash> = big.iter().map(|(_, _, h)| *h).collect();
+    let absent = match hashes.is_empty() {
+        true => Some(Vec::new()),
+        false => api.files_missing(project_id, &hashes).await?,
+    };
+    let asked: Vec<(usize, PathBuf, ContentHash, Result<bool, ApiError>)> = match absent {
+        Some(absent) => {
+            let absent: HashSet<ContentHash> = absent.into_iter().collect();
+            big.into_iter()
+                .map(|(i, file, hash)| {
+                    let has = !absent.contains(&hash);
+                    (i, file, hash, Ok(has))
+                })
+                .collect()
+        }
+        None => {
+            futures_util::stream::iter(big.into_iter().map(|(i, file, hash)| async move {
+                let has = api.has_blob(project_id, &hash).await;
+                (i, file, hash, has)
+            }))
+            .buffered(HEADS_AT_ONCE)
+            .collect()
+            .await
+        }
+    };
     let mut to_cut = Vec::new();
     let mut known = Vec::new();
     for (i, file, hash, has) in asked {

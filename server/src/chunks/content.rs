@@ -93,6 +93,33 @@ pub async fn insert_manifests(
     Ok(())
 }
 
+/// Which of `hashes` have a manifest in the project (one query per 500).
+pub async fn manifests_present(
+    state: &AppState,
+    project_id: &str,
+    hashes: &[ContentHash],
+) -> DbResult<std::collections::HashSet<ContentHash>> {
+    let mut out = std::collections::HashSet::new();
+    for part in hashes.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT hash FROM manifests WHERE project_id = ",
+        );
+        q.push_bind(project_id).push(" AND hash IN (");
+        let mut list = q.separated(", ");
+        for h in part {
+            list.push_bind(h.to_hex());
+        }
+        list.push_unseparated(")");
+        for row in q.build().fetch_all(&state.db.pool).await? {
+            let hex: String = row.get(0);
+            if let Ok(h) = hex.parse() {
+                out.insert(h);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Finds the content of `hash`: whole blob, else manifest, else a
 /// single chunk with that hash.
 pub async fn locate(

@@ -43,6 +43,14 @@ struct ChunkIds {
     chunks: Vec<ContentHash>,
 }
 
+/// `chunks/missing`: chunk ids, and (optional) whole files' hashes.
+#[derive(Deserialize)]
+struct MissingQuery {
+    chunks: Vec<ContentHash>,
+    #[serde(default)]
+    files: Option<Vec<ContentHash>>,
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     context: &'static str,
@@ -57,28 +65,64 @@ async fn missing(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     UrlPath(project_id): UrlPath<String>,
-    ApiJson(body): ApiJson<ChunkIds>,
+    ApiJson(body): ApiJson<MissingQuery>,
 ) -> AppResult<Json<serde_json::Value>> {
     require_member(&state, &project_id, &user).await?;
-    let n = body.chunks.len();
+    let n = body.chunks.len() + body.files.as_ref().map_or(0, Vec::len);
     if n > MAX_MISSING_IDS {
         return Err(AppError::unprocessable(format!(
-            "at most {MAX_MISSING_IDS} chunk ids a request, this one has {n}"
+            "at most {MAX_MISSING_IDS} chunk and file ids a request, this one has {n}"
         )));
     }
     let store = state.chunks.clone();
+    let pid = project_id.clone();
     let missing = blocking(
         move || {
             Ok(body
                 .chunks
                 .into_iter()
-                .filter(|h| store.size_of(&project_id, h).is_none())
+                .filter(|h| store.size_of(&pid, h).is_none())
                 .collect::<Vec<_>>())
         },
         "checking chunks",
     )
     .await?;
-    Ok(Json(serde_json::json!({ "missing": missing })))
+    let Some(files) = body.files else {
+        return Ok(Json(serde_json::json!({ "missing": missing })));
+    };
+    let missing_files = absent_files(&state, &project_id, files).await?;
+    Ok(Json(
+        serde_json::json!({ "missing": missing, "missing_files": missing_files }),
+    ))
+}
+
+/// Of `files` (whole files' hashes), those whose content the server cannot
+/// serve: no manifest, no whole copy, no one-chunk file. The whole copy is
+/// looked at first (see [`locate`]): one being cut has its manifest by the
+/// time it is gone.
+async fn absent_files(
+    state: &AppState,
+    project_id: &str,
+    files: Vec<ContentHash>,
+) -> AppResult<Vec<ContentHash>> {
+    let (blobs, chunks, pid) = (state.blobs.clone(), state.chunks.clone(), project_id.to_string());
+    let unknown = blocking(
+        move || {
+            Ok(files
+                .into_iter()
+                .filter(|h| {
+                    !blobs.path_of(&pid, h).is_file() && chunks.size_of(&pid, h).is_none()
+                })
+                .collect::<Vec<_>>())
+        },
+        "checking files",
+    )
+    .await?;
+    let with_manifest = super::content::manifests_present(state, project_id, &unknown).await?;
+    Ok(unknown
+        .into_iter()
+        .filter(|h| !with_manifest.contains(h))
+        .collect())
 }
 
 async fn upload(
