@@ -2,10 +2,12 @@
 //!
 //! 1. Fan-out, ours against the Node socket.io 4 reference
 //!    (`tests/bench-ref/`) in the same run with the same lean load generator
-//!    (`loadgen`, one thread): N bare websocket subscribers in one project,
-//!    then 200 changes posted one at a time; latency from POST sent to event
-//!    read at every subscriber (p50, p99, max), the ratio, each server's
-//!    resident memory per subscribed socket and peak RSS.
+//!    (`loadgen`, a runtime of its own with `--loadgen-threads` workers, as
+//!    many as cores by default): N bare websocket subscribers in one
+//!    project, then 200 changes posted one at a time; latency from POST sent
+//!    to event read at every subscriber (p50, p99, max), the ratio, each
+//!    server's resident memory per subscribed socket and peak RSS, and the
+//!    CPU seconds of the server and of the load generator over the events.
 //! 2. Append throughput with no subscribers: batches of 1 and of 100
 //!    changes per request, 4 concurrent posters.
 //! 3. Client: latency from a file's last write in A to the event at B over
@@ -20,7 +22,7 @@
 //!
 //! Flags: `--only server|client|fanout|burst|join|content` (fanout: part 1
 //! alone; burst: the 2,000-file burst alone; join: the 10,000-file join alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
-//! (200), `--trials N` (100).
+//! (200), `--trials N` (100), `--loadgen-threads N` (cores).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ struct Args {
     events: usize,
     trials: usize,
     only: Option<String>,
+    /// Worker threads of the fan-out load generator.
+    loadgen_threads: usize,
 }
 
 fn parse_args() -> Result<Args> {
@@ -48,6 +52,7 @@ fn parse_args() -> Result<Args> {
         events: 200,
         trials: 100,
         only: None,
+        loadgen_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -62,6 +67,7 @@ fn parse_args() -> Result<Args> {
             "--events" => args.events = v.parse()?,
             "--trials" => args.trials = v.parse()?,
             "--only" => args.only = Some(v),
+            "--loadgen-threads" => args.loadgen_threads = v.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -409,7 +415,15 @@ async fn server_bench(args: &Args) -> Result<()> {
         println!("(Node reference not started: {e:#}; only our server is measured)");
     }
     for &n in &args.subscribers {
-        compare::fan_out_both(&server, &token, reference.as_ref().ok(), n, args.events).await;
+        compare::fan_out_both(
+            &server,
+            &token,
+            reference.as_ref().ok(),
+            n,
+            args.events,
+            args.loadgen_threads,
+        )
+        .await;
     }
     drop(reference);
     if args.only.as_deref() == Some("fanout") {

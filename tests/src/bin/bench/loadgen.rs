@@ -3,16 +3,31 @@
 //! .../files/update`, and Socket.IO `subscribe:project` / `project:event`
 //! over websocket.
 //!
-//! Each subscriber is a bare websocket ([`vidsync_e2e::raw`]), so the
-//! generator costs little next to the server it measures. It runs on one
-//! thread of its own, so both servers in a run meet the same load.
+//! Each subscriber is a bare websocket ([`Subscriber`], like
+//! `vidsync_e2e::raw` but with a small read buffer: tungstenite zero-fills
+//! its whole read buffer, 128 KiB by default, before every read, which made
+//! that memset most of the generator's CPU) on a multi-threaded runtime of
+//! its own (`threads` workers), so the generator is not the bottleneck of
+//! the server it measures: its own CPU time is measured and printed next to
+//! the server's. A subscriber notes each delivery's latency itself (no
+//! channel to a central task); the poster posts the next event once every
+//! subscriber has the previous one.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{bail, Context, Result};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use vidsync_e2e::raw::RawSubscriber;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// Where to send the load.
 #[derive(Clone)]
@@ -30,24 +45,59 @@ pub struct Fanout {
     pub latencies: Vec<Duration>,
     /// Events that did not reach every subscriber within 10 s.
     pub incomplete: usize,
+    /// Deliveries that were not the seq after the subscriber's previous one.
+    pub out_of_order: usize,
+    /// Wall time of the event phase (first post to last delivery).
+    pub events_secs: f64,
+    /// CPU seconds of this process (the load generator) in the event phase.
+    pub loadgen_cpu: Option<f64>,
 }
 
-/// (seq, when it was read)
-type Delivery = (u64, Instant);
+/// What the subscribers and the poster share.
+struct Shared {
+    base: Instant,
+    /// Per seq - 1: when its POST was sent, in ns after `base`.
+    sent_ns: Vec<AtomicU64>,
+    /// Per seq - 1: subscribers that have it.
+    delivered: Vec<AtomicUsize>,
+    /// Subscribers the poster waits for (set once all are in).
+    expected: AtomicUsize,
+    /// Woken when an event reached every expected subscriber.
+    complete: Notify,
+    latencies: Mutex<Vec<Duration>>,
+    out_of_order: AtomicUsize,
+}
 
-/// Runs `fanout` on a fresh single-threaded runtime on its own thread.
-/// `subscribed` runs once every subscriber is in, before the first post.
-pub fn run_on_own_thread(
+/// CPU seconds (user + system) of process `pid` so far.
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces), from field 3 on.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some((utime + stime) / 100.0)
+}
+
+/// Runs `fanout` on a fresh runtime with `threads` workers, on threads of
+/// its own. `subscribed` runs once every subscriber is in, before the first
+/// post; `done` after the last event.
+pub fn run_on_own_runtime(
     target: Target,
     n: usize,
     events: usize,
+    threads: usize,
     subscribed: impl FnOnce() + Send + 'static,
+    done: impl FnOnce() + Send + 'static,
 ) -> Result<Fanout> {
     std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("loadgen")
             .enable_all()
             .build()?
-            .block_on(fanout(&target, n, events, subscribed))
+            .block_on(fanout(&target, n, events, subscribed, done))
     })
     .join()
     .map_err(|_| anyhow::anyhow!("load generator thread panicked"))?
@@ -58,6 +108,7 @@ async fn fanout(
     n: usize,
     events: usize,
     on_subscribed: impl FnOnce(),
+    on_done: impl FnOnce(),
 ) -> Result<Fanout> {
     let http = reqwest::Client::new();
     let created: Value = http
@@ -70,7 +121,16 @@ async fn fanout(
         .json()
         .await?;
     let id = created["id"].as_str().context("project id")?.to_string();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        sent_ns: (0..events).map(|_| AtomicU64::new(0)).collect(),
+        delivered: (0..events).map(|_| AtomicUsize::new(0)).collect(),
+        expected: AtomicUsize::new(usize::MAX),
+        complete: Notify::new(),
+        latencies: Mutex::new(Vec::with_capacity(n * events)),
+        out_of_order: AtomicUsize::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
     let mut subscribed = 0;
     let mut tasks = Vec::with_capacity(n);
@@ -78,9 +138,10 @@ async fn fanout(
         let mut ready = Vec::new();
         for &i in wave {
             let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-            let (target, id, tx) = (target.clone(), id.clone(), tx.clone());
+            let (target, id, shared, stop) =
+                (target.clone(), id.clone(), shared.clone(), stop_rx.clone());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = subscriber(i, &target, &id, tx, ready_tx).await {
+                if let Err(e) = subscriber(i, &target, &id, shared, stop, ready_tx).await {
                     tracing::debug!("subscriber {i}: {e:#}");
                 }
             }));
@@ -95,60 +156,75 @@ async fn fanout(
         }
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    drop(tx);
+    shared.expected.store(subscribed, Ordering::SeqCst);
     on_subscribed();
-    let mut latencies = Vec::with_capacity(subscribed * events);
+    let cpu_before = cpu_secs(std::process::id());
+    let events_started = Instant::now();
     let mut incomplete = 0;
     for i in 0..events {
-        let seq = i as u64 + 1;
-        let sent = Instant::now();
         let hash = blake3::hash(format!("{i}").as_bytes()).to_hex().to_string();
         let body = json!({"client_id": "bench", "changes": [{
             "path": format!("f{i}"), "op": "create", "hash": hash, "size": 1,
             "mtime": null, "change_id": null}]});
-        http.post(format!("{}/api/projects/{id}/files/update", target.url))
+        let request = http
+            .post(format!("{}/api/projects/{id}/files/update", target.url))
             .bearer_auth(&target.token)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
+            .json(&body);
+        shared.sent_ns[i].store(
+            shared.base.elapsed().as_nanos() as u64,
+            Ordering::SeqCst,
+        );
+        request.send().await?.error_for_status()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut got = 0;
-        while got < subscribed {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((s, at))) if s == seq => {
-                    latencies.push(at.duration_since(sent));
-                    got += 1;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+        loop {
+            let notified = shared.complete.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if shared.delivered[i].load(Ordering::SeqCst) >= subscribed {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                incomplete += 1;
+                break;
             }
         }
-        if got < subscribed {
-            incomplete += 1;
+    }
+    let events_secs = events_started.elapsed().as_secs_f64();
+    let loadgen_cpu = match (cpu_before, cpu_secs(std::process::id())) {
+        (Some(b), Some(a)) => Some(a - b),
+        _ => None,
+    };
+    on_done();
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+            println!("    a subscriber did not stop");
         }
     }
-    for t in tasks {
-        t.abort();
-    }
+    let mut latencies = std::mem::take(&mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     latencies.sort();
     Ok(Fanout {
         subscribed,
         connect_secs,
         latencies,
         incomplete,
+        out_of_order: shared.out_of_order.load(Ordering::SeqCst),
+        events_secs,
+        loadgen_cpu,
     })
 }
 
-/// One websocket subscriber: handshake, subscribe, then report each event.
+/// One websocket subscriber: handshake, subscribe, then note each event's
+/// latency until told to stop.
 async fn subscriber(
     i: usize,
     target: &Target,
     project_id: &str,
-    deliveries: mpsc::UnboundedSender<Delivery>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
 ) -> Result<()> {
-    let mut sub = match RawSubscriber::subscribe(&target.url, &target.token, project_id, i).await {
+    let mut sub = match Subscriber::subscribe(&target.url, &target.token, project_id, i).await {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -158,8 +234,111 @@ async fn subscriber(
             return Ok(());
         }
     };
-    while let Some(seq) = sub.next_seq().await {
-        let _ = deliveries.send((seq, Instant::now()));
+    let mut mine = Vec::with_capacity(shared.sent_ns.len());
+    let mut last = 0u64;
+    loop {
+        let seq = tokio::select! {
+            seq = sub.next_seq() => seq,
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(seq) = seq else { break };
+        let now = shared.base.elapsed().as_nanos() as u64;
+        if seq != last + 1 {
+            shared.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        last = seq;
+        let Some(k) = (seq as usize).checked_sub(1).filter(|&k| k < shared.sent_ns.len()) else {
+            continue;
+        };
+        let sent = shared.sent_ns[k].load(Ordering::SeqCst);
+        mine.push(Duration::from_nanos(now.saturating_sub(sent)));
+        let have = shared.delivered[k].fetch_add(1, Ordering::SeqCst) + 1;
+        if have == shared.expected.load(Ordering::SeqCst) {
+            shared.complete.notify_waiters();
+        }
     }
+    shared
+        .latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(mine);
     Ok(())
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Read buffer of a subscriber's websocket (an event is a few hundred bytes).
+const READ_BUFFER: usize = 4096;
+
+/// A bare Engine.IO v4 / Socket.IO v5 websocket subscriber: it sends
+/// `subscribe:project` the instant the connect acknowledgement arrives,
+/// answers pings and reads only the `seq` of each event. Connections come
+/// from 127.0.0.1–127.0.0.8, so tens of thousands do not run out of ports.
+struct Subscriber {
+    sink: SplitSink<Ws, Message>,
+    stream: SplitStream<Ws>,
+}
+
+impl Subscriber {
+    async fn subscribe(url: &str, token: &str, project_id: &str, i: usize) -> Result<Self> {
+        let server: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .context("url must be http://IP:PORT")?;
+        let socket = TcpSocket::new_v4()?;
+        let local = Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8);
+        socket.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
+        let tcp = socket.connect(server).await?;
+        tcp.set_nodelay(true)?;
+        let ws_url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(ws_url, tcp, Some(config)).await?;
+        let (mut sink, mut stream) = ws.split();
+        let connect = format!("40{}", json!({ "token": token }));
+        let subscribe = format!("421{}", json!(["subscribe:project", project_id]));
+        while let Some(msg) = stream.next().await {
+            let Message::Text(text) = msg? else { continue };
+            match text.as_str() {
+                t if t.starts_with("0{") => sink.send(Message::text(connect.clone())).await?,
+                t if t.starts_with("40") => sink.send(Message::text(subscribe.clone())).await?,
+                t if t.starts_with("44") => bail!("connect refused: {t}"),
+                "2" => sink.send(Message::text("3")).await?,
+                t if t.starts_with("431") => {
+                    anyhow::ensure!(t.contains("\"ok\":true"), "subscribe refused: {t}");
+                    return Ok(Subscriber { sink, stream });
+                }
+                _ => {}
+            }
+        }
+        bail!("closed before the subscribe ack")
+    }
+
+    /// The seq of the next `project:event` (pings are answered meanwhile);
+    /// `None` once the socket is closed.
+    async fn next_seq(&mut self) -> Option<u64> {
+        while let Some(msg) = self.stream.next().await {
+            let Ok(Message::Text(text)) = msg else {
+                continue;
+            };
+            if text.as_str() == "2" {
+                self.sink.send(Message::text("3")).await.ok()?;
+            } else if let Some(seq) = event_seq(text.as_str()) {
+                return Some(seq);
+            }
+        }
+        None
+    }
+}
+
+/// The `seq` of a `42["project:event",{...}]` packet, without parsing the rest.
+fn event_seq(packet: &str) -> Option<u64> {
+    let rest = packet.strip_prefix("42[\"project:event\",")?;
+    let at = rest.find("\"seq\":")? + "\"seq\":".len();
+    let digits = rest[at..].trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
