@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod blob_store;
 pub mod blobs;
+pub mod check;
 pub mod chunks;
 pub mod clock;
 pub mod db;

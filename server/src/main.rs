@@ -28,6 +28,10 @@ enum Command {
     /// Manage users and their tokens.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check what `serve` would start with (same flags and variables): the
+    /// settings, the data directory, the database and its migrations, the
+    /// free space. Changes nothing; exits non-zero if a check fails.
+    Check(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -154,7 +158,7 @@ fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
     let serve = match &cli.command {
         Some(Command::Serve(args)) => args,
         None => &cli.serve,
-        Some(Command::User(_)) => {
+        Some(Command::User(_) | Command::Check(_)) => {
             return tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -192,9 +196,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("revoked {n} token(s) of {name}");
             Ok(())
         }
+        Some(Command::Check(args)) => check(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
+}
+
+/// Prints one line per finding; an error (exit 1) if any is a problem.
+async fn check(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config(&args.store, args.max_blob_bytes);
+    let listen = vidsync_server::check::Listen {
+        addr: args.listen,
+        tls: false,
+    };
+    let findings = vidsync_server::check::run(&cfg, &listen).await;
+    for f in &findings {
+        println!("{f}");
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.level == vidsync_server::check::Level::Problem)
+        .count();
+    anyhow::ensure!(problems == 0, "{problems} check(s) failed");
+    println!("all checks passed");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,0 +1,501 @@
+//! `vidsync-server check`: what an operator runs before (or instead of)
+//! starting the service to learn whether it can start and keep running —
+//! the settings, the data directory, the database and its migrations, the
+//! free space. It reads and probes, never repairs, migrates or creates
+//! anything but a probe file it removes at once; `serve` does the rest.
+//!
+//! The result is a list of [`Finding`]s; the binary prints them and exits
+//! non-zero when one is a [`Level::Problem`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::Config;
+
+/// Below this much free space (or a tenth of the filesystem) check warns.
+const LOW_SPACE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Fewer free inodes than this is a problem: every upload and chunk is a file.
+const MIN_FREE_INODES: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    /// Works, but an operator should know (e.g. plain HTTP on a public address).
+    Warning,
+    /// The server would not start, or would fail soon.
+    Problem,
+}
+
+impl Level {
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warning => "warn",
+            Level::Problem => "FAIL",
+        }
+    }
+}
+
+/// One line of the report: what was looked at, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    /// `config`, `data dir`, `database`, `free space`.
+    pub area: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<5} {:<11} {}",
+            self.level.label(),
+            self.area,
+            self.message
+        )
+    }
+}
+
+/// The settings `serve` would start with that are not in [`Config`].
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// `--tls-cert` and `--tls-key` were given.
+    pub tls: bool,
+}
+
+/// Runs every check; a failed one does not stop the next.
+pub async fn run(config: &Config, listen: &Listen) -> Vec<Finding> {
+    let mut out = vec![listen_finding(listen)];
+    out.extend(data_dir(&config.data_dir));
+    out.extend(database(&config.database_url(), &config.data_dir).await);
+    out.extend(free_space(&config.data_dir, config.max_blob_bytes));
+    out
+}
+
+fn finding(level: Level, area: &'static str, message: impl Into<String>) -> Finding {
+    Finding {
+        level,
+        area,
+        message: message.into(),
+    }
+}
+
+fn listen_finding(listen: &Listen) -> Finding {
+    let scheme = if listen.tls { "https" } else { "http" };
+    let at = format!("listens on {scheme}://{}", listen.addr);
+    if listen.tls || listen.addr.ip().is_loopback() {
+        finding(Level::Ok, "config", at)
+    } else {
+        finding(
+            Level::Warning,
+            "config",
+            format!(
+                "{at}: plain HTTP on a non-loopback address sends tokens and files \
+                 unencrypted; give --tls-cert/--tls-key or put a TLS reverse proxy in front"
+            ),
+        )
+    }
+}
+
+/// Exists, is a directory, and this user can create files in it and in
+/// each of its subdirectories.
+fn data_dir(dir: &Path) -> Vec<Finding> {
+    const AREA: &str = "data dir";
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!(
+                    "{} does not exist: create it owned by the user the server runs as \
+                     (e.g. install -d -o vidsync -g vidsync -m 0750 {})",
+                    dir.display(),
+                    dir.display()
+                ),
+            )]
+        }
+        Err(e) => {
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!("{}: {e}", dir.display()),
+            )]
+        }
+    };
+    if !meta.is_dir() {
+        return vec![finding(
+            Level::Problem,
+            AREA,
+            format!("{} is not a directory", dir.display()),
+        )];
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(
+        ["blobs", "chunks", "tmp", "quarantine"]
+            .iter()
+            .map(|d| dir.join(d))
+            .filter(|d| d.is_dir()),
+    );
+    let mut unwritable = Vec::new();
+    for d in &dirs {
+        if let Err(e) = probe_write(d) {
+            unwritable.push(format!("{}: {e}", d.display()));
+        }
+    }
+    if unwritable.is_empty() {
+        out.push(finding(
+            Level::Ok,
+            AREA,
+            format!("{} is writable", dir.display()),
+        ));
+    } else {
+        out.push(finding(
+            Level::Problem,
+            AREA,
+            format!("cannot write in {}", unwritable.join("; ")),
+        ));
+    }
+    if let Some(w) = root_warning(dir, &meta) {
+        out.push(w);
+    }
+    out
+}
+
+/// Creates, syncs and removes a small file: what the server does with every
+/// upload. (`access(2)` would not see a read-only mount or a full disk.)
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(format!(".vidsync-check-{}", std::process::id()));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| {
+            f.write_all(b"vidsync check\n")?;
+            f.sync_all()
+        });
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// Root can write anywhere: "writable" then says nothing about the user the
+/// service runs as.
+fn root_warning(dir: &Path, meta: &std::fs::Metadata) -> Option<Finding> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = meta.uid();
+    if !rustix::process::geteuid().is_root() || owner == 0 {
+        return None;
+    }
+    Some(finding(
+        Level::Warning,
+        "data dir",
+        format!(
+            "checked as root, but {} belongs to uid {owner}: run check as the service's user \
+             (e.g. sudo -u vidsync vidsync-server check ...)",
+            dir.display()
+        ),
+    ))
+}
+
+/// Opens the database read-only: its integrity, and its migrations against
+/// the ones this binary carries.
+async fn database(url: &str, data_dir: &Path) -> Vec<Finding> {
+    const AREA: &str = "database";
+    let opts = match SqliteConnectOptions::from_str(url) {
+        Ok(o) if url.starts_with("sqlite:") => o,
+        Ok(_) => {
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!("{url:?}: only sqlite: URLs are supported"),
+            )]
+        }
+        Err(e) => return vec![finding(Level::Problem, AREA, format!("{url:?}: {e}"))],
+    };
+    let file: PathBuf = opts.get_filename().to_path_buf();
+    let known = crate::db::MIGRATOR.iter().count();
+    if !file.exists() {
+        let parent = file.parent().unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            // A missing data dir has its own finding already.
+            if parent == data_dir {
+                return Vec::new();
+            }
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!(
+                    "{}: directory {} does not exist",
+                    file.display(),
+                    parent.display()
+                ),
+            )];
+        }
+        return vec![finding(
+            Level::Ok,
+            AREA,
+            format!(
+                "{} does not exist yet: the first start creates it ({known} migrations)",
+                file.display()
+            ),
+        )];
+    }
+    let opts = opts.read_only(true).create_if_missing(false);
+    let mut conn = match opts.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!("cannot open {}: {e}", file.display()),
+            )]
+        }
+    };
+    let mut out = vec![integrity(&mut conn, &file).await];
+    out.push(migrations(&mut conn).await);
+    let _ = conn.close().await;
+    out
+}
+
+async fn integrity(conn: &mut sqlx::SqliteConnection, file: &Path) -> Finding {
+    match sqlx::query("PRAGMA quick_check")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => {
+            let lines: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>(0).ok())
+                .collect();
+            if lines == ["ok"] {
+                finding(
+                    Level::Ok,
+                    "database",
+                    format!("{} opens; quick_check ok", file.display()),
+                )
+            } else {
+                finding(
+                    Level::Problem,
+                    "database",
+                    format!(
+                        "{} is damaged (quick_check: {}): restore it from a backup",
+                        file.display(),
+                        lines.join("; ")
+                    ),
+                )
+            }
+        }
+        Err(e) => finding(
+            Level::Problem,
+            "database",
+            format!("cannot read {}: {e}", file.display()),
+        ),
+    }
+}
+
+/// Applied migrations against this binary's: pending ones are fine (serve
+/// runs them), unknown or changed ones mean another version made the file.
+async fn migrations(conn: &mut sqlx::SqliteConnection) -> Finding {
+    const AREA: &str = "migrations";
+    let rows = match sqlx::query("SELECT version, checksum, success FROM _sqlx_migrations")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) if e.to_string().contains("no such table") => {
+            return finding(
+                Level::Ok,
+                AREA,
+                "none applied yet: the first start runs them",
+            )
+        }
+        Err(e) => return finding(Level::Problem, AREA, format!("cannot read: {e}")),
+    };
+    let ours: Vec<_> = crate::db::MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .collect();
+    let mut unknown = Vec::new();
+    let mut changed = Vec::new();
+    let mut failed = Vec::new();
+    let mut applied = 0;
+    for row in &rows {
+        let version: i64 = row.try_get("version").unwrap_or_default();
+        let checksum: Vec<u8> = row.try_get("checksum").unwrap_or_default();
+        let success: bool = row.try_get("success").unwrap_or(false);
+        if !success {
+            failed.push(version);
+        }
+        match ours.iter().find(|m| m.version == version) {
+            None => unknown.push(version),
+            Some(m) if *m.checksum != checksum[..] => changed.push(version),
+            Some(_) => applied += 1,
+        }
+    }
+    if !unknown.is_empty() {
+        return finding(
+            Level::Problem,
+            AREA,
+            format!(
+                "the database has migrations this binary does not know ({unknown:?}): \
+                 a newer vidsync-server made it; upgrade, or restore a backup from before"
+            ),
+        );
+    }
+    if !changed.is_empty() || !failed.is_empty() {
+        return finding(
+            Level::Problem,
+            AREA,
+            format!("migrations changed {changed:?} or failed {failed:?}: restore a backup"),
+        );
+    }
+    let pending = ours.len() - applied;
+    if pending == 0 {
+        finding(
+            Level::Ok,
+            AREA,
+            format!("{applied} of {} applied", ours.len()),
+        )
+    } else {
+        finding(
+            Level::Ok,
+            AREA,
+            format!(
+                "{applied} of {} applied; the next start runs the other {pending} \
+                 (back up first: they are one-way)",
+                ours.len()
+            ),
+        )
+    }
+}
+
+/// Room for at least one upload of the largest size allowed, and files to
+/// put it in.
+fn free_space(dir: &Path, max_blob_bytes: u64) -> Vec<Finding> {
+    const AREA: &str = "free space";
+    let st = match rustix::fs::statvfs(dir) {
+        Ok(st) => st,
+        // The data dir finding already says why.
+        Err(_) if !dir.is_dir() => return Vec::new(),
+        Err(e) => {
+            return vec![finding(
+                Level::Problem,
+                AREA,
+                format!("statvfs {}: {e}", dir.display()),
+            )]
+        }
+    };
+    let avail = st.f_bavail.saturating_mul(st.f_frsize);
+    let total = st.f_blocks.saturating_mul(st.f_frsize);
+    let mut out = Vec::new();
+    let said = format!(
+        "{} available of {} on {}",
+        bytes(avail),
+        bytes(total),
+        dir.display()
+    );
+    if avail < max_blob_bytes {
+        out.push(finding(
+            Level::Problem,
+            AREA,
+            format!(
+                "{said}: less than one upload of the largest size allowed \
+                 (--max-blob-bytes {})",
+                bytes(max_blob_bytes)
+            ),
+        ));
+    } else if avail < LOW_SPACE_BYTES.min(total / 10) {
+        out.push(finding(
+            Level::Warning,
+            AREA,
+            format!("{said}: running low"),
+        ));
+    } else {
+        out.push(finding(Level::Ok, AREA, said));
+    }
+    // Filesystems without inode limits report 0 files in all.
+    if st.f_files > 0 && st.f_favail < MIN_FREE_INODES {
+        out.push(finding(
+            Level::Problem,
+            AREA,
+            format!("only {} free inodes (files) left", st.f_favail),
+        ));
+    }
+    out
+}
+
+/// `1.5 GiB`, for people.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_reads_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_a_warning() {
+        let at = |s: &str, tls| Listen {
+            addr: s.parse().expect("address"),
+            tls,
+        };
+        assert_eq!(
+            listen_finding(&at("127.0.0.1:5000", false)).level,
+            Level::Ok
+        );
+        assert_eq!(listen_finding(&at("[::1]:5000", false)).level, Level::Ok);
+        assert_eq!(
+            listen_finding(&at("0.0.0.0:5000", false)).level,
+            Level::Warning
+        );
+        assert_eq!(listen_finding(&at("0.0.0.0:5000", true)).level, Level::Ok);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_directory_passes_and_a_missing_one_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listen = Listen {
+            addr: "127.0.0.1:5000".parse().expect("address"),
+            tls: false,
+        };
+        let mut cfg = Config::new(dir.path());
+        cfg.max_blob_bytes = 1024;
+        let found = run(&cfg, &listen).await;
+        assert!(found.iter().all(|f| f.level < Level::Problem), "{found:?}");
+
+        let cfg = Config::new(dir.path().join("missing"));
+        let found = run(&cfg, &listen).await;
+        assert!(
+            found
+                .iter()
+                .any(|f| f.level == Level::Problem && f.message.contains("does not exist")),
+            "{found:?}"
+        );
+    }
+}
