@@ -18,6 +18,7 @@ pub mod event_log;
 pub mod json;
 pub mod live;
 pub mod numbering;
+pub mod openapi;
 pub mod tree;
 
 use std::future::Future;
@@ -32,6 +33,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use clock::{now_rfc3339, rfc3339};
 pub use db::Db;
@@ -199,6 +202,18 @@ async fn check_stored_content(
     Ok(())
 }
 
+/// Every HTTP route with its documentation: each is registered through its
+/// handler's `#[utoipa::path]`, so the router and the OpenAPI document
+/// ([`openapi::document`]) come from the same list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(blobs::router().layer(DefaultBodyLimit::disable()))
+        .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(tree::router())
+        .merge(api::open_router())
+}
+
 /// The whole HTTP + Socket.IO application.
 pub fn app(state: AppState) -> (Router, SocketIo) {
     let (layer, io) = SocketIo::builder()
@@ -217,14 +232,8 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .build_layer();
     live::register(&io);
     let live = state.live;
-    let router = Router::new()
-        .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
-        .merge(blobs::router().layer(DefaultBodyLimit::disable()))
-        .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
-        .merge(tree::router())
-        .merge(api::open_router())
-        .fallback(api::not_found)
-        .with_state(state);
+    let (router, _) = routes().split_for_parts();
+    let router = router.fallback(api::not_found).with_state(state);
     let router = if live {
         let gates = Arc::new(live::PollGates::default());
         router
