@@ -65,13 +65,16 @@ impl std::fmt::Display for Finding {
 #[derive(Debug, Clone)]
 pub struct Listen {
     pub addr: SocketAddr,
-    /// `--tls-cert` and `--tls-key` were given.
-    pub tls: bool,
+    /// `--tls-cert` and `--tls-key`, when given.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Runs every check; a failed one does not stop the next.
 pub async fn run(config: &Config, listen: &Listen) -> Vec<Finding> {
     let mut out = vec![listen_finding(listen)];
+    if let Some((cert, key)) = &listen.tls {
+        out.push(tls_finding(cert, key));
+    }
     out.extend(data_dir(&config.data_dir));
     out.extend(database(&config.database_url(), &config.data_dir).await);
     out.extend(free_space(&config.data_dir, config.max_blob_bytes));
@@ -87,9 +90,10 @@ fn finding(level: Level, area: &'static str, message: impl Into<String>) -> Find
 }
 
 fn listen_finding(listen: &Listen) -> Finding {
-    let scheme = if listen.tls { "https" } else { "http" };
+    let tls = listen.tls.is_some();
+    let scheme = if tls { "https" } else { "http" };
     let at = format!("listens on {scheme}://{}", listen.addr);
-    if listen.tls || listen.addr.ip().is_loopback() {
+    if tls || listen.addr.ip().is_loopback() {
         finding(Level::Ok, "config", at)
     } else {
         finding(
@@ -100,6 +104,23 @@ fn listen_finding(listen: &Listen) -> Finding {
                  unencrypted; give --tls-cert/--tls-key or put a TLS reverse proxy in front"
             ),
         )
+    }
+}
+
+/// The certificate and key load and go together, as `serve` would load them.
+fn tls_finding(cert: &Path, key: &Path) -> Finding {
+    match crate::tls::load(cert, key) {
+        Ok(loaded) => finding(
+            Level::Ok,
+            "tls",
+            format!(
+                "{} ({} certificate(s)) and {} load and match",
+                cert.display(),
+                loaded.chain_len,
+                key.display()
+            ),
+        ),
+        Err(e) => finding(Level::Problem, "tls", e.to_string()),
     }
 }
 
@@ -461,9 +482,9 @@ mod tests {
 
     #[test]
     fn plain_http_off_loopback_is_a_warning() {
-        let at = |s: &str, tls| Listen {
+        let at = |s: &str, tls: bool| Listen {
             addr: s.parse().expect("address"),
-            tls,
+            tls: tls.then(|| ("cert.pem".into(), "key.pem".into())),
         };
         assert_eq!(
             listen_finding(&at("127.0.0.1:5000", false)).level,
@@ -482,7 +503,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen = Listen {
             addr: "127.0.0.1:5000".parse().expect("address"),
-            tls: false,
+            tls: None,
         };
         let mut cfg = Config::new(dir.path());
         cfg.max_blob_bytes = 1024;

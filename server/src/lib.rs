@@ -19,6 +19,7 @@ pub mod json;
 pub mod live;
 pub mod numbering;
 pub mod openapi;
+pub mod tls;
 pub mod tree;
 
 use std::future::Future;
@@ -248,9 +249,9 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
     (router.layer(TraceLayer::new_for_http()), io)
 }
 
-/// Serves `state` (see [`open_state`]) until `shutdown` resolves, then stops accepting, closes every
-/// socket with a normal close, lets in-flight requests finish (up to
-/// `grace`) and closes the store.
+/// Serves `state` (see [`open_state`]) over plain HTTP until `shutdown`
+/// resolves, then stops accepting, closes every socket with a normal close,
+/// lets in-flight requests finish (up to `grace`) and closes the store.
 ///
 /// Connections are served by hyper directly (not `axum::serve`) so that
 /// request headers have a deadline (`Config::header_timeout`), which also
@@ -258,6 +259,26 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run(listener, state, None, shutdown).await
+}
+
+/// [`serve`] over TLS: every connection is a TLS handshake first (under the
+/// header deadline), then HTTPS, wss and Socket.IO polling as in plain HTTP.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls: tls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run(listener, state, Some(tls), shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (router, io) = app(state.clone());
@@ -293,20 +314,25 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(%e, "TCP_NODELAY");
         }
-        let conn = http
-            .serve_connection(
-                hyper_util::rt::TokioIo::new(tcp),
-                hyper_util::service::TowerToHyperService::new(router.clone()),
-            )
-            .with_upgrades();
+        let (http, router) = (http.clone(), router.clone());
         let stop = stopped(stop_rx.clone());
+        let Some(tls) = tls.clone() else {
+            connections.spawn(serve_connection(http, tcp, router, stop));
+            continue;
+        };
+        let handshake_deadline = state.header_timeout;
         connections.spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => return log_conn_end(r),
-                _ = stop => conn.as_mut().graceful_shutdown(),
+            let handshake = tokio::time::timeout(handshake_deadline, tls.accept(tcp));
+            tokio::pin!(stop);
+            let stream = tokio::select! {
+                r = handshake => r,
+                _ = &mut stop => return,
+            };
+            match stream {
+                Ok(Ok(stream)) => serve_connection(http, stream, router, stop).await,
+                Ok(Err(e)) => tracing::debug!(%e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
-            log_conn_end(conn.await);
         });
     }
     drop(listener);
@@ -326,6 +352,29 @@ pub async fn serve(
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One connection (plain or TLS) until it ends or `stop`, then gracefully.
+async fn serve_connection<IO>(
+    http: hyper::server::conn::http1::Builder,
+    io: IO,
+    router: Router,
+    stop: impl Future<Output = ()>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(router),
+        )
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return log_conn_end(r),
+        _ = stop => conn.as_mut().graceful_shutdown(),
+    }
+    log_conn_end(conn.await);
 }
 
 fn log_conn_end(r: Result<(), hyper::Error>) {
