@@ -9,12 +9,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::Config;
+
+mod database;
 
 /// Below this much free space (or a tenth of the filesystem) check warns.
 const LOW_SPACE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
@@ -76,7 +74,7 @@ pub async fn run(config: &Config, listen: &Listen) -> Vec<Finding> {
         out.push(tls_finding(cert, key));
     }
     out.extend(data_dir(&config.data_dir));
-    out.extend(database(&config.database_url(), &config.data_dir).await);
+    out.extend(database::check(&config.database_url(), &config.data_dir).await);
     out.extend(free_space(&config.data_dir, config.max_blob_bytes));
     out
 }
@@ -224,178 +222,6 @@ fn root_warning(dir: &Path, meta: &std::fs::Metadata) -> Option<Finding> {
             dir.display()
         ),
     ))
-}
-
-/// Opens the database read-only: its integrity, and its migrations against
-/// the ones this binary carries.
-async fn database(url: &str, data_dir: &Path) -> Vec<Finding> {
-    const AREA: &str = "database";
-    let opts = match SqliteConnectOptions::from_str(url) {
-        Ok(o) if url.starts_with("sqlite:") => o,
-        Ok(_) => {
-            return vec![finding(
-                Level::Problem,
-                AREA,
-                format!("{url:?}: only sqlite: URLs are supported"),
-            )]
-        }
-        Err(e) => return vec![finding(Level::Problem, AREA, format!("{url:?}: {e}"))],
-    };
-    let file: PathBuf = opts.get_filename().to_path_buf();
-    let known = crate::db::MIGRATOR.iter().count();
-    if !file.exists() {
-        let parent = file.parent().unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            // A missing data dir has its own finding already.
-            if parent == data_dir {
-                return Vec::new();
-            }
-            return vec![finding(
-                Level::Problem,
-                AREA,
-                format!(
-                    "{}: directory {} does not exist",
-                    file.display(),
-                    parent.display()
-                ),
-            )];
-        }
-        return vec![finding(
-            Level::Ok,
-            AREA,
-            format!(
-                "{} does not exist yet: the first start creates it ({known} migrations)",
-                file.display()
-            ),
-        )];
-    }
-    let opts = opts.read_only(true).create_if_missing(false);
-    let mut conn = match opts.connect().await {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![finding(
-                Level::Problem,
-                AREA,
-                format!("cannot open {}: {e}", file.display()),
-            )]
-        }
-    };
-    let mut out = vec![integrity(&mut conn, &file).await];
-    out.push(migrations(&mut conn).await);
-    let _ = conn.close().await;
-    out
-}
-
-async fn integrity(conn: &mut sqlx::SqliteConnection, file: &Path) -> Finding {
-    match sqlx::query("PRAGMA quick_check")
-        .fetch_all(&mut *conn)
-        .await
-    {
-        Ok(rows) => {
-            let lines: Vec<String> = rows
-                .iter()
-                .filter_map(|r| r.try_get::<String, _>(0).ok())
-                .collect();
-            if lines == ["ok"] {
-                finding(
-                    Level::Ok,
-                    "database",
-                    format!("{} opens; quick_check ok", file.display()),
-                )
-            } else {
-                finding(
-                    Level::Problem,
-                    "database",
-                    format!(
-                        "{} is damaged (quick_check: {}): restore it from a backup",
-                        file.display(),
-                        lines.join("; ")
-                    ),
-                )
-            }
-        }
-        Err(e) => finding(
-            Level::Problem,
-            "database",
-            format!("cannot read {}: {e}", file.display()),
-        ),
-    }
-}
-
-/// Applied migrations against this binary's: pending ones are fine (serve
-/// runs them), unknown or changed ones mean another version made the file.
-async fn migrations(conn: &mut sqlx::SqliteConnection) -> Finding {
-    const AREA: &str = "migrations";
-    let rows = match sqlx::query("SELECT version, checksum, success FROM _sqlx_migrations")
-        .fetch_all(&mut *conn)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) if e.to_string().contains("no such table") => {
-            return finding(
-                Level::Ok,
-                AREA,
-                "none applied yet: the first start runs them",
-            )
-        }
-        Err(e) => return finding(Level::Problem, AREA, format!("cannot read: {e}")),
-    };
-    let ours: Vec<_> = crate::db::MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .collect();
-    let mut unknown = Vec::new();
-    let mut changed = Vec::new();
-    let mut failed = Vec::new();
-    let mut applied = 0;
-    for row in &rows {
-        let version: i64 = row.try_get("version").unwrap_or_default();
-        let checksum: Vec<u8> = row.try_get("checksum").unwrap_or_default();
-        let success: bool = row.try_get("success").unwrap_or(false);
-        if !success {
-            failed.push(version);
-        }
-        match ours.iter().find(|m| m.version == version) {
-            None => unknown.push(version),
-            Some(m) if *m.checksum != checksum[..] => changed.push(version),
-            Some(_) => applied += 1,
-        }
-    }
-    if !unknown.is_empty() {
-        return finding(
-            Level::Problem,
-            AREA,
-            format!(
-                "the database has migrations this binary does not know ({unknown:?}): \
-                 a newer vidsync-server made it; upgrade, or restore a backup from before"
-            ),
-        );
-    }
-    if !changed.is_empty() || !failed.is_empty() {
-        return finding(
-            Level::Problem,
-            AREA,
-            format!("migrations changed {changed:?} or failed {failed:?}: restore a backup"),
-        );
-    }
-    let pending = ours.len() - applied;
-    if pending == 0 {
-        finding(
-            Level::Ok,
-            AREA,
-            format!("{applied} of {} applied", ours.len()),
-        )
-    } else {
-        finding(
-            Level::Ok,
-            AREA,
-            format!(
-                "{applied} of {} applied; the next start runs the other {pending} \
-                 (back up first: they are one-way)",
-                ours.len()
-            ),
-        )
-    }
 }
 
 /// Room for at least one upload of the largest size allowed, and files to
