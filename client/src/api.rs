@@ -162,7 +162,11 @@ impl ApiClient {
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
-            message = format!("{message}: {s}");
+            // Some layers repeat their source's text (OpenSSL's reason twice).
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
             src = s.source();
         }
         if untrusted_certificate(&message) {
