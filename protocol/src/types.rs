@@ -81,7 +81,6 @@ pub struct Change {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: ProjectPath,
     pub op: Op,
-    /// BLAKE3 of the content, 64 lowercase hex digits.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub hash: Option<ContentHash>,
     pub size: Option<u64>,
