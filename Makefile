@@ -20,8 +20,12 @@ SCREENSHOT_DIR ?= $(CARGO_TARGET_DIR)/desktop-screenshots
 # python-socketio interop tests run from this venv (remade when requirements.txt changes).
 PY_VENV := $(CARGO_TARGET_DIR)/python-venv
 PY_REQ := tests/python/requirements.txt
+# Tauri's CLI (prebuilt, from npm) for its deb bundler; the .debs land in DEB_DIR.
+TAURI_CLI := packaging/desktop/node_modules/.bin/tauri
+TAURI_DEB_CONFIG := packaging/desktop/tauri.deb.json
+DEB_DIR ?= $(CARGO_TARGET_DIR)/debian
 
-.PHONY: all deps ui bindings build run test test-python bench clean-data
+.PHONY: all deps ui bindings build run test test-python test-package package bench clean-data
 
 all: build
 
@@ -69,6 +73,7 @@ test: ui
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(CARGO) test --locked --workspace -- --test-threads=4
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
 	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-package
 	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) VIDSYNC_DESKTOP_BIN=$(DESKTOP_DEBUG) \
 	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 xvfb-run -a -s "-screen 0 1280x900x24" \
@@ -81,7 +86,35 @@ $(PY_VENV)/.installed: $(PY_REQ) | deps
 
 # Needs the debug server binary (the test recipe builds it first).
 test-python: $(PY_VENV)/.installed
-	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  --ignore=tests/python/test_package.py tests/python
+
+$(TAURI_CLI): packaging/desktop/package.json packaging/desktop/package-lock.json | deps
+	cd packaging/desktop && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The .debs built from the debug binaries (the test recipe builds them
+# first): release builds of the desktop app take too long for `make test`.
+# Same packaging as `make package`; installs, runs and purges them (root).
+test-package: $(PY_VENV)/.installed $(TAURI_CLI)
+	rm -rf $(DEB_DIR)/debug $(CARGO_TARGET_DIR)/debug/bundle/deb
+	DEB_COMPRESSION=gzip scripts/package-server-deb.sh $(SERVER_DEBUG) $(DEB_DIR)/debug
+	$(TAURI_CLI) bundle --debug --bundles deb --ci --config $(TAURI_DEB_CONFIG)
+	# The bundler's staging tree is the size of the debug binary (~0.5 GB).
+	find $(CARGO_TARGET_DIR)/debug/bundle/deb -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+	VIDSYNC_SERVER_DEB=$$(ls $(DEB_DIR)/debug/vidsync-server_*.deb) \
+	VIDSYNC_DESKTOP_DEB=$$(ls $(CARGO_TARGET_DIR)/debug/bundle/deb/*.deb) \
+	  $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python/test_package.py
+
+# Release .debs of the server (dpkg-deb) and the desktop app (Tauri's bundler)
+# in DEB_DIR.
+package: ui $(TAURI_CLI)
+	$(CARGO) build --locked --release -p vidsync-server
+	rm -rf $(DEB_DIR)/release && mkdir -p $(DEB_DIR)/release
+	scripts/package-server-deb.sh $(SERVER_RELEASE) $(DEB_DIR)/release
+	$(TAURI_CLI) build --bundles deb --ci --config $(TAURI_DEB_CONFIG) -- --locked
+	cp $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb $(DEB_DIR)/release/
+	@ls -l $(DEB_DIR)/release
 
 bench: ui
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e -p vidsync-desktop

@@ -52,6 +52,9 @@ impl ApiError {
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
+    /// The TLS settings of `http`, for the Socket.IO connection to share
+    /// (set when a private CA is trusted).
+    tls: Option<native_tls::TlsConnector>,
     base: String,
     token: String,
     /// What went through this client (all clones share it).
@@ -79,6 +82,15 @@ pub struct Traffic {
 
 impl ApiClient {
     pub fn new(server: &str, token: &str) -> Result<ApiClient, ApiError> {
+        Self::with_ca(server, token, None)
+    }
+
+    /// A client that also trusts the CA certificate(s) in `ca_file` (PEM).
+    pub fn with_ca(
+        server: &str,
+        token: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<ApiClient, ApiError> {
         let base = server.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ApiError::Network {
@@ -86,7 +98,18 @@ impl ApiClient {
                 message: "the server URL must start with http:// or https://".into(),
             });
         }
-        let http = reqwest::Client::builder()
+        let tls = match ca_file {
+            Some(file) => Some(tls_trusting(file).map_err(|message| ApiError::Network {
+                url: base.clone(),
+                message,
+            })?),
+            None => None,
+        };
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = &tls {
+            builder = builder.use_preconfigured_tls(tls.clone());
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(5))
             // A stalled exchange (a dead peer, a proxy that stopped passing
             // bytes) fails instead of hanging a folder for good.
@@ -98,6 +121,7 @@ impl ApiClient {
             })?;
         Ok(ApiClient {
             http,
+            tls,
             base,
             token: token.to_string(),
             traffic: Arc::default(),
@@ -129,12 +153,27 @@ impl ApiClient {
         &self.token
     }
 
+    /// The TLS connector trusting `--ca-file`, if one was given.
+    pub fn tls_connector(&self) -> Option<&native_tls::TlsConnector> {
+        self.tls.as_ref()
+    }
+
     fn net(&self, e: reqwest::Error) -> ApiError {
         let mut message = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
-            message = format!("{message}: {s}");
+            // Some layers repeat their source's text (OpenSSL's reason twice).
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
             src = s.source();
+        }
+        if untrusted_certificate(&message) {
+            message.push_str(
+                " (the server's TLS certificate is not trusted here: if a private CA signed \
+                 it, log in again with `--ca-file CA.pem`)",
+            );
         }
         ApiError::Network {
             url: self.base.clone(),
@@ -663,4 +702,29 @@ fn refusal(status: u16, bytes: &[u8]) -> ApiError {
             conflicts: Vec::new(),
         },
     }
+}
+
+/// A TLS connector trusting the system's roots and every certificate in
+/// `file` (PEM).
+fn tls_trusting(file: &Path) -> Result<native_tls::TlsConnector, String> {
+    let pem = std::fs::read(file)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", file.display()))?;
+    let ca = native_tls::Certificate::from_pem(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate: {e}", file.display()))?;
+    native_tls::TlsConnector::builder()
+        .add_root_certificate(ca)
+        .build()
+        .map_err(|e| format!("TLS setup with {}: {e}", file.display()))
+}
+
+/// OpenSSL's ways of saying the chain does not lead to a trusted root.
+fn untrusted_certificate(message: &str) -> bool {
+    [
+        "certificate verify failed",
+        "self-signed certificate",
+        "self signed certificate",
+        "unable to get local issuer certificate",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }

@@ -76,6 +76,10 @@ pub struct Config {
     pub poll_interval_ms: u64,
     #[serde(default)]
     pub folders: Vec<FolderLink>,
+    /// A PEM CA certificate trusted for this server besides the system's
+    /// (a private CA); set by `vidsync login --ca-file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_debounce() -> u64 {
@@ -95,6 +99,7 @@ impl Config {
             debounce_ms: default_debounce(),
             poll_interval_ms: default_poll(),
             folders: Vec::new(),
+            ca_file: None,
         }
     }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The machine-readable reason of a refusal; each maps to one HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
@@ -67,11 +68,13 @@ impl ErrorCode {
 
 /// `{"error": {"code": ..., "message": ...}}`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
@@ -84,7 +87,9 @@ pub struct ErrorDetail {
 
 /// One stale path of a 409 `conflict`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictEntry {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: crate::ProjectPath,
     pub current: Option<crate::ProjectEvent>,
 }

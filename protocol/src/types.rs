@@ -8,6 +8,7 @@ use crate::{ContentHash, ErrorCode, ErrorDetail, HashError, PathError, ProjectPa
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Op {
     Create,
     Update,
@@ -37,6 +38,7 @@ impl Op {
 /// Missing or wrongly typed fields already fail here (400); values that are
 /// well-formed JSON but unacceptable fail in [`Change::try_from`] (422).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RawChange {
     pub path: String,
     pub op: String,
@@ -55,6 +57,7 @@ pub struct RawChange {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub base_hash: Option<Option<String>>,
 }
 
@@ -73,9 +76,12 @@ where
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawChange")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub path: ProjectPath,
     pub op: Op,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub hash: Option<ContentHash>,
     pub size: Option<u64>,
     pub mtime: Option<String>,
@@ -88,6 +94,7 @@ pub struct Change {
     /// `Some(Some(h))` = it was at `h`. Never in broadcast events.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "ts", ts(optional))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub base_hash: Option<Option<ContentHash>>,
 }
 
@@ -175,6 +182,7 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
 
 /// Body of `POST /api/projects/{id}/files/update`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateRequest<C = RawChange> {
     pub client_id: String,
     pub changes: Vec<C>,
@@ -182,6 +190,7 @@ pub struct UpdateRequest<C = RawChange> {
 
 /// Answer to `files/update`: one event per change, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateResponse {
     pub events: Vec<ProjectEvent>,
     pub head_seq: u64,
@@ -190,6 +199,7 @@ pub struct UpdateResponse {
 /// Who made an event.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Origin {
     pub client_id: String,
     pub user: String,
@@ -198,6 +208,7 @@ pub struct Origin {
 /// One entry of a project's event log.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectEvent {
     pub seq: u64,
     pub project_id: String,
@@ -208,6 +219,7 @@ pub struct ProjectEvent {
 
 /// Answer to `GET /api/projects/{id}/events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventsPage {
     pub events: Vec<ProjectEvent>,
     pub head_seq: u64,
@@ -215,6 +227,7 @@ pub struct EventsPage {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     Owner,
     Member,
@@ -230,6 +243,7 @@ impl Role {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     pub id: String,
     pub name: String,
@@ -240,6 +254,7 @@ pub struct Project {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Invite {
     pub code: String,
     pub project_id: String,
@@ -309,6 +324,7 @@ impl SubscribeAck {
 
 /// Body of `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub connections: u64,

@@ -8,9 +8,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vidsync_protocol::{
     check_id, is_bidi_control, is_zero_width, Change, EventsPage, Health, Invite, Project, Role,
     UpdateRequest, UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_CHANGES_PER_REQUEST, MAX_EVENTS_PAGE,
@@ -20,31 +21,30 @@ use crate::auth::{random_hex, AuthUser};
 use crate::db::{Access, User};
 use crate::error::{AppError, AppResult};
 use crate::json::ApiJson;
-use crate::AppState;
+use crate::{openapi, AppState};
 
 /// How long an invite code stays valid.
 const INVITE_TTL: time::Duration = time::Duration::days(7);
 /// Longest project name, in bytes.
 const MAX_NAME_BYTES: usize = 200;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/projects", post(create_project).get(list_projects))
-        .route("/api/projects/{project_id}", get(get_project))
-        .route("/api/projects/{project_id}/invites", post(create_invite))
-        .route("/api/invites/{code}/accept", post(accept_invite))
-        .route(
-            "/api/projects/{project_id}/files/update",
-            post(post_changes),
-        )
-        .route("/api/projects/{project_id}/events", get(get_events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_project, list_projects))
+        .routes(routes!(get_project))
+        .routes(routes!(create_invite))
+        .routes(routes!(accept_invite))
+        .routes(routes!(post_changes))
+        .routes(routes!(get_events))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
-pub fn open_router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+/// What needs no token.
+pub fn open_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi::document_json))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -64,11 +64,14 @@ pub async fn require_member(state: &AppState, project_id: &str, user: &User) -> 
         .map_err(|a| access_error(a, project_id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewProject {
     name: String,
 }
 
+#[utoipa::path(post, path = "/api/projects", tag = "projects", security(("token" = [])),
+    request_body(content = NewProject, description = "`name`: 1–200 bytes of printable text"),
+    responses((status = 201, description = "Created; the caller owns it", body = Project), openapi::Refusals))]
 async fn create_project(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -100,6 +103,8 @@ async fn create_project(
     Ok((StatusCode::CREATED, Json(project)))
 }
 
+#[utoipa::path(get, path = "/api/projects", tag = "projects", security(("token" = [])),
+    responses((status = 200, description = "The projects the caller is a member of", body = openapi::ProjectList), openapi::Refusals))]
 async fn list_projects(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -108,6 +113,9 @@ async fn list_projects(
     Ok(Json(serde_json::json!({ "projects": projects })).into_response())
 }
 
+#[utoipa::path(get, path = "/api/projects/{project_id}", tag = "projects", security(("token" = [])),
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")),
+    responses((status = 200, body = Project), openapi::Refusals))]
 async fn get_project(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -121,6 +129,10 @@ async fn get_project(
     Ok(Json(project))
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/invites", tag = "projects", security(("token" = [])),
+    description = "Owner only. The code is valid for 7 days.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")),
+    responses((status = 201, body = Invite), openapi::Refusals))]
 async fn create_invite(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -145,6 +157,10 @@ async fn create_invite(
     ))
 }
 
+#[utoipa::path(post, path = "/api/invites/{code}/accept", tag = "projects", security(("token" = [])),
+    description = "The caller becomes a member of the invite's project.",
+    params(("code" = String, Path, description = "The invite code")),
+    responses((status = 200, body = Project), openapi::Refusals))]
 async fn accept_invite(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -170,6 +186,11 @@ async fn accept_invite(
     Ok(Json(project))
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/files/update", tag = "events", security(("token" = [])),
+    description = "Appends 1–10,000 changes in one transaction (all or none); one event per change, in order. A `(client_id, change_id)` already appended answers the first event again. A stale `base_hash` is a 409 `conflict`.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")),
+    request_body = UpdateRequest,
+    responses((status = 200, body = UpdateResponse), openapi::Refusals))]
 async fn post_changes(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -213,6 +234,12 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/projects/{project_id}/events", tag = "events", security(("token" = [])),
+    description = "Events with `seq > since_seq`, in order: the polling fallback and the catch-up after a gap.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`"),
+        ("since_seq" = Option<u64>, Query, description = "Default 0"),
+        ("limit" = Option<u32>, Query, description = "Default 1,000, at most 10,000")),
+    responses((status = 200, body = EventsPage), openapi::Refusals))]
 async fn get_events(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -236,6 +263,9 @@ async fn get_events(
     Ok(Json(EventsPage { events, head_seq }))
 }
 
+#[utoipa::path(get, path = "/health", tag = "operations",
+    description = "No token needed.",
+    responses((status = 200, body = Health), (status = 503, description = "The database does not answer (`status`: `degraded`)", body = Health)))]
 async fn health(State(state): State<AppState>) -> Response {
     let connections = state.connections();
     let db_ok = matches!(
@@ -264,6 +294,9 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus text format. No token needed: keep it off the public network.",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("vidsync_socket_connections").set(state.connections() as f64);
     (

@@ -7,9 +7,9 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
-use axum::Router;
 use tower::ServiceExt;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vidsync_protocol::{ContentHash, ErrorCode};
 
 use crate::api::require_member;
@@ -22,12 +22,9 @@ use crate::AppState;
 
 pub use crate::blob_store::BlobStore;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/projects/{project_id}/blobs/{hash}",
-            put(put_blob).get(get_blob).head(get_blob),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_blob, get_blob))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -76,6 +73,12 @@ impl From<PutError> for AppError {
     }
 }
 
+#[utoipa::path(put, path = "/api/projects/{project_id}/blobs/{hash}", tag = "content", security(("token" = [])),
+    description = "A whole file's bytes, streamed; they must hash to `hash` (else 422 `invalid_hash`).",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`"), ("hash" = String, Path, description = "BLAKE3 of the whole file, 64 lowercase hex digits")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored (or a damaged copy repaired)"),
+        (status = 200, description = "Already stored whole"), crate::openapi::Refusals))]
 async fn put_blob(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -131,6 +134,12 @@ async fn put_blob(
     }
 }
 
+#[utoipa::path(method(get, head), path = "/api/projects/{project_id}/blobs/{hash}", tag = "content", security(("token" = [])),
+    description = "A file's bytes, from whichever form holds them (whole or chunks). One `Range: bytes=` range is honoured (206, 416).",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`"), ("hash" = String, Path, description = "BLAKE3 of the whole file, 64 lowercase hex digits")),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked", content_type = "application/octet-stream", body = Vec<u8>),
+        crate::openapi::Refusals))]
 async fn get_blob(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

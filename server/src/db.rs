@@ -54,6 +54,9 @@ pub struct User {
     pub name: String,
 }
 
+/// The schema's migrations, carried in the binary; run at every start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pool: SqlitePool,
@@ -90,7 +93,7 @@ impl Db {
             })
             .connect_with(opts)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Db {
             pool,
             writer: Default::default(),

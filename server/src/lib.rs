@@ -1,14 +1,17 @@
 //! `vidsync-server`: a project's event log over HTTP and Socket.IO on one port.
 //!
-//! The library runs, the binary binds: [`serve`] takes a bound listener, a
-//! [`Config`] and a shutdown future, so tests and `main` start the same code.
-//! Areas: [`api`] (HTTP endpoints), [`blobs`] (file content), [`live`]
-//! (Socket.IO), [`db`] (SQLite store and event log), [`auth`] (tokens).
+//! The library runs, the binary binds: [`serve`] (or [`serve_tls`]) takes a
+//! bound listener, the state and a shutdown future, so tests and `main` start
+//! the same code. Areas: [`api`] (HTTP endpoints), [`blobs`] (file content),
+//! [`live`] (Socket.IO), [`db`] (SQLite store and event log), [`auth`]
+//! (tokens), [`openapi`] (the API's description), [`tls`] (built-in TLS),
+//! [`check`] (`vidsync-server check`).
 
 pub mod api;
 pub mod auth;
 pub mod blob_store;
 pub mod blobs;
+pub mod check;
 pub mod chunks;
 pub mod clock;
 pub mod db;
@@ -17,9 +20,11 @@ pub mod event_log;
 pub mod json;
 pub mod live;
 pub mod numbering;
+pub mod openapi;
+mod serve;
+pub mod tls;
 pub mod tree;
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -29,11 +34,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use socketioxide::SocketIo;
-use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use clock::{now_rfc3339, rfc3339};
 pub use db::Db;
+pub use serve::{serve, serve_tls};
 
 /// Default of `--max-projects-per-user` (PROTOCOL.md v2 limits).
 pub const DEFAULT_MAX_PROJECTS_PER_USER: u32 = 1_000;
@@ -198,6 +205,18 @@ async fn check_stored_content(
     Ok(())
 }
 
+/// Every HTTP route with its documentation: each is registered through its
+/// handler's `#[utoipa::path]`, so the router and the OpenAPI document
+/// ([`openapi::document`]) come from the same list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(blobs::router().layer(DefaultBodyLimit::disable()))
+        .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
+        .merge(tree::router())
+        .merge(api::open_router())
+}
+
 /// The whole HTTP + Socket.IO application.
 pub fn app(state: AppState) -> (Router, SocketIo) {
     let (layer, io) = SocketIo::builder()
@@ -216,14 +235,8 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         .build_layer();
     live::register(&io);
     let live = state.live;
-    let router = Router::new()
-        .merge(api::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
-        .merge(blobs::router().layer(DefaultBodyLimit::disable()))
-        .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
-        .merge(tree::router())
-        .merge(api::open_router())
-        .fallback(api::not_found)
-        .with_state(state);
+    let (router, _) = routes().split_for_parts();
+    let router = router.fallback(api::not_found).with_state(state);
     let router = if live {
         let gates = Arc::new(live::PollGates::default());
         router
@@ -236,92 +249,6 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         router
     };
     (router.layer(TraceLayer::new_for_http()), io)
-}
-
-/// Serves `state` (see [`open_state`]) until `shutdown` resolves, then stops accepting, closes every
-/// socket with a normal close, lets in-flight requests finish (up to
-/// `grace`) and closes the store.
-///
-/// Connections are served by hyper directly (not `axum::serve`) so that
-/// request headers have a deadline (`Config::header_timeout`), which also
-/// closes idle keep-alive connections.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let (router, io) = app(state.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let watcher = tokio::spawn(live::revocations::watch(
-        state.clone(),
-        state.database_url.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    let connections = tokio_util::task::TaskTracker::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(state.header_timeout);
-    tokio::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => r,
-        };
-        let tcp = match tcp {
-            Ok((tcp, _)) => tcp,
-            Err(e) => {
-                // Out of descriptors and the like: let some close first.
-                tracing::warn!(%e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // No Nagle: a response's head and body go out at once, not 40 ms apart.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(%e, "TCP_NODELAY");
-        }
-        let conn = http
-            .serve_connection(
-                hyper_util::rt::TokioIo::new(tcp),
-                hyper_util::service::TowerToHyperService::new(router.clone()),
-            )
-            .with_upgrades();
-        let stop = stopped(stop_rx.clone());
-        connections.spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => return log_conn_end(r),
-                _ = stop => conn.as_mut().graceful_shutdown(),
-            }
-            log_conn_end(conn.await);
-        });
-    }
-    drop(listener);
-    tracing::info!("shutting down: closing sockets, finishing requests");
-    let _ = stop_tx.send(true);
-    io.close().await;
-    connections.close();
-    // Requests still running this long after shutdown began are cut off.
-    let grace = Duration::from_secs(10);
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still running after {grace:?}; stopping anyway");
-    }
-    let _ = watcher.await;
-    state.db.close().await;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-fn log_conn_end(r: Result<(), hyper::Error>) {
-    if let Err(e) = r {
-        tracing::debug!(%e, "connection ended with an error");
-    }
 }
 
 /// Keeps the Socket.IO crates' packet dumps out of the log whatever

@@ -1,5 +1,6 @@
 //! `vidsync-server`: parses flags and environment, then runs the library.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ enum Command {
     /// Manage users and their tokens.
     #[command(subcommand)]
     User(UserCommand),
+    /// Check what `serve` would start with (same flags and variables): the
+    /// settings, the data directory, the database and its migrations, the
+    /// free space. Changes nothing; exits non-zero if a check fails.
+    Check(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,6 +86,12 @@ struct ServeArgs {
     /// Seconds a connection may take to send request headers (also the idle keep-alive limit).
     #[arg(long, env = "VIDSYNC_HEADER_TIMEOUT", default_value_t = 30)]
     header_timeout: u64,
+    /// Serve HTTPS (and wss) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "VIDSYNC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "VIDSYNC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Threads that run requests and live delivery (0: one per CPU core).
     #[arg(long, env = "VIDSYNC_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
@@ -154,7 +165,7 @@ fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
     let serve = match &cli.command {
         Some(Command::Serve(args)) => args,
         None => &cli.serve,
-        Some(Command::User(_)) => {
+        Some(Command::User(_) | Command::Check(_)) => {
             return tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -192,9 +203,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("revoked {n} token(s) of {name}");
             Ok(())
         }
+        Some(Command::Check(args)) => check(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
+}
+
+/// Prints one line per finding; an error (exit 1) if any is a problem.
+async fn check(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = config(&args.store, args.max_blob_bytes);
+    let listen = vidsync_server::check::Listen {
+        addr: args.listen,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+    };
+    let findings = vidsync_server::check::run(&cfg, &listen).await;
+    // Written, not println!: a closed pipe (`check | head`) is not a panic.
+    let mut out = std::io::stdout().lock();
+    for f in &findings {
+        let _ = writeln!(out, "{f}");
+    }
+    let problems = findings
+        .iter()
+        .filter(|f| f.level == vidsync_server::check::Level::Problem)
+        .count();
+    anyhow::ensure!(problems == 0, "{problems} check(s) failed");
+    let _ = writeln!(out, "all checks passed");
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -203,15 +237,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.rate_limit = args.rate_limit;
     cfg.max_projects_per_user = args.max_projects_per_user;
     cfg.header_timeout = std::time::Duration::from_secs(args.header_timeout.max(1));
+    // Read before the store opens: a wrong path fails fast.
+    let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
+        Some((cert, key)) => Some(vidsync_server::tls::load(cert, key)?),
+        None => None,
+    };
     // Migrations run before the port opens: once it is open, the store is ready.
     let state = vidsync_server::open_state(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(data_dir = %cfg.data_dir.display(), "vidsync-server listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "plain HTTP on {addr}, which is not a loopback address: tokens and files cross \
+             the network unencrypted; give --tls-cert and --tls-key, or serve through a \
+             reverse proxy that terminates TLS"
+        );
+    }
+    tracing::info!(data_dir = %cfg.data_dir.display(), "vidsync-server listening on {scheme}://{addr}");
     // A line on stdout that scripts and tests can wait for.
-    println!("vidsync-server listening on http://{addr}");
-    vidsync_server::serve(listener, state, shutdown_signal()).await?;
+    println!("vidsync-server listening on {scheme}://{addr}");
+    match tls {
+        Some(tls) => {
+            vidsync_server::serve_tls(listener, state, tls.acceptor, shutdown_signal()).await?
+        }
+        None => vidsync_server::serve(listener, state, shutdown_signal()).await?,
+    }
     Ok(())
 }

@@ -4,10 +4,11 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use sqlx::Row;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vidsync_protocol::{DEFAULT_TREE_PAGE, MAX_TREE_PAGE};
 
 use crate::api::require_member;
@@ -15,9 +16,9 @@ use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/projects/{project_id}/tree", get(get_tree))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_tree))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -31,6 +32,14 @@ struct TreeQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/projects/{project_id}/tree", tag = "content", security(("token" = [])),
+    description = "The project's files at head (deleted paths left out), sorted by path, paged: `{\"at_seq\", \"files\": [{\"path\", \"hash\", \"size\", \"mtime\", \"seq\"}], \"next\"}`.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`"),
+        ("at_seq" = Option<u64>, Query, description = "The head the pages are read at (from the first page's `at_seq`)"),
+        ("prefix" = Option<String>, Query, description = "Only paths under this prefix"),
+        ("after" = Option<String>, Query, description = "The page after this path (the previous page's `next`)"),
+        ("limit" = Option<u32>, Query, description = "Files a page")),
+    responses((status = 200, body = Object), crate::openapi::Refusals))]
 async fn get_tree(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,

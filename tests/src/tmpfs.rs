@@ -58,6 +58,22 @@ impl Tmpfs {
         self.dir.as_ref().expect("mounted").path()
     }
 
+    /// Makes the filesystem read-only (what a failing disk, or a mount an
+    /// operator got wrong, looks like to the server).
+    pub fn remount_read_only(&self) -> Result<()> {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.path())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "remount ro: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Writes `name` until the filesystem is full; returns the bytes written.
     pub fn fill(&self, name: &str) -> Result<u64> {
         use std::io::Write;

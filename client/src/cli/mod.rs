@@ -38,6 +38,9 @@ pub enum Command {
         server: String,
         #[arg(long)]
         token: String,
+        /// A PEM CA certificate to trust for this server (a private CA).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Create a project for DIR and link DIR to it; prints the project id.
     Share {
@@ -97,8 +100,12 @@ pub enum Command {
 
 pub async fn run(dir: &Path, command: Command) -> Result<()> {
     match command {
-        Command::Login { server, token } => {
-            let ok = usecase::login(dir, &server, &token)
+        Command::Login {
+            server,
+            token,
+            ca_file,
+        } => {
+            let ok = usecase::login_with_ca(dir, &server, &token, ca_file.as_deref())
                 .await
                 .map_err(explain)?;
             println!(

@@ -74,7 +74,7 @@ impl Engine {
     /// themselves start with [`Engine::start_all`] / [`Engine::start_folder`]).
     pub async fn open(dir: &Path, config: Config) -> Result<Engine> {
         let (server, token) = config.credentials()?;
-        let api = ApiClient::new(&server, &token)?;
+        let api = ApiClient::with_ca(&server, &token, config.ca_file.as_deref())?;
         let state = LocalState::open(dir).await?;
         let cancel = CancellationToken::new();
         let (feed, feed_rx) = LiveFeed::start(

@@ -118,7 +118,13 @@ fn client_builder(shared: &Arc<Shared>, websocket_only: bool) -> ClientBuilder {
         shared.clone(),
         shared.clone(),
     );
-    ClientBuilder::new(shared.api.base())
+    let builder = ClientBuilder::new(shared.api.base());
+    // The same trust as the HTTP client (a `--ca-file` CA).
+    let builder = match shared.api.tls_connector() {
+        Some(tls) => builder.tls_config(tls.clone()),
+        None => builder,
+    };
+    builder
         .transport_type(if websocket_only {
             TransportType::Websocket
         } else {

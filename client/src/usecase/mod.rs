@@ -20,7 +20,7 @@ use crate::Config;
 
 pub use catch_up::{CatchUp, Progress, Quiet};
 pub use folders::{invite, join, remove, set_paused, share, Joined};
-pub use settings::{check, login, set, LoggedIn, Settings};
+pub use settings::{check, check_with_ca, login, login_with_ca, set, LoggedIn, Settings};
 pub use status::status;
 
 #[cfg(doc)]
@@ -67,7 +67,7 @@ pub type Result<T> = std::result::Result<T, UseCaseError>;
 /// The API client of a logged-in config.
 pub fn api_of(cfg: &Config) -> Result<ApiClient> {
     let (server, token) = cfg.credentials().map_err(|_| UseCaseError::NotLoggedIn)?;
-    Ok(ApiClient::new(&server, &token)?)
+    Ok(ApiClient::with_ca(&server, &token, cfg.ca_file.as_deref())?)
 }
 
 /// Creates `dir` if needed and returns its canonical path.

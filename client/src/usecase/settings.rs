@@ -18,7 +18,12 @@ pub struct LoggedIn {
 
 /// Asks the server whether it takes `token`; saves nothing.
 pub async fn check(server: &str, token: &str) -> Result<LoggedIn> {
-    let api = ApiClient::new(server, token)?;
+    check_with_ca(server, token, None).await
+}
+
+/// [`check`], also trusting the CA certificate in `ca_file`.
+pub async fn check_with_ca(server: &str, token: &str, ca_file: Option<&Path>) -> Result<LoggedIn> {
+    let api = ApiClient::with_ca(server, token, ca_file)?;
     let projects = api.projects().await?;
     Ok(LoggedIn {
         server: api.base().to_string(),
@@ -29,10 +34,27 @@ pub async fn check(server: &str, token: &str) -> Result<LoggedIn> {
 /// Checks `token` against `server`, then saves both. A refused token
 /// changes nothing.
 pub async fn login(dir: &Path, server: &str, token: &str) -> Result<LoggedIn> {
-    let ok = check(server, token).await?;
+    login_with_ca(dir, server, token, None).await
+}
+
+/// [`login`] that also trusts (and saves) the CA certificate in `ca_file`
+/// — for a server whose certificate a private CA signed. Saved as an
+/// absolute path; `None` forgets a saved one.
+pub async fn login_with_ca(
+    dir: &Path,
+    server: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> Result<LoggedIn> {
+    let ca_file = match ca_file {
+        Some(f) => Some(std::path::absolute(f).map_err(|e| crate::Error::io(f, e))?),
+        None => None,
+    };
+    let ok = check_with_ca(server, token, ca_file.as_deref()).await?;
     let mut cfg = Config::load(dir)?;
     cfg.server = Some(ok.server.clone());
     cfg.token = Some(token.to_string());
+    cfg.ca_file = ca_file;
     cfg.save(dir)?;
     Ok(ok)
 }

@@ -8,9 +8,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vidsync_protocol::chunking::{Manifest, ManifestEntry, CHUNK_MAX};
 use vidsync_protocol::{
     ContentHash, ErrorCode, FRAME_HEADER_BYTES, MAX_CHUNK_BATCH_BYTES, MAX_FETCH_IDS,
@@ -25,16 +26,13 @@ use crate::error::{AppError, AppResult};
 use crate::json::ApiJson;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/projects/{project_id}/chunks/missing", post(missing))
-        .route("/api/projects/{project_id}/chunks/fetch", post(fetch))
-        .route("/api/projects/{project_id}/chunks", post(upload))
-        .route("/api/projects/{project_id}/manifests", post(post_manifests))
-        .route(
-            "/api/projects/{project_id}/manifests/{hash}",
-            get(get_manifest),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(missing))
+        .routes(routes!(fetch))
+        .routes(routes!(upload))
+        .routes(routes!(post_manifests))
+        .routes(routes!(get_manifest))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -61,6 +59,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| AppError::io(context, e))
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/chunks/missing", tag = "content", security(("token" = [])),
+    description = "Which of these chunks (at most 10,000) the server does not have, in request order: `{\"missing\": [hash]}`.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")), request_body = crate::openapi::HashList,
+    responses((status = 200, body = Object), crate::openapi::Refusals))]
 async fn missing(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -125,6 +127,11 @@ async fn absent_files(
         .collect())
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/chunks", tag = "content", security(("token" = [])),
+    description = "Chunks in frames (`[32-byte hash][u32 BE length][bytes]` each), body at most 32 MiB: `{\"stored\", \"present\"}`.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = Object), crate::openapi::Refusals))]
 async fn upload(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -177,6 +184,10 @@ async fn upload(
     ))
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/chunks/fetch", tag = "content", security(("token" = [])),
+    description = "These chunks (at most 1,024), as frames in request order.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")), request_body = crate::openapi::HashList,
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), crate::openapi::Refusals))]
 async fn fetch(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -324,6 +335,10 @@ struct ManifestBatch {
     manifests: Vec<Manifest>,
 }
 
+#[utoipa::path(post, path = "/api/projects/{project_id}/manifests", tag = "content", security(("token" = [])),
+    description = "`{\"manifests\": [{\"hash\", \"size\", \"chunks\": [{\"hash\", \"size\"}]}]}` (at most 1,000), each stored once its chunks are all present and hash to the file: `{\"stored\"}`.",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`")), request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = Object), crate::openapi::Refusals))]
 async fn post_manifests(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
@@ -371,6 +386,10 @@ async fn post_manifests(
 
 /// `GET manifests/{hash}`: JSON, or with `Accept: application/octet-stream`
 /// the entries packed (36 bytes each, see `pack_entries`).
+#[utoipa::path(get, path = "/api/projects/{project_id}/manifests/{hash}", tag = "content", security(("token" = [])),
+    description = "A file's manifest as JSON, or packed (`Accept: application/octet-stream`: `[32-byte hash][u32 BE size]` an entry).",
+    params(("project_id" = String, Path, description = "A project id, as `Project.id`"), ("hash" = String, Path, description = "BLAKE3 of the whole file, 64 lowercase hex digits")),
+    responses((status = 200, body = Object), (status = 200, content_type = "application/octet-stream", body = Vec<u8>), crate::openapi::Refusals))]
 async fn get_manifest(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
