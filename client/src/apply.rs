@@ -152,7 +152,11 @@ impl Applier {
     /// first, else the database).
     async fn agreed(&self, path: &ProjectPath) -> Result<Option<ContentHash>, ApplyError> {
         if let Some(d) = &self.deferred {
-            if let Some(base) = d.lock().ok().and_then(|d| d.bases.get(path.as_str()).copied()) {
+            if let Some(base) = d
+                .lock()
+                .ok()
+                .and_then(|d| d.bases.get(path.as_str()).copied())
+            {
                 return Ok(base);
             }
         }

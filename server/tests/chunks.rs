@@ -199,7 +199,11 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = app
-        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // 100 KB uploaded whole (served whole until it is cut).
@@ -212,7 +216,11 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     assert_eq!(app.send(req).await.status, 201);
     let ch = hash(&chunked);
     let r = app
-        .post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": [ch, wh]}))
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [ch, wh]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
     let mut want = Vec::new();
@@ -224,11 +232,19 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     let (body, manifest) = framed(&big);
     raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
     let r = app
-        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = app
-        .post(&format!("/api/projects/{p}/chunks/fetch"), &t, json!({"chunks": [hash(&big)]}))
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [hash(&big)]}),
+        )
         .await;
     assert_error(&r, 404, "not_found");
 }
@@ -242,7 +258,11 @@ async fn missing_answers_for_whole_files_too() {
     let (body, manifest) = framed(&chunked);
     raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
     let r = app
-        .post(&format!("/api/projects/{p}/manifests"), &t, json!({"manifests": [manifest]}))
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            &t,
+            json!({"manifests": [manifest]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let whole = bytes(22, 50_000);
@@ -265,7 +285,11 @@ async fn missing_answers_for_whole_files_too() {
     assert_eq!(r.body["missing"], json!([hash(&chunked)]));
     assert_eq!(r.body["missing_files"], json!([absent]));
     let r = app
-        .post(&format!("/api/projects/{p}/chunks/missing"), &t, json!({"chunks": [absent]}))
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": [absent]}),
+        )
         .await;
     assert_eq!(r.body, json!({"missing": [absent]}));
     let many: Vec<String> = (0..10_001u32).map(|i| hash(&i.to_le_bytes())).collect();

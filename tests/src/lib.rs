@@ -655,6 +655,19 @@ impl ClientDir {
         })
     }
 
+    /// A client whose config dir (its `state.db`) lives under `parent`
+    /// (a small filesystem, for disk-full tests); its folder elsewhere.
+    pub fn with_config_in(parent: &Path) -> Result<ClientDir> {
+        let root = tempfile::tempdir()?;
+        let folder = root.path().join("folder");
+        std::fs::create_dir_all(&folder)?;
+        Ok(ClientDir {
+            config: tempfile::tempdir_in(parent)?,
+            folder,
+            _folder_root: root,
+        })
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(client_bin());
         cmd.arg("--config-dir")

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::Value;
 use vidsync_e2e::tmpfs::{MountError, Tmpfs};
-use vidsync_e2e::{create_change, TestServer};
+use vidsync_e2e::{create_change, tree_hashes, wait_for, ClientDir, TestServer};
 
 fn mount_or_skip(size_mib: u32) -> Option<Tmpfs> {
     match Tmpfs::mount(size_mib) {
@@ -175,5 +175,90 @@ async fn blob_upload_on_a_nearly_full_disk_is_whole_or_refused() -> Result<()> {
     assert_eq!(got.len(), bytes.len());
     assert!(got.as_ref() == bytes.as_slice());
     server.kill9().await?;
+    Ok(())
+}
+
+/// The receiver's own state (`state.db`) is on a disk that fills while it
+/// applies a run of events: the files may land, but the events are not done
+/// until their state is written — they wait, the cursor does not pass them —
+/// and once space is back they are done, with nothing posted by the
+/// receiver (no echo, no file taken for a local create).
+#[tokio::test]
+async fn a_full_disk_under_the_receivers_state_makes_events_wait_not_vanish() -> Result<()> {
+    const FILES: usize = 600;
+    let Some(fs) = mount_or_skip(24) else {
+        return Ok(());
+    };
+    let server = TestServer::start().await?;
+    let (ta, tb) = (
+        server.add_user("alice").await?,
+        server.add_user("bob").await?,
+    );
+    let a = ClientDir::new()?;
+    let b = ClientDir::with_config_in(fs.path())?;
+    a.ok(&["login", "--server", &server.url, "--token", &ta])
+        .await?;
+    b.ok(&["login", "--server", &server.url, "--token", &tb])
+        .await?;
+    let id = a
+        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
+        .await?;
+    let code = a.ok(&["invite", &id]).await?;
+    b.ok(&[
+        "join",
+        &code,
+        &b.folder.to_string_lossy(),
+        "--mode",
+        "send-receive",
+    ])
+    .await?;
+    let api = server.api(&ta);
+    let mut ra = a.run(&[])?;
+    let mut rb = b.run(&[])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+
+    fs.fill("filler")?;
+    // Enough rows that B's WAL must grow (a write into WAL pages it
+    // already has would not meet the full disk).
+    for i in 0..FILES {
+        a.write(
+            &format!("d{}/f{i}.txt", i % 8),
+            format!("file {i}").as_bytes(),
+        )?;
+    }
+    wait_for("A's events", || async {
+        let n = api.all_events(&id).await.ok()?.len();
+        (n >= FILES).then_some(())
+    })
+    .await?;
+    // B cannot keep its state meanwhile: its cursor stays short of the head.
+    let status = std::fs::read_to_string(b.config.path().join("status.json")).unwrap_or_default();
+    assert!(
+        !status.contains(&format!("\"last_seq\":{FILES}")),
+        "B's cursor passed work it could not record"
+    );
+
+    std::fs::remove_file(fs.path().join("filler"))?;
+    let want = tree_hashes(&a.folder)?;
+    rb.wait_status("B's cursor at the head", |s| s["last_seq"] == FILES as u64)
+        .await?;
+    wait_for("B identical to A", || async {
+        (vidsync_e2e::visible(tree_hashes(&b.folder).ok()?) == want).then_some(())
+    })
+    .await?;
+    rb.wait_status("B up to date", |s| s["badge"]["kind"] == "up_to_date")
+        .await?;
+    let events = api.all_events(&id).await?;
+    let by_bob: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["origin"]["user"] == "bob")
+        .collect();
+    assert!(by_bob.is_empty(), "B posted: {by_bob:?}");
+    assert_eq!(events.len(), FILES);
+    rb.stop().await?;
+    ra.stop().await?;
     Ok(())
 }

@@ -58,11 +58,15 @@ impl Content {
     ) -> Result<Vec<ChunkRef>, DownloadError> {
         // Fetched ahead (any file of at most one chunk's size that no local
         // file had when it was fetched).
-        if let Some(bytes) = size.filter(|s| *s <= CHUNK_MAX as u64).and(self.ahead(hash)) {
+        if let Some(bytes) = size
+            .filter(|s| *s <= CHUNK_MAX as u64)
+            .and(self.ahead(hash))
+        {
             let size = bytes.len() as u64;
             let (d, h) = (dest.to_path_buf(), *hash);
             let sink = tokio::task::spawn_blocking(move || -> std::io::Result<Sink> {
-                let mut sink = open_sink(&d, false).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let mut sink =
+                    open_sink(&d, false).map_err(|e| std::io::Error::other(e.to_string()))?;
                 if size <= CHUNK_MIN as u64 {
                     sink.put(h, &bytes)?;
                 } else {

@@ -107,14 +107,16 @@ async fn absent_files(
     project_id: &str,
     files: Vec<ContentHash>,
 ) -> AppResult<Vec<ContentHash>> {
-    let (blobs, chunks, pid) = (state.blobs.clone(), state.chunks.clone(), project_id.to_string());
+    let (blobs, chunks, pid) = (
+        state.blobs.clone(),
+        state.chunks.clone(),
+        project_id.to_string(),
+    );
     let unknown = blocking(
         move || {
             Ok(files
                 .into_iter()
-                .filter(|h| {
-                    !blobs.path_of(&pid, h).is_file() && chunks.size_of(&pid, h).is_none()
-                })
+                .filter(|h| !blobs.path_of(&pid, h).is_file() && chunks.size_of(&pid, h).is_none())
                 .collect::<Vec<_>>())
         },
         "checking files",

@@ -170,10 +170,7 @@ async fn fanout(
             .post(format!("{}/api/projects/{id}/files/update", target.url))
             .bearer_auth(&target.token)
             .json(&body);
-        shared.sent_ns[i].store(
-            shared.base.elapsed().as_nanos() as u64,
-            Ordering::SeqCst,
-        );
+        shared.sent_ns[i].store(shared.base.elapsed().as_nanos() as u64, Ordering::SeqCst);
         request.send().await?.error_for_status()?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -197,11 +194,15 @@ async fn fanout(
     on_done();
     let _ = stop_tx.send(true);
     for t in tasks {
-        if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .is_err()
+        {
             println!("    a subscriber did not stop");
         }
     }
-    let mut latencies = std::mem::take(&mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut latencies =
+        std::mem::take(&mut *shared.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     latencies.sort();
     Ok(Fanout {
         subscribed,
@@ -247,7 +248,10 @@ async fn subscriber(
             shared.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
         last = seq;
-        let Some(k) = (seq as usize).checked_sub(1).filter(|&k| k < shared.sent_ns.len()) else {
+        let Some(k) = (seq as usize)
+            .checked_sub(1)
+            .filter(|&k| k < shared.sent_ns.len())
+        else {
             continue;
         };
         let sent = shared.sent_ns[k].load(Ordering::SeqCst);
@@ -294,7 +298,8 @@ impl Subscriber {
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(ws_url, tcp, Some(config)).await?;
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(ws_url, tcp, Some(config)).await?;
         let (mut sink, mut stream) = ws.split();
         let connect = format!("40{}", json!({ "token": token }));
         let subscribe = format!("421{}", json!(["subscribe:project", project_id]));
