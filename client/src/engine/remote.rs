@@ -14,6 +14,8 @@ use vidsync_protocol::ProjectEvent;
 
 use super::folder::{FolderLoop, Pending};
 
+/// How often a run whose local state could not be written is tried again.
+const LOCAL_STATE_RETRY: Duration = Duration::from_secs(1);
 /// Pending events whose small files are fetched in one go.
 const PREFETCH_EVENTS: usize = 2_000;
 use super::status::EngineEvent;
@@ -45,8 +47,10 @@ impl FolderLoop {
 
     /// The local state could not be written after a run of events was
     /// applied: the events are put back in line (nothing of what they wrote
-    /// was kept) and wait like any event that must wait; applied again,
-    /// they find their version on disk and only write the state.
+    /// was kept) and tried again every [`LOCAL_STATE_RETRY`]; applied again,
+    /// they find their version on disk and only write the state. A fixed,
+    /// short wait, not the network back-off: a local disk that fills comes
+    /// back when the user frees space, and sync should resume then.
     async fn state_write_failed(&mut self, applier: &Applier, e: crate::Error) {
         applier.forget();
         let back = std::mem::take(&mut self.unflushed);
@@ -56,7 +60,7 @@ impl FolderLoop {
         for ev in back.into_iter().rev() {
             self.pending.push_front(Pending::Event(ev));
         }
-        let wait = self.remote_delays.next().unwrap_or(Duration::from_secs(10));
+        let wait = LOCAL_STATE_RETRY;
         tracing::warn!(project = %self.pid(), %e, ?wait, "writing applied events to the local state failed; they wait");
         self.waiting = Some(format!("the local state cannot be written: {e}"));
         self.remote_retry_at = Some(Instant::now() + wait);

@@ -61,6 +61,23 @@ impl LocalState {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection still inside a transaction (its COMMIT failed,
+            // e.g. on a full disk, and the rollback did not end it) would
+            // hold the write lock from the pool: every later write then
+            // waits out the busy timeout and fails ("database is locked")
+            // even once space is back. It is closed instead, as the
+            // server's pool does (the ping runs after any queued rollback).
+            .before_acquire(|conn, _| {
+                use sqlx::Connection;
+                Box::pin(async move { Ok(!conn.is_in_transaction()) })
+            })
+            .after_release(|conn, _| {
+                use sqlx::Connection;
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
