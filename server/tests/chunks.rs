@@ -54,6 +54,32 @@ async fn raw_post(app: &App, t: &str, uri: &str, body: Vec<u8>) -> Reply {
     app.send(req).await
 }
 
+/// Stores `data` as chunks + manifest (both must be accepted); returns the
+/// manifest.
+async fn store_chunked(app: &App, t: &str, p: &str, data: &[u8]) -> Value {
+    let (body, manifest) = framed(data);
+    let r = raw_post(app, t, &format!("/api/projects/{p}/chunks"), body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/manifests"),
+            t,
+            json!({"manifests": [manifest.clone()]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    manifest
+}
+
+/// A v1 whole `PUT` of `data`; its status.
+async fn put_whole(app: &App, t: &str, p: &str, data: &[u8]) -> u16 {
+    let req = Request::put(format!("/api/projects/{p}/blobs/{}", hash(data)))
+        .header("authorization", format!("Bearer {t}"))
+        .body(Body::from(data.to_vec()))
+        .unwrap();
+    app.send(req).await.status
+}
+
 async fn setup() -> (App, String, String) {
     let app = App::new().await;
     let t = app.user("alice").await;
@@ -194,26 +220,12 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     let (app, t, p) = setup().await;
     // 200 KB of noise: several chunks, one manifest.
     let chunked = bytes(11, 200_000);
-    let (body, manifest) = framed(&chunked);
+    let manifest = store_chunked(&app, &t, &p, &chunked).await;
     assert!(manifest["chunks"].as_array().unwrap().len() > 1);
-    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = app
-        .post(
-            &format!("/api/projects/{p}/manifests"),
-            &t,
-            json!({"manifests": [manifest]}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     // 100 KB uploaded whole (served whole until it is cut).
     let whole = bytes(12, 100_000);
     let wh = hash(&whole);
-    let req = Request::put(format!("/api/projects/{p}/blobs/{wh}"))
-        .header("authorization", format!("Bearer {t}"))
-        .body(Body::from(whole.clone()))
-        .unwrap();
-    assert_eq!(app.send(req).await.status, 201);
+    assert_eq!(put_whole(&app, &t, &p, &whole).await, 201);
     let ch = hash(&chunked);
     let r = app
         .post(
@@ -229,16 +241,7 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
     assert!(r.bytes == want, "frames of both files, in order");
     // Over 256 KiB: not a fetchable id (fetch its chunks, or GET it).
     let big = bytes(13, 300_000);
-    let (body, manifest) = framed(&big);
-    raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
-    let r = app
-        .post(
-            &format!("/api/projects/{p}/manifests"),
-            &t,
-            json!({"manifests": [manifest]}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    store_chunked(&app, &t, &p, &big).await;
     let r = app
         .post(
             &format!("/api/projects/{p}/chunks/fetch"),
@@ -255,22 +258,9 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
 async fn missing_answers_for_whole_files_too() {
     let (app, t, p) = setup().await;
     let chunked = bytes(21, 700_000);
-    let (body, manifest) = framed(&chunked);
-    raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
-    let r = app
-        .post(
-            &format!("/api/projects/{p}/manifests"),
-            &t,
-            json!({"manifests": [manifest]}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    store_chunked(&app, &t, &p, &chunked).await;
     let whole = bytes(22, 50_000);
-    let req = Request::put(format!("/api/projects/{p}/blobs/{}", hash(&whole)))
-        .header("authorization", format!("Bearer {t}"))
-        .body(Body::from(whole.clone()))
-        .unwrap();
-    assert_eq!(app.send(req).await.status, 201);
+    assert_eq!(put_whole(&app, &t, &p, &whole).await, 201);
     let absent = hash(&bytes(23, 30_000));
     let files = json!([hash(&chunked), absent, hash(&whole)]);
     let r = app
@@ -314,11 +304,7 @@ async fn gets_racing_the_cut_of_whole_uploads_always_get_the_bytes() {
     for round in 0..60u64 {
         let data = std::sync::Arc::new(bytes(1000 + round, 300_000 + round as usize));
         let h = hash(&data);
-        let req = Request::put(format!("/api/projects/{p}/blobs/{h}"))
-            .header("authorization", format!("Bearer {t}"))
-            .body(Body::from(data.to_vec()))
-            .unwrap();
-        assert_eq!(app.send(req).await.status, 201);
+        assert_eq!(put_whole(&app, &t, &p, &data).await, 201);
         let mut readers = Vec::new();
         for _ in 0..6 {
             let (app, t, p, h, data) = (app.clone(), t.clone(), p.clone(), h.clone(), data.clone());

@@ -851,10 +851,19 @@ pub async fn linked_pair(
     server: &TestServer,
     b_mode: &str,
 ) -> Result<(ClientDir, ClientDir, String, Api)> {
+    linked_pair_of(server, ClientDir::new()?, ClientDir::new()?, b_mode).await
+}
+
+/// [`linked_pair`] for two given client dirs (e.g. one whose state lives
+/// on a small filesystem).
+pub async fn linked_pair_of(
+    server: &TestServer,
+    a: ClientDir,
+    b: ClientDir,
+    b_mode: &str,
+) -> Result<(ClientDir, ClientDir, String, Api)> {
     let ta = server.add_user("alice").await?;
     let tb = server.add_user("bob").await?;
-    let a = ClientDir::new()?;
-    let b = ClientDir::new()?;
     a.ok(&["login", "--server", &server.url, "--token", &ta])
         .await?;
     b.ok(&["login", "--server", &server.url, "--token", &tb])

@@ -3,7 +3,10 @@
 //! instant the server's connect acknowledgement arrives, answers pings and
 //! reads only the `seq` of each event. The fan-out load generator and the
 //! "emit right after connect" test use it. Connections come from
-//! 127.0.0.1–127.0.0.8, so tens of thousands do not run out of ports.
+//! 127.0.0.1–127.0.0.8, so tens of thousands do not run out of ports. Its
+//! read buffer is small: tungstenite zero-fills the whole buffer (128 KiB by
+//! default) before every read, which made that memset most of the load
+//! generator's CPU.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -12,10 +15,14 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 type Ws = WebSocketStream<TcpStream>;
+
+/// Read buffer of a subscriber's websocket (an event is a few hundred bytes).
+const READ_BUFFER: usize = 4096;
 
 /// A subscribed raw socket.
 pub struct RawSubscriber {
@@ -38,7 +45,11 @@ impl RawSubscriber {
         let tcp = socket.connect(server).await?;
         tcp.set_nodelay(true)?;
         let ws_url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
-        let (ws, _) = tokio_tungstenite::client_async(ws_url, tcp).await?;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(ws_url, tcp, Some(config)).await?;
         let (mut sink, mut stream) = ws.split();
         let connect = format!("40{}", json!({ "token": token }));
         let subscribe = format!("421{}", json!(["subscribe:project", project_id]));
@@ -80,10 +91,9 @@ impl RawSubscriber {
 fn event_seq(packet: &str) -> Option<u64> {
     let rest = packet.strip_prefix("42[\"project:event\",")?;
     let at = rest.find("\"seq\":")? + "\"seq\":".len();
-    let digits: String = rest[at..]
-        .chars()
-        .skip_while(|c| c.is_whitespace())
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().ok()
+    let digits = rest[at..].trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }

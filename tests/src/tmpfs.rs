@@ -124,3 +124,17 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// A tmpfs of `size_mib` MiB, or `None` (and the reason on stderr) where
+/// mounting is not permitted, so the calling test skips; any other mount
+/// failure panics.
+pub fn mount_or_skip(size_mib: u32) -> Option<Tmpfs> {
+    match Tmpfs::mount(size_mib) {
+        Ok(t) => Some(t),
+        Err(e @ MountError::NotPermitted(_)) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}

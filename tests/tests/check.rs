@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use anyhow::Result;
-use vidsync_e2e::tmpfs::{MountError, Tmpfs};
+use vidsync_e2e::tmpfs::mount_or_skip;
 use vidsync_e2e::{server_bin, TestServer};
 
 async fn check(data_dir: &Path, extra: &[&str]) -> Result<Output> {
@@ -26,17 +26,6 @@ fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn mount_or_skip(size_mib: u32) -> Option<Tmpfs> {
-    match Tmpfs::mount(size_mib) {
-        Ok(t) => Some(t),
-        Err(e @ MountError::NotPermitted(_)) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
 }
 
 /// The lines of the report that failed.

@@ -11,19 +11,8 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde_json::Value;
-use vidsync_e2e::tmpfs::{MountError, Tmpfs};
-use vidsync_e2e::{create_change, tree_hashes, wait_for, ClientDir, TestServer};
-
-fn mount_or_skip(size_mib: u32) -> Option<Tmpfs> {
-    match Tmpfs::mount(size_mib) {
-        Ok(t) => Some(t),
-        Err(e @ MountError::NotPermitted(_)) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
+use vidsync_e2e::tmpfs::mount_or_skip;
+use vidsync_e2e::{create_change, linked_pair_of, tree_hashes, wait_for, ClientDir, TestServer};
 
 /// (seq → path) of every event a 200 answered.
 fn acknowledged(body: &Value, into: &mut BTreeMap<u64, String>) {
@@ -190,29 +179,8 @@ async fn a_full_disk_under_the_receivers_state_makes_events_wait_not_vanish() ->
         return Ok(());
     };
     let server = TestServer::start().await?;
-    let (ta, tb) = (
-        server.add_user("alice").await?,
-        server.add_user("bob").await?,
-    );
-    let a = ClientDir::new()?;
     let b = ClientDir::with_config_in(fs.path())?;
-    a.ok(&["login", "--server", &server.url, "--token", &ta])
-        .await?;
-    b.ok(&["login", "--server", &server.url, "--token", &tb])
-        .await?;
-    let id = a
-        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
-        .await?;
-    let code = a.ok(&["invite", &id]).await?;
-    b.ok(&[
-        "join",
-        &code,
-        &b.folder.to_string_lossy(),
-        "--mode",
-        "send-receive",
-    ])
-    .await?;
-    let api = server.api(&ta);
+    let (a, b, id, api) = linked_pair_of(&server, ClientDir::new()?, b, "send-receive").await?;
     let mut ra = a.run(&[])?;
     let mut rb = b.run(&[])?;
     rb.wait_status("B live", |s| s["connection"] == "live")

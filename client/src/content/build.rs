@@ -62,24 +62,8 @@ impl Content {
             .filter(|s| *s <= CHUNK_MAX as u64)
             .and(self.ahead(hash))
         {
-            let size = bytes.len() as u64;
-            let (d, h) = (dest.to_path_buf(), *hash);
-            let sink = tokio::task::spawn_blocking(move || -> std::io::Result<Sink> {
-                let mut sink =
-                    open_sink(&d, false).map_err(|e| std::io::Error::other(e.to_string()))?;
-                if size <= CHUNK_MIN as u64 {
-                    sink.put(h, &bytes)?;
-                } else {
-                    // Its chunks, for the local chunk index.
-                    chunking::cut_each(&bytes[..], |c, b| sink.put(c.hash, b))?;
-                }
-                Ok(sink)
-            })
-            .await
-            .map_err(|e| joined(dest, e))?
-            .map_err(io_err(dest))?;
-            progress(size);
-            return self.finish(sink, hash).await;
+            progress(bytes.len() as u64);
+            return self.place(bytes, hash, dest).await;
         }
         if let Some(size) = size {
             if let Some(chunks) = self.copy_local(hash, size, dest).await? {
@@ -101,15 +85,8 @@ impl Content {
                     Err(e) => return Err(e),
                 },
             };
-            let mut sink = open_sink(dest, false)?;
-            let d = dest.to_path_buf();
-            let hash2 = *hash;
-            sink = tokio::task::spawn_blocking(move || sink.put(hash2, &bytes).map(|_| sink))
-                .await
-                .map_err(|e| joined(&d, e))?
-                .map_err(io_err(dest))?;
             progress(size);
-            return self.finish(sink, hash).await;
+            return self.place(bytes, hash, dest).await;
         }
         // Up to one chunk's worth, a whole GET is one round trip where a
         // manifest and a fetch are two, and there is little to reuse.
@@ -122,6 +99,31 @@ impl Content {
             Ok(None) => self.whole(hash, dest, progress).await,
             Err(e) => Err(DownloadError::Api(e)),
         }
+    }
+
+    /// Writes a whole small file's `bytes` (at most one chunk's size) to
+    /// `dest`, checked and synced; its chunks are cut in memory for the
+    /// local chunk index.
+    async fn place(
+        &self,
+        bytes: Bytes,
+        hash: &ContentHash,
+        dest: &Path,
+    ) -> Result<Vec<ChunkRef>, DownloadError> {
+        let mut sink = open_sink(dest, false)?;
+        let h = *hash;
+        let sink = tokio::task::spawn_blocking(move || {
+            if bytes.len() <= CHUNK_MIN as usize {
+                sink.put(h, &bytes)?;
+            } else {
+                chunking::cut_each(&bytes[..], |c, b| sink.put(c.hash, b))?;
+            }
+            Ok::<_, std::io::Error>(sink)
+        })
+        .await
+        .map_err(|e| joined(dest, e))?
+        .map_err(io_err(dest))?;
+        self.finish(sink, hash).await
     }
 
     /// The v1 way: the whole blob (resuming with `Range`), checked, then cut

@@ -83,20 +83,6 @@ pub(crate) async fn drop_stale_chunks_in(
 }
 
 impl LocalState {
-    /// Records where the chunks of the file at `path` (version `file_hash`) are.
-    pub async fn set_chunks(
-        &self,
-        project_id: &str,
-        path: &str,
-        file_hash: &ContentHash,
-        chunks: &[ChunkRef],
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        set_chunks_in(&mut tx, project_id, path, file_hash, chunks).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Where the chunk `hash` may be on disk: inside multi-chunk files, or
     /// as a whole one-chunk file. Hints only; re-hash what is read.
     pub async fn chunk_sources(

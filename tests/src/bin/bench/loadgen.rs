@@ -3,10 +3,8 @@
 //! .../files/update`, and Socket.IO `subscribe:project` / `project:event`
 //! over websocket.
 //!
-//! Each subscriber is a bare websocket ([`Subscriber`], like
-//! `vidsync_e2e::raw` but with a small read buffer: tungstenite zero-fills
-//! its whole read buffer, 128 KiB by default, before every read, which made
-//! that memset most of the generator's CPU) on a multi-threaded runtime of
+//! Each subscriber is a bare websocket ([`RawSubscriber`], with a small
+//! read buffer) on a multi-threaded runtime of
 //! its own (`threads` workers), so the generator is not the bottleneck of
 //! the server it measures: its own CPU time is measured and printed next to
 //! the server's. A subscriber notes each delivery's latency itself (no
@@ -17,17 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-
-use anyhow::{bail, Context, Result};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use vidsync_e2e::raw::RawSubscriber;
 
 /// Where to send the load.
 #[derive(Clone)]
@@ -225,7 +216,7 @@ async fn subscriber(
     mut stop: watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
 ) -> Result<()> {
-    let mut sub = match Subscriber::subscribe(&target.url, &target.token, project_id, i).await {
+    let mut sub = match RawSubscriber::subscribe(&target.url, &target.token, project_id, i).await {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -267,83 +258,4 @@ async fn subscriber(
         .unwrap_or_else(|e| e.into_inner())
         .extend(mine);
     Ok(())
-}
-
-type Ws = WebSocketStream<TcpStream>;
-
-/// Read buffer of a subscriber's websocket (an event is a few hundred bytes).
-const READ_BUFFER: usize = 4096;
-
-/// A bare Engine.IO v4 / Socket.IO v5 websocket subscriber: it sends
-/// `subscribe:project` the instant the connect acknowledgement arrives,
-/// answers pings and reads only the `seq` of each event. Connections come
-/// from 127.0.0.1–127.0.0.8, so tens of thousands do not run out of ports.
-struct Subscriber {
-    sink: SplitSink<Ws, Message>,
-    stream: SplitStream<Ws>,
-}
-
-impl Subscriber {
-    async fn subscribe(url: &str, token: &str, project_id: &str, i: usize) -> Result<Self> {
-        let server: SocketAddr = url
-            .trim_start_matches("http://")
-            .parse()
-            .context("url must be http://IP:PORT")?;
-        let socket = TcpSocket::new_v4()?;
-        let local = Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8);
-        socket.bind(SocketAddr::new(IpAddr::V4(local), 0))?;
-        let tcp = socket.connect(server).await?;
-        tcp.set_nodelay(true)?;
-        let ws_url = format!("ws://{server}/socket.io/?EIO=4&transport=websocket");
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0);
-        let (ws, _) =
-            tokio_tungstenite::client_async_with_config(ws_url, tcp, Some(config)).await?;
-        let (mut sink, mut stream) = ws.split();
-        let connect = format!("40{}", json!({ "token": token }));
-        let subscribe = format!("421{}", json!(["subscribe:project", project_id]));
-        while let Some(msg) = stream.next().await {
-            let Message::Text(text) = msg? else { continue };
-            match text.as_str() {
-                t if t.starts_with("0{") => sink.send(Message::text(connect.clone())).await?,
-                t if t.starts_with("40") => sink.send(Message::text(subscribe.clone())).await?,
-                t if t.starts_with("44") => bail!("connect refused: {t}"),
-                "2" => sink.send(Message::text("3")).await?,
-                t if t.starts_with("431") => {
-                    anyhow::ensure!(t.contains("\"ok\":true"), "subscribe refused: {t}");
-                    return Ok(Subscriber { sink, stream });
-                }
-                _ => {}
-            }
-        }
-        bail!("closed before the subscribe ack")
-    }
-
-    /// The seq of the next `project:event` (pings are answered meanwhile);
-    /// `None` once the socket is closed.
-    async fn next_seq(&mut self) -> Option<u64> {
-        while let Some(msg) = self.stream.next().await {
-            let Ok(Message::Text(text)) = msg else {
-                continue;
-            };
-            if text.as_str() == "2" {
-                self.sink.send(Message::text("3")).await.ok()?;
-            } else if let Some(seq) = event_seq(text.as_str()) {
-                return Some(seq);
-            }
-        }
-        None
-    }
-}
-
-/// The `seq` of a `42["project:event",{...}]` packet, without parsing the rest.
-fn event_seq(packet: &str) -> Option<u64> {
-    let rest = packet.strip_prefix("42[\"project:event\",")?;
-    let at = rest.find("\"seq\":")? + "\"seq\":".len();
-    let digits = rest[at..].trim_start();
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
