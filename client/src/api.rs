@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use vidsync_protocol::chunking::Manifest;
 use vidsync_protocol::{
-    Change, ConflictEntry, ContentHash, ErrorBody, EventsPage, Invite, Project, UpdateRequest,
-    UpdateResponse,
+    Change, ConflictEntry, ContentHash, ErrorBody, EventsPage, Invite, Project, ProjectEvent,
+    UpdateRequest, UpdateResponse,
 };
 #[cfg(doc)]
 use vidsync_protocol::{MAX_CHUNK_BATCH_BYTES, MAX_FETCH_IDS, MAX_MISSING_IDS};
@@ -627,6 +627,37 @@ impl ApiClient {
         }
     }
 
+    /// Versions of `path`, newest first, older than `before_seq` (`GET history`).
+    pub async fn history(
+        &self,
+        project_id: &str,
+        path: &str,
+        before_seq: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ApiError> {
+        let mut rb = self
+            .req(
+                reqwest::Method::GET,
+                &format!("/api/projects/{project_id}/history"),
+            )
+            .query(&[("path", path), ("limit", &limit.to_string())]);
+        if let Some(b) = before_seq {
+            rb = rb.query(&[("before_seq", b.to_string())]);
+        }
+        self.send(rb).await
+    }
+
+    /// `POST restore`: `request` as the protocol spells it (see
+    /// [`RestoreRequest`]); a 410 `gone` when retention removed a version.
+    pub async fn restore(
+        &self,
+        project_id: &str,
+        request: &RestoreRequest,
+    ) -> Result<RestoreOutcome, ApiError> {
+        self.post_json(&format!("/api/projects/{project_id}/restore"), request)
+            .await
+    }
+
     /// One page of the project's files at head (`GET tree`), after `after`.
     pub async fn tree(
         &self,
@@ -727,4 +758,40 @@ fn untrusted_certificate(message: &str) -> bool {
     ]
     .iter()
     .any(|m| message.contains(m))
+}
+
+/// A page of `GET history`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct HistoryPage {
+    pub events: Vec<ProjectEvent>,
+    pub next_before_seq: Option<u64>,
+}
+
+/// The body of `POST restore`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreRequest {
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What `POST restore` appended (or would, with `dry_run`).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RestoreOutcome {
+    pub events: Vec<ProjectEvent>,
+    pub head_seq: u64,
+    pub at_seq: u64,
+    #[serde(default)]
+    pub changes: Option<Vec<Change>>,
+    #[serde(default)]
+    pub kept: Vec<String>,
 }

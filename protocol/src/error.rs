@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The server's disk is full: nothing was stored, try again later.
     InsufficientStorage,
+    /// The content of that version was removed by retention.
+    Gone,
 }
 
 impl ErrorCode {
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             ErrorCode::InsufficientStorage => 507,
+            ErrorCode::Gone => 410,
         }
     }
 
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::InsufficientStorage => "insufficient_storage",
+            ErrorCode::Gone => "gone",
         }
     }
 }
@@ -120,11 +124,13 @@ mod tests {
             ErrorCode::InsufficientStorage,
             ErrorCode::MethodNotAllowed,
             ErrorCode::RangeNotSatisfiable,
+            ErrorCode::Gone,
         ] {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
         assert_eq!(ErrorCode::InvalidHash.status(), 422);
         assert_eq!(ErrorCode::PayloadTooLarge.status(), 413);
+        assert_eq!(ErrorCode::Gone.status(), 410);
     }
 }

@@ -90,7 +90,7 @@ impl BlobStore {
         Ok(store)
     }
 
-    fn project_dir(&self, project_id: &str) -> PathBuf {
+    pub(crate) fn project_dir(&self, project_id: &str) -> PathBuf {
         // Project ids are server-made hex strings, but never trust a URL
         // segment with the file system: hash it into a fixed-form name.
         let dir = blake3::hash(project_id.as_bytes()).to_hex();

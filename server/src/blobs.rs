@@ -96,7 +96,10 @@ async fn put_blob(
     if declared.is_some_and(|n| n > store.max_bytes) {
         return Err(PutError::TooLarge(store.max_bytes).into());
     }
+    let gate = state.retention.gate.read().await;
+    state.retention.claims.claim(&project_id, [&hash]);
     let before = locate(&state, &project_id, &hash).await?;
+    drop(gate);
     let body = req.into_body().into_data_stream();
     let stored = store.put(&project_id, hash, body).await?;
     // 200 only when the content was already stored whole; a damaged or
@@ -148,6 +151,14 @@ async fn get_blob(
 ) -> AppResult<Response> {
     require_member(&state, &project_id, &user).await?;
     let hash = parse_hash(&hash)?;
+    // A HEAD is a client asking whether to upload: what it finds is claimed.
+    let _gate = if req.method() == axum::http::Method::HEAD {
+        let gate = state.retention.gate.read().await;
+        state.retention.claims.claim(&project_id, [&hash]);
+        Some(gate)
+    } else {
+        None
+    };
     let ignored = req
         .headers()
         .get(header::RANGE)
@@ -161,6 +172,12 @@ async fn get_blob(
     for attempt in 0..2 {
         let mut whole = false;
         let path = match locate(&state, &project_id, &hash).await? {
+            None if crate::retention::was_collected(&state, &project_id, &hash).await? => {
+                return Err(AppError::new(
+                    vidsync_protocol::ErrorCode::Gone,
+                    format!("the content {hash} was removed by retention (--keep-versions-days)"),
+                ))
+            }
             None => return Err(no_blob()),
             Some(Content::Chunks(m)) => {
                 let store = state.chunks.clone();

@@ -68,7 +68,28 @@ impl Db {
         changes: &[Change],
         after_commit: impl FnOnce(&[ProjectEvent]),
     ) -> Result<Appended, AppendError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
+        self.append_locked(&writer, project_id, user, client_id, changes, after_commit)
+            .await
+    }
+
+    /// The writer lock, for a caller that reads the log and then appends
+    /// what it read decided ([`Self::append_locked`]) with no append in
+    /// between (restore).
+    pub async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writer.lock().await
+    }
+
+    /// [`Self::append`] under a writer lock the caller already holds.
+    pub async fn append_locked(
+        &self,
+        _writer: &tokio::sync::MutexGuard<'_, ()>,
+        project_id: &str,
+        user: &User,
+        client_id: &str,
+        changes: &[Change],
+        after_commit: impl FnOnce(&[ProjectEvent]),
+    ) -> Result<Appended, AppendError> {
         let mut conn = self.pool.acquire().await.map_err(DbError::from)?;
         let origin = Origin {
             client_id: client_id.to_string(),

@@ -17,10 +17,12 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod event_log;
+pub mod history;
 pub mod json;
 pub mod live;
 pub mod numbering;
 pub mod openapi;
+pub mod retention;
 mod serve;
 pub mod tls;
 pub mod tree;
@@ -61,6 +63,13 @@ pub struct Config {
     /// How long a connection may take to send a request's headers, and how
     /// long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
+    /// How long the content of a superseded version is kept.
+    pub keep_versions: Duration,
+    /// How often the retention collector runs (None: never on its own).
+    pub gc_interval: Option<Duration>,
+    /// Content no event names yet, or that a client was told is present,
+    /// is left alone this long.
+    pub gc_grace: Duration,
 }
 
 impl Config {
@@ -74,6 +83,9 @@ impl Config {
             rate_limit: 0,
             max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
             header_timeout: Duration::from_secs(30),
+            keep_versions: Duration::from_secs(30 * 86_400),
+            gc_interval: Some(Duration::from_secs(3600)),
+            gc_grace: Duration::from_secs(3600),
         }
     }
 
@@ -114,6 +126,7 @@ pub struct Inner {
     /// Read by the revocation watcher through its own connection.
     database_url: String,
     header_timeout: Duration,
+    pub retention: retention::Retention,
 }
 
 impl std::ops::Deref for AppState {
@@ -177,6 +190,13 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         connections: AtomicU64::new(0),
         database_url: config.database_url(),
         header_timeout: config.header_timeout,
+        retention: retention::Retention {
+            keep: config.keep_versions,
+            interval: config.gc_interval,
+            grace: config.gc_grace,
+            claims: Default::default(),
+            gate: Default::default(),
+        },
     })))
 }
 
@@ -214,6 +234,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(blobs::router().layer(DefaultBodyLimit::disable()))
         .merge(chunks::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)))
         .merge(tree::router())
+        .merge(
+            history::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)),
+        )
         .merge(api::open_router())
 }
 

@@ -92,6 +92,17 @@ struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "VIDSYNC_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Days the content of a replaced or deleted version is kept (the current
+    /// version of every path is always kept; events are never deleted).
+    #[arg(long, env = "VIDSYNC_KEEP_VERSIONS_DAYS", default_value_t = 30)]
+    keep_versions_days: u32,
+    /// Seconds between two retention collections.
+    #[arg(long, env = "VIDSYNC_GC_INTERVAL", default_value_t = 3600)]
+    gc_interval_secs: u64,
+    /// Seconds an upload in flight (content no event names yet), or content a
+    /// client was just told is present, is safe from collection.
+    #[arg(long, env = "VIDSYNC_GC_GRACE", default_value_t = 3600)]
+    gc_grace_secs: u64,
     /// Threads that run requests and live delivery (0: one per CPU core).
     #[arg(long, env = "VIDSYNC_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
@@ -237,6 +248,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.rate_limit = args.rate_limit;
     cfg.max_projects_per_user = args.max_projects_per_user;
     cfg.header_timeout = std::time::Duration::from_secs(args.header_timeout.max(1));
+    cfg.keep_versions = std::time::Duration::from_secs(u64::from(args.keep_versions_days) * 86_400);
+    cfg.gc_interval = Some(std::time::Duration::from_secs(args.gc_interval_secs.max(1)));
+    cfg.gc_grace = std::time::Duration::from_secs(args.gc_grace_secs);
     // Read before the store opens: a wrong path fails fast.
     let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some((cert, key)) => Some(vidsync_server::tls::load(cert, key)?),

@@ -52,6 +52,15 @@ async fn run(
         state.database_url.clone(),
         stopped(stop_rx.clone()),
     ));
+    // The first collection waits a whole interval: claims made before a
+    // restart are not remembered, and by then they are past their grace.
+    let collector = state.retention.interval.map(|interval| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(interval.max(state.retention.grace)).await;
+            crate::retention::run(state, interval).await
+        })
+    });
     let connections = tokio_util::task::TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
@@ -110,6 +119,9 @@ async fn run(
         tracing::warn!("requests still running after {grace:?}; stopping anyway");
     }
     let _ = watcher.await;
+    if let Some(c) = collector {
+        c.abort();
+    }
     state.db.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,6 +1,7 @@
-//! `GET …/tree`: the project's files at head, from the current-state index
-//! (`current_versions`, migration 0002) joined with each path's newest
-//! event: sorted by path, paged, deleted paths left out. Costs O(files).
+//! `GET …/tree`: the project's files at head or at any past seq, from the
+//! current-state index (`current_versions`, migration 0002) joined with each
+//! path's newest event (at or before the seq): sorted by path, paged,
+//! deleted paths left out. Costs O(files), not O(events).
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -33,9 +34,9 @@ struct TreeQuery {
 }
 
 #[utoipa::path(get, path = "/api/projects/{project_id}/tree", tag = "content", security(("token" = [])),
-    description = "The project's files at head (deleted paths left out), sorted by path, paged: `{\"at_seq\", \"files\": [{\"path\", \"hash\", \"size\", \"mtime\", \"seq\"}], \"next\"}`.",
+    description = "The project's files at head or at `at_seq` (deleted paths left out), sorted by path, paged: `{\"at_seq\", \"files\": [{\"path\", \"hash\", \"size\", \"mtime\", \"seq\"}], \"next\"}`.",
     params(("project_id" = String, Path, description = "A project id, as `Project.id`"),
-        ("at_seq" = Option<u64>, Query, description = "The head the pages are read at (from the first page's `at_seq`)"),
+        ("at_seq" = Option<u64>, Query, description = "The seq the tree is read at: default head; later pages pass the first page's `at_seq`"),
         ("prefix" = Option<String>, Query, description = "Only paths under this prefix"),
         ("after" = Option<String>, Query, description = "The page after this path (the previous page's `next`)"),
         ("limit" = Option<u32>, Query, description = "Files a page")),
@@ -50,11 +51,15 @@ async fn get_tree(
         query.map_err(|e| AppError::bad_request(format!("bad query: {}", e.body_text())))?;
     require_member(&state, &project_id, &user).await?;
     let head = state.db.head_seq(&project_id).await?;
-    if q.at_seq.is_some_and(|s| s != head) {
-        return Err(AppError::unprocessable(
-            "at_seq other than head is not supported yet (history is a later issue); leave it out",
-        ));
-    }
+    let at = match q.at_seq {
+        Some(s) if s > head => {
+            return Err(AppError::unprocessable(format!(
+                "at_seq {s} is after the project's head ({head})"
+            )))
+        }
+        Some(s) => s,
+        None => head,
+    };
     let limit = match q.limit {
         None => DEFAULT_TREE_PAGE,
         Some(0) => return Err(AppError::bad_request("limit must be at least 1")),
@@ -67,20 +72,35 @@ async fn get_tree(
     } else {
         String::new()
     };
-    let rows = sqlx::query(
+    // At head: each path's newest event is in the current-state index. In
+    // the past: every path the index knows (a path is never removed from
+    // it), each with its newest event at or before `at` — one seek in
+    // `events_by_path` per path, so O(paths), whatever the log's length.
+    let sql = if at == head {
         "SELECT e.path, e.hash, e.size, e.mtime, e.seq
          FROM current_versions c JOIN events e ON e.project_id = c.project_id AND e.seq = c.seq
-         WHERE c.project_id = ? AND c.path >= ? AND c.path < ? AND c.path > ? AND e.op != 'delete'
-         ORDER BY c.path LIMIT ?",
-    )
-    .bind(&project_id)
-    .bind(&q.prefix)
-    .bind(&upper)
-    .bind(&lower)
-    .bind(limit as i64 + 1)
-    .fetch_all(&state.db.pool)
-    .await
-    .map_err(crate::db::DbError::from)?;
+         WHERE c.project_id = ?1 AND c.path >= ?2 AND c.path < ?3 AND c.path > ?4 AND e.op != 'delete'
+           AND ?6 >= 0
+         ORDER BY c.path LIMIT ?5"
+    } else {
+        "SELECT e.path, e.hash, e.size, e.mtime, e.seq
+         FROM current_versions c JOIN events e ON e.project_id = c.project_id AND e.seq = (
+             SELECT x.seq FROM events x INDEXED BY events_by_path
+             WHERE x.project_id = c.project_id AND x.path = c.path AND x.seq <= ?6
+             ORDER BY x.seq DESC LIMIT 1)
+         WHERE c.project_id = ?1 AND c.path >= ?2 AND c.path < ?3 AND c.path > ?4 AND e.op != 'delete'
+         ORDER BY c.path LIMIT ?5"
+    };
+    let rows = sqlx::query(sql)
+        .bind(&project_id)
+        .bind(&q.prefix)
+        .bind(&upper)
+        .bind(&lower)
+        .bind(limit as i64 + 1)
+        .bind(at.min(i64::MAX as u64) as i64)
+        .fetch_all(&state.db.pool)
+        .await
+        .map_err(crate::db::DbError::from)?;
     let mut files: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -100,6 +120,6 @@ async fn get_tree(
         None
     };
     Ok(Json(
-        serde_json::json!({ "at_seq": head, "files": files, "next": next }),
+        serde_json::json!({ "at_seq": at, "files": files, "next": next }),
     ))
 }

@@ -3,6 +3,7 @@
 //! (or of the engine, for `run`) followed by printing its result. No sync
 //! logic lives here.
 
+mod history;
 mod output;
 mod progress;
 mod watch;
@@ -86,6 +87,54 @@ pub enum Command {
         follow: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Every version of a file (seq, time, user, client, size), newest first.
+    History {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring one file (or folder) back to how it was at a seq or time.
+    Restore {
+        path: PathBuf,
+        /// A seq (from `vidsync history`) or an RFC 3339 time.
+        #[arg(long)]
+        at: usecase::history::Point,
+        /// Do not ask before changing more than 100 paths.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Bring a whole project (or everything under --prefix) back to a seq or time.
+    Rewind {
+        /// A seq or an RFC 3339 time.
+        #[arg(long)]
+        to: usecase::history::Point,
+        /// Only paths under this project path (`docs/` for a folder).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The project (default: the linked folder you are in, or the only one).
+        #[arg(long)]
+        project: Option<String>,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Undo what one client changed since a seq or time (others' later changes stay).
+    Undo {
+        /// The client whose changes to undo (`origin.client_id`, as `vidsync history` shows).
+        #[arg(long)]
+        client: String,
+        /// A seq or an RFC 3339 time.
+        #[arg(long)]
+        since: usecase::history::Point,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        yes: bool,
     },
     /// Change settings: transport preference, debounce, poll interval.
     Set {
@@ -177,6 +226,28 @@ pub async fn run(dir: &Path, command: Command) -> Result<()> {
             follow,
             json,
         } => watch::log(dir, &project_id, follow, json).await?,
+        Command::History { path, json } => history::history(dir, &path, json).await?,
+        Command::Restore { path, at, yes } => history::restore(dir, &path, at, yes).await?,
+        Command::Rewind {
+            to,
+            prefix,
+            project,
+            dry_run,
+            yes,
+        } => {
+            let going = history::going(to, prefix, None, dry_run);
+            history::rewind(dir, project.as_deref(), going, yes).await?
+        }
+        Command::Undo {
+            client,
+            since,
+            project,
+            dry_run,
+            yes,
+        } => {
+            let going = history::going(since, None, Some(client), dry_run);
+            history::rewind(dir, project.as_deref(), going, yes).await?
+        }
     }
     Ok(())
 }

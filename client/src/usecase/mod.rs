@@ -10,6 +10,7 @@
 
 pub mod catch_up;
 pub mod folders;
+pub mod history;
 pub mod settings;
 pub mod status;
 
@@ -40,6 +41,10 @@ pub enum UseCaseError {
     UnknownInvite(String),
     #[error("no linked folder for project {0:?}")]
     NotLinked(String),
+    #[error("{} is not inside a linked folder (see `vidsync status`)", .0.display())]
+    NotInLinkedFolder(PathBuf),
+    #[error("{} is not inside a linked folder and several are linked: say which with --project ID (see `vidsync status`)", .0.display())]
+    WhichProject(PathBuf),
     /// The folder to link cannot be made or resolved.
     #[error("cannot {what} {}: {source}", path.display())]
     Folder {

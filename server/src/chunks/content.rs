@@ -77,15 +77,17 @@ pub async fn insert_manifests(
     project_id: &str,
     manifests: &[Manifest],
 ) -> DbResult<()> {
+    let now = crate::clock::now_rfc3339();
     let mut tx = state.db.pool.begin().await?;
     for m in manifests {
         sqlx::query(
-            "INSERT OR IGNORE INTO manifests (project_id, hash, size, chunks) VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO manifests (project_id, hash, size, chunks, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(project_id)
         .bind(m.hash.to_hex())
         .bind(m.size as i64)
         .bind(pack_entries(&m.chunks))
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
     }

@@ -76,6 +76,13 @@ async fn missing(
             "at most {MAX_MISSING_IDS} chunk and file ids a request, this one has {n}"
         )));
     }
+    // Whatever is answered present is claimed first, under the gate: the
+    // client will not upload it again (see `retention`).
+    let _gate = state.retention.gate.read().await;
+    state.retention.claims.claim(
+        &project_id,
+        body.chunks.iter().chain(body.files.iter().flatten()),
+    );
     let store = state.chunks.clone();
     let pid = project_id.clone();
     let missing = blocking(
@@ -164,6 +171,11 @@ async fn upload(
             f.bytes.len()
         )));
     }
+    let _gate = state.retention.gate.read().await;
+    state
+        .retention
+        .claims
+        .claim(&project_id, frames.iter().map(|f| &f.hash));
     let store = state.chunks.clone();
     let (stored, present) = blocking(
         move || {
@@ -365,6 +377,13 @@ async fn post_manifests(
             "manifests[{i}] ({}): {} bytes, over this server's blob size limit of {max} bytes",
             m.hash, m.size
         )));
+    }
+    let _gate = state.retention.gate.read().await;
+    for m in &body.manifests {
+        state.retention.claims.claim(
+            &project_id,
+            std::iter::once(&m.hash).chain(m.chunks.iter().map(|c| &c.hash)),
+        );
     }
     let store = state.chunks.clone();
     let pid = project_id.clone();

@@ -47,7 +47,7 @@ impl ChunkStore {
         Ok(store)
     }
 
-    pub(super) fn project_dir(&self, project_id: &str) -> PathBuf {
+    pub(crate) fn project_dir(&self, project_id: &str) -> PathBuf {
         // A URL segment never names a directory: hash it to a fixed form.
         let dir = blake3::hash(project_id.as_bytes()).to_hex();
         self.root.join(&dir[..32])
