@@ -176,7 +176,11 @@ async fn append_on(
         return Err(DbError::Corrupt("pooled connection was inside a transaction".into()).into());
     }
     let now = now_rfc3339();
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE: the write lock is taken now, not at the first INSERT after
+    // the reads — a deferred transaction whose snapshot another writer (a
+    // manifest insert, the collector) committed past fails SQLITE_BUSY at
+    // once, without waiting.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     let head: u64 = sqlx::query("SELECT head_seq FROM projects WHERE id = ?")
         .bind(project_id)
         .fetch_one(&mut *tx)

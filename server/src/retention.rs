@@ -234,7 +234,7 @@ async fn collect_project(
 
     // Record what is gone for good: named hashes no form of content holds.
     let now = crate::clock::now_rfc3339();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.pool.begin_with("BEGIN IMMEDIATE").await?;
     for h in named.iter().filter(|h| !keep(h)) {
         let whole = state.blobs.path_of(project_id, h).is_file();
         let one = state.chunks.size_of(project_id, h).is_some();
