@@ -134,6 +134,13 @@ pub struct Going {
     pub dry_run: bool,
 }
 
+/// The origin a restore's events carry: not this client's own id, or its
+/// own engine would take them for changes it made itself (already on disk)
+/// and not write them.
+pub fn restore_client_id(client_id: &str) -> String {
+    format!("{client_id}:restore")
+}
+
 /// Asks the server to restore (or, with `dry_run`, to say what a restore
 /// would change) in `link`'s project, as this client.
 pub async fn restore(dir: &Path, link: &FolderLink, going: &Going) -> Result<RestoreOutcome> {
@@ -143,7 +150,7 @@ pub async fn restore(dir: &Path, link: &FolderLink, going: &Going) -> Result<Res
         Point::Time(t) => (None, Some(t.clone())),
     };
     let request = RestoreRequest {
-        client_id: cfg.client_id.clone(),
+        client_id: restore_client_id(&cfg.client_id),
         at_seq,
         at_time,
         paths: going.paths.clone(),
