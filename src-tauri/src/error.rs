@@ -52,7 +52,9 @@ impl From<UseCaseError> for UiError {
                 UiError::new("not_found", "Unknown or expired invite code.")
             }
             UseCaseError::NotLinked(_) => UiError::new("not_found", "No such folder."),
-            UseCaseError::Folder { .. } => UiError::new("path", e.to_string()),
+            UseCaseError::Folder { .. }
+            | UseCaseError::NotInLinkedFolder(_)
+            | UseCaseError::WhichProject(_) => UiError::new("path", e.to_string()),
             UseCaseError::Client(e) => e.into(),
         }
     }
