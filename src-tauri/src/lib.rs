@@ -7,6 +7,7 @@
 mod bindings;
 mod commands;
 mod error;
+mod history;
 mod state;
 mod tray;
 
@@ -43,6 +44,11 @@ pub fn run() {
             commands::invite,
             commands::remove_folder,
             commands::pause_folder,
+            history::project_files,
+            history::file_history,
+            history::restore_version,
+            history::rewind_preview,
+            history::rewind,
         ])
         .setup(|app| {
             tray::build(app.handle())?;

@@ -195,3 +195,48 @@ test("the same file written in the app's folder and by a CLI client at once: con
   assert.equal(readFileSync(join(folder, "f.txt"), "utf8"), "bob's version\n");
   await w.shot("9-conflict");
 });
+
+test("a file's history in the window: versions with who and when, 'Restore this version', and a rewind preview", async () => {
+  const w = newWorld();
+  const url = await w.startServer();
+  const appDir = join(w.root, "app4-config");
+  w.cli(appDir, "login", "--server", url, "--token", w.token("fay"));
+  w.cli(appDir, "set", "--debounce-ms", "100");
+  await w.openApp(appDir);
+  await until("the page", async () => (await w.text("#projects-empty")).includes("Share a folder"));
+  const folder = join(w.root, "history-site");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "notes.txt"), "first draft\n");
+  writeFileSync(join(folder, "other.txt"), "other\n");
+  await w.shareThroughUi(folder);
+  const versions = () => JSON.parse(w.cli(appDir, "history", join(folder, "notes.txt"), "--json"));
+  writeFileSync(join(folder, "notes.txt"), "second draft\n");
+  await until("version 2 on the server", async () => versions().length === 2);
+  writeFileSync(join(folder, "notes.txt"), "third draft, oops\n");
+  await until("version 3 on the server", async () => versions().length === 3);
+  const first = versions()[2].seq;
+
+  await w.click(`#projects li .actions button.history`);
+  await until("the file list", async () => (await w.text("#history-files")).includes("notes.txt"));
+  await w.click(`#history-files button[data-path="notes.txt"]`);
+  await until("three versions", async () => (await w.script("return document.querySelectorAll('#versions tr').length")) === 3);
+  const table = await w.text("#versions");
+  assert.ok(table.includes("fay"), `the versions name who: ${table}`);
+  assert.ok(table.includes("current"), `the newest is marked current: ${table}`);
+  await w.shot("10-history");
+
+  await w.click(`#versions tr[data-seq="${first}"] button.restore`);
+  await until("the restore's answer", async () => (await w.text("#history-result")).includes("Restored notes.txt"));
+  await until("the folder has the first draft again", async () => readFileSync(join(folder, "notes.txt"), "utf8") === "first draft\n");
+  await until("four versions listed", async () => (await w.script("return document.querySelectorAll('#versions tr').length")) === 4);
+  await w.shot("11-history-restored");
+
+  // Rewind preview to before other.txt existed: it would be deleted; nothing changes yet.
+  await w.type("#rewind-seq", "0");
+  await w.click("#rewind-preview-button");
+  await until("the preview", async () => (await w.text("#rewind-preview")).includes("delete other.txt"));
+  assert.ok(existsSync(join(folder, "other.txt")), "a preview changes nothing");
+  await w.shot("12-rewind-preview");
+  await w.click("#close-history");
+  await w.close();
+});

@@ -8,6 +8,7 @@ import type { FolderLink } from "./generated/FolderLink";
 import type { Notice } from "./generated/Notice";
 import type { Snapshot } from "./generated/Snapshot";
 import type { UiError } from "./generated/UiError";
+import { openHistory, wireHistory } from "./history";
 import { badgeOf, emptyState, expire, overall, reduce, type EngineEvent, type UiState } from "./state";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -105,7 +106,9 @@ function renderProjects() {
       await call("remove_folder", { projectId: link.project_id });
       await refresh();
     });
-    actions.append(pause, invite, remove);
+    const history = el("button", { type: "button", class: "history" }, "History…");
+    history.addEventListener("click", () => void openHistory(link));
+    actions.append(pause, invite, history, remove);
     li.append(title, b, actions);
     list.append(li);
   }
@@ -242,4 +245,5 @@ function wireControls() {
 }
 
 wireControls();
+wireHistory();
 void main();

@@ -104,6 +104,47 @@ pub fn project_for(cfg: &Config, project: Option<&str>, cwd: &Path) -> Result<Fo
     }
 }
 
+/// Every version of project path `path` in linked project `project_id`,
+/// newest first.
+pub async fn versions(dir: &Path, project_id: &str, path: &str) -> Result<Vec<ProjectEvent>> {
+    let cfg = Config::load(dir)?;
+    let link = project_for(&cfg, Some(project_id), Path::new("/"))?;
+    let api = api_of(&cfg)?;
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = api.history(&link.project_id, path, before, 1000).await?;
+        out.extend(page.events);
+        match page.next_before_seq {
+            Some(n) if out.len() < MAX_HISTORY => before = Some(n),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The paths of the project's files at head (at most `max`), sorted.
+pub async fn files(dir: &Path, project_id: &str, max: usize) -> Result<Vec<String>> {
+    let cfg = Config::load(dir)?;
+    let api = api_of(&cfg)?;
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = api.tree(project_id, after.as_deref(), 1000).await?;
+        out.extend(
+            page.files
+                .iter()
+                .filter_map(|f| f["path"].as_str().map(str::to_string)),
+        );
+        match page.next {
+            Some(n) if out.len() < max => after = Some(n),
+            _ => break,
+        }
+    }
+    out.truncate(max);
+    Ok(out)
+}
+
 /// Every version of `path`, newest first.
 pub async fn history(dir: &Path, path: &Path) -> Result<(FolderLink, Vec<ProjectEvent>)> {
     let cfg = Config::load(dir)?;

@@ -20,7 +20,12 @@
 //!    ways, both clients; seconds; CPU seconds per client), then the
 //!    2,000-file burst and the join of 10,000 files (tree, chunks).
 //!
-//! Flags: `--only server|client|fanout|burst|join|content` (fanout: part 1
+//! 5. History (issue 13): `tree` at head and at an old seq for a project of
+//!    100,000 files and 1,000,000 events (a page of 1,000 and the whole
+//!    tree), and a `rewind` of 10,000 paths: seconds until a receiving
+//!    client is identical again. Only with `--only history`.
+//!
+//! Flags: `--only server|client|fanout|burst|join|content|history` (fanout: part 1
 //! alone; burst: the 2,000-file burst alone; join: the 10,000-file join alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
 //! (200), `--trials N` (100), `--loadgen-threads N` (cores).
 
@@ -149,6 +154,7 @@ async fn main() -> Result<()> {
         Some("burst") => burst_bench().await?,
         Some("join") => join_bench().await?,
         Some("content") => content_bench().await?,
+        Some("history") => history_bench().await?,
         _ => client_bench(&args).await?,
     }
     Ok(())
@@ -440,4 +446,169 @@ async fn server_bench(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Issue 13's figures: `tree` on a big log, and a big rewind end to end.
+async fn history_bench() -> Result<()> {
+    const FILES: usize = 100_000;
+    const EVENTS: usize = 1_000_000;
+    let server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let id = api.new_project("history").await?;
+    let started = Instant::now();
+    let batch = vidsync_protocol::MAX_CHANGES_PER_REQUEST;
+    for b in 0..EVENTS / batch {
+        let changes = (0..batch)
+            .map(|i| {
+                let n = b * batch + i;
+                let mut c = create_change(
+                    &format!("d{:03}/f{}.txt", n % FILES % 1000, n % FILES),
+                    format!("version {n}").as_bytes(),
+                    None,
+                );
+                // A tenth of the later versions are deletes.
+                if n >= FILES && n % 10 == 3 {
+                    c = serde_json::json!({ "path": c["path"], "op": "delete" });
+                }
+                c
+            })
+            .collect();
+        let (status, body) = api.update(&id, "loader", changes).await?;
+        if status != 200 {
+            bail!("loading events: {status} {body}");
+        }
+    }
+    println!(
+        "history: {EVENTS} events over {FILES} paths loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (what, at) in [("head", None), ("seq 500,000", Some(500_000u64))] {
+        let mut after: Option<String> = None;
+        let mut pages = 0u32;
+        let mut files = 0usize;
+        let mut first_page = Duration::ZERO;
+        let whole = Instant::now();
+        loop {
+            let mut url = format!("/api/projects/{id}/tree?limit=1000");
+            if let Some(s) = at {
+                url.push_str(&format!("&at_seq={s}"));
+            }
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={}", urlencode(a)));
+            }
+            let t = Instant::now();
+            let (status, page) = api.get(&url).await?;
+            if pages == 0 {
+                first_page = t.elapsed();
+            }
+            if status != 200 {
+                bail!("tree: {status} {page}");
+            }
+            pages += 1;
+            files += page["files"].as_array().map_or(0, Vec::len);
+            match page["next"].as_str() {
+                Some(n) => after = Some(n.to_string()),
+                None => break,
+            }
+        }
+        let total = whole.elapsed();
+        println!(
+            "  tree at {what}: {files} files in {pages} pages of 1,000: first page {:.1} ms, mean page {:.1} ms, whole tree {:.2} s",
+            first_page.as_secs_f64() * 1000.0,
+            total.as_secs_f64() * 1000.0 / f64::from(pages.max(1)),
+            total.as_secs_f64()
+        );
+    }
+
+    // A rewind of 10,000 paths, until a receiving client is identical.
+    let server = TestServer::start().await?;
+    let (a, b, id, api) = vidsync_e2e::linked_pair(&server, "receive").await?;
+    for i in 0..10_000 {
+        a.write(
+            &format!("d{:02}/f{i}.txt", i % 100),
+            format!("file {i}\n").as_bytes(),
+        )?;
+    }
+    let (mut ra, mut rb) = (a.run(&[])?, b.run(&[])?);
+    let head = |api: Api, id: String| async move {
+        api.events(&id, u64::MAX / 2)
+            .await
+            .ok()
+            .and_then(|(_, p)| p["head_seq"].as_u64())
+            .unwrap_or(0)
+    };
+    let wait = |what: &'static str, cond: Box<dyn Fn() -> bool>| async move {
+        let deadline = Instant::now() + Duration::from_secs(900);
+        while !cond() {
+            if Instant::now() > deadline {
+                bail!("{what}: not within 15 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let before = vidsync_e2e::tree_hashes(&a.folder)?;
+    let bf = b.folder.clone();
+    let want = before.clone();
+    wait(
+        "B has the 10,000 files",
+        Box::new(move || {
+            vidsync_e2e::tree_hashes(&bf).map(vidsync_e2e::visible).ok() == Some(want.clone())
+        }),
+    )
+    .await?;
+    let point = head(api.clone(), id.clone()).await;
+    for i in 0..100 {
+        std::fs::remove_dir_all(a.folder.join(format!("d{i:02}")))?;
+    }
+    let bf = b.folder.clone();
+    wait(
+        "B has the deletes",
+        Box::new(move || {
+            vidsync_e2e::tree_hashes(&bf)
+                .map(|t| vidsync_e2e::visible(t).is_empty())
+                .unwrap_or(false)
+        }),
+    )
+    .await?;
+    let started = Instant::now();
+    a.ok(&[
+        "rewind",
+        "--project",
+        &id,
+        "--to",
+        &point.to_string(),
+        "--yes",
+    ])
+    .await?;
+    let answered = started.elapsed();
+    let bf = b.folder.clone();
+    let want = before.clone();
+    wait(
+        "B identical after the rewind",
+        Box::new(move || {
+            vidsync_e2e::tree_hashes(&bf).map(vidsync_e2e::visible).ok() == Some(want.clone())
+        }),
+    )
+    .await?;
+    println!(
+        "  rewind of 10,000 paths: restore answered in {:.2} s (dry run + restore), receiving client identical after {:.2} s",
+        answered.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
