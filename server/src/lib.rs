@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod blob_store;
 pub mod blobs;
+pub mod changes;
 pub mod check;
 pub mod chunks;
 pub mod clock;
