@@ -10,7 +10,8 @@
 //!
 //! Parts: this module (the feed's handle, cursors, connection state),
 //! [`log`] (gap filling, ordering and polling from the event log),
-//! [`socket`] (the Socket.IO connection and its subscriptions).
+//! [`socket`] (the Socket.IO connection and its subscriptions), [`post`]
+//! (batches of changes sent up the socket, for the uploader).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,9 +29,11 @@ use crate::api::ApiClient;
 use crate::Transport;
 
 mod log;
+mod post;
 mod socket;
 
 use log::{poll, process};
+pub use post::{SocketPost, ACK_DEADLINE};
 use socket::{run_socket, subscribe};
 
 /// How a client currently hears about remote changes.
@@ -105,6 +108,8 @@ struct Shared {
     heads: Mutex<HashMap<String, u64>>,
     socket_up: AtomicBool,
     client: tokio::sync::Mutex<Option<Client>>,
+    /// How long a `files:update` ack may take before the batch goes by HTTP.
+    ack_deadline: Duration,
     conn: watch::Sender<Connection>,
     raw: mpsc::UnboundedSender<RawEvent>,
     out: mpsc::UnboundedSender<FeedEvent>,
@@ -138,6 +143,10 @@ impl LiveFeed {
             heads: Mutex::new(HashMap::new()),
             socket_up: AtomicBool::new(false),
             client: tokio::sync::Mutex::new(None),
+            ack_deadline: std::env::var("VIDSYNC_ACK_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(ACK_DEADLINE, Duration::from_millis),
             conn: conn_tx,
             raw: raw_tx,
             out: out_tx,
