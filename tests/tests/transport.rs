@@ -146,3 +146,154 @@ async fn a_batch_whose_websocket_dies_goes_by_http_and_is_logged_once() -> anyho
     rb.stop().await?;
     Ok(())
 }
+
+/// What the server saw of one client's connection, from `/metrics`.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    /// Engine.IO sessions opened on polling / on websocket, upgrades.
+    polling_opens: f64,
+    websocket_opens: f64,
+    upgrades: f64,
+    /// Open sockets on websocket / polling now.
+    on_websocket: f64,
+    on_polling: f64,
+}
+
+async fn seen(server: &TestServer) -> anyhow::Result<Seen> {
+    Ok(Seen {
+        polling_opens: count(
+            server,
+            "vidsync_engineio_opens_total{transport=\"polling\"}",
+        )
+        .await?,
+        websocket_opens: count(
+            server,
+            "vidsync_engineio_opens_total{transport=\"websocket\"}",
+        )
+        .await?,
+        upgrades: count(server, "vidsync_engineio_upgrades_total").await?,
+        on_websocket: count(server, "vidsync_socket_transport{transport=\"websocket\"}").await?,
+        on_polling: count(server, "vidsync_socket_transport{transport=\"polling\"}").await?,
+    })
+}
+
+/// One client with preference `pref` (set with `vidsync set --transport`)
+/// writes a file; returns what the server saw of its connection and how
+/// many batches came up the socket and by HTTP. `proxy_kills_websockets`:
+/// the client reaches the server through a proxy that refuses websockets.
+async fn run_with(pref: &str, proxy_kills_websockets: bool) -> anyhow::Result<(Seen, f64, f64)> {
+    let server = TestServer::start().await?;
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port).into()).await?;
+    if proxy_kills_websockets {
+        proxy.kill_websockets();
+    }
+    let a = ClientDir::new()?;
+    let token = server.add_user("alice").await?;
+    a.ok(&["login", "--server", &proxy.url(), "--token", &token])
+        .await?;
+    let id = a
+        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
+        .await?;
+    a.ok(&["set", "--transport", pref]).await?;
+    let http_before = count(&server, HTTP_BATCHES).await?;
+    let mut ra = a.run(&[])?;
+    let want = if pref == "http-only" || pref == "polling-only" {
+        "polling"
+    } else {
+        "live"
+    };
+    ra.wait_status(want, |s| s["connection"] == want).await?;
+    a.write("note.txt", pref.as_bytes())?;
+    ra.wait_for("uploaded", |v| uploaded(v, "note.txt")).await?;
+    let api = server.api(&token);
+    assert_eq!(
+        paths_in_log(&api, &id).await?,
+        vec![("note.txt".to_string(), 1)]
+    );
+    let seen = seen(&server).await?;
+    let socket = count(&server, SOCKET_BATCHES).await?;
+    let http = count(&server, HTTP_BATCHES).await? - http_before;
+    ra.stop().await?;
+    Ok((seen, socket, http))
+}
+
+#[tokio::test]
+async fn websocket_only_opens_a_websocket_and_posts_on_it() -> anyhow::Result<()> {
+    let (seen, socket, http) = run_with("websocket-only", false).await?;
+    assert_eq!(
+        seen,
+        Seen {
+            polling_opens: 0.0,
+            websocket_opens: 1.0,
+            upgrades: 0.0,
+            on_websocket: 1.0,
+            on_polling: 0.0
+        }
+    );
+    assert_eq!((socket, http), (1.0, 0.0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn websocket_first_opens_a_websocket_else_polls() -> anyhow::Result<()> {
+    let (seen, socket, http) = run_with("websocket-first", false).await?;
+    assert_eq!(
+        (seen.websocket_opens, seen.polling_opens, seen.on_websocket),
+        (1.0, 0.0, 1.0),
+        "{seen:?}"
+    );
+    assert_eq!((socket, http), (1.0, 0.0));
+    // Where websockets cannot pass, the socket runs on Engine.IO polling,
+    // and changes still go up it.
+    let (seen, socket, http) = run_with("websocket-first", true).await?;
+    assert_eq!(
+        (seen.polling_opens, seen.on_polling, seen.on_websocket),
+        (1.0, 1.0, 0.0),
+        "{seen:?}"
+    );
+    assert_eq!((socket, http), (1.0, 0.0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_first_opens_on_polling_and_upgrades() -> anyhow::Result<()> {
+    let (seen, socket, http) = run_with("http-first", false).await?;
+    assert_eq!(
+        seen,
+        Seen {
+            polling_opens: 1.0,
+            websocket_opens: 0.0,
+            upgrades: 1.0,
+            on_websocket: 1.0,
+            on_polling: 0.0
+        }
+    );
+    assert_eq!((socket, http), (1.0, 0.0));
+    // No websocket: it stays on polling (rust_engineio opens a second
+    // polling session after the failed upgrade).
+    let (seen, socket, _) = run_with("http-first", true).await?;
+    assert!(seen.polling_opens >= 1.0, "{seen:?}");
+    assert_eq!((seen.on_polling, seen.on_websocket), (1.0, 0.0), "{seen:?}");
+    assert_eq!(socket, 1.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_only_opens_no_socket_and_posts_by_http() -> anyhow::Result<()> {
+    // `polling-only` is the old name of `http-only`.
+    for pref in ["http-only", "polling-only"] {
+        let (seen, socket, http) = run_with(pref, false).await?;
+        assert_eq!(
+            seen,
+            Seen {
+                polling_opens: 0.0,
+                websocket_opens: 0.0,
+                upgrades: 0.0,
+                on_websocket: 0.0,
+                on_polling: 0.0
+            }
+        );
+        assert_eq!((socket, http), (0.0, 1.0));
+    }
+    Ok(())
+}

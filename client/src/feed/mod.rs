@@ -131,7 +131,7 @@ impl LiveFeed {
     ) -> (LiveFeed, mpsc::UnboundedReceiver<FeedEvent>) {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let initial = if transport == Transport::PollingOnly {
+        let initial = if !transport.uses_socket() {
             Connection::Polling
         } else {
             Connection::Offline
@@ -154,12 +154,8 @@ impl LiveFeed {
         tokio::spawn(process(shared.clone(), raw_rx, cancel.clone()));
         tokio::spawn(report_connection(shared.clone(), conn_rx, cancel.clone()));
         tokio::spawn(poll(shared.clone(), poll_interval, cancel.clone()));
-        if transport != Transport::PollingOnly {
-            tokio::spawn(run_socket(
-                shared.clone(),
-                transport == Transport::WebsocketOnly,
-                cancel,
-            ));
+        if transport.uses_socket() {
+            tokio::spawn(run_socket(shared.clone(), transport, cancel));
         }
         (LiveFeed { shared }, out_rx)
     }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use vidsync_protocol::{SubscribeAck, EV_PROJECT_EVENT, EV_SUBSCRIBE};
 
 use super::{note_head, projects, set_conn, Connection, FeedEvent, RawEvent, Shared};
+use crate::Transport;
 
 pub(super) async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id: &str, since: u64) {
     let shared2 = shared.clone();
@@ -71,11 +72,23 @@ fn ack_of(p: Payload) -> Option<SubscribeAck> {
     serde_json::from_value(v).ok()
 }
 
+/// The Engine.IO transports a connect attempt tries, in order.
+fn attempts(transport: Transport) -> Vec<TransportType> {
+    match transport {
+        Transport::WebsocketOnly => vec![TransportType::Websocket],
+        Transport::WebsocketFirst => vec![TransportType::Websocket, TransportType::Polling],
+        // A polling handshake, then the upgrade (polling if it fails).
+        Transport::HttpFirst => vec![TransportType::Any],
+        Transport::HttpOnly => Vec::new(),
+    }
+}
+
 /// Keeps a Socket.IO connection up: first connect with back-off (0.5 s →
-/// 8 s, jitter); after that rust_socketio reconnects by itself.
+/// 8 s, jitter), each attempt over the preference's transports in order;
+/// after that rust_socketio reconnects by itself.
 pub(super) async fn run_socket(
     shared: Arc<Shared>,
-    websocket_only: bool,
+    transport: Transport,
     cancel: CancellationToken,
 ) {
     let mut delays = backoff();
@@ -83,13 +96,20 @@ pub(super) async fn run_socket(
         if cancel.is_cancelled() {
             return;
         }
-        let builder = client_builder(&shared, websocket_only);
-        // connect() has no deadline of its own.
-        let attempt = tokio::time::timeout(Duration::from_secs(10), builder.connect()).await;
-        let result = match attempt {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err("no answer within 10 s".to_string()),
-        };
+        let mut result = Err("no transport to try".to_string());
+        for kind in attempts(transport) {
+            let builder = client_builder(&shared, kind);
+            // connect() has no deadline of its own.
+            let attempt = tokio::time::timeout(Duration::from_secs(10), builder.connect()).await;
+            result = match attempt {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("no answer within 10 s".to_string()),
+            };
+            if result.is_ok() {
+                break;
+            }
+            tracing::debug!(error = ?result.as_ref().err(), "socket connect attempt failed");
+        }
         match result {
             Ok(client) => {
                 *shared.client.lock().await = Some(client.clone());
@@ -110,7 +130,7 @@ pub(super) async fn run_socket(
 }
 
 /// The client's settings and its handlers, each a call of a function below.
-fn client_builder(shared: &Arc<Shared>, websocket_only: bool) -> ClientBuilder {
+fn client_builder(shared: &Arc<Shared>, transport: TransportType) -> ClientBuilder {
     let (s_connect, s_event, s_close, s_error, s_reconnect) = (
         shared.clone(),
         shared.clone(),
@@ -125,11 +145,7 @@ fn client_builder(shared: &Arc<Shared>, websocket_only: bool) -> ClientBuilder {
         None => builder,
     };
     builder
-        .transport_type(if websocket_only {
-            TransportType::Websocket
-        } else {
-            TransportType::Any
-        })
+        .transport_type(transport)
         .auth(json!({ "token": shared.api.token() }))
         .reconnect(true)
         .reconnect_on_disconnect(true)
