@@ -90,6 +90,7 @@ impl FromRequestParts<AppState> for AuthUser {
             }
         };
         let Some(user) = user_for_token(state, &token).await? else {
+            metrics::counter!("vidsync_token_refusals_total", "via" => "http").increment(1);
             return Err(AppError::unauthorized("unknown or revoked token"));
         };
         check_rate(state, &user)?;

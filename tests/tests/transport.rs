@@ -297,3 +297,102 @@ async fn http_only_opens_no_socket_and_posts_by_http() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `reconnecting` with its detail, as `status.json` and `status --json`
+/// carry it: the try's number and a next-try time in the near future.
+fn reconnecting(s: &Value) -> bool {
+    let detail = &s["connection_detail"];
+    let next = detail["next_try_at"].as_str().and_then(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+    });
+    s["connection"] == "reconnecting"
+        && detail["attempt"].as_u64().is_some_and(|n| n >= 1)
+        // Back-off is at most 8 s (plus jitter and a loaded machine).
+        && next.is_some_and(|t| t - time::OffsetDateTime::now_utc() < time::Duration::seconds(20))
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_shows_reconnecting_then_live() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let (a, _b, _id, _api) = linked_pair(&server, "receive").await?;
+    a.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut ra = a.run(&[])?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    server.stop().await?;
+    let st = ra.wait_status("A reconnecting", reconnecting).await?;
+    // Each try is counted: a later one has a higher number.
+    let first = st["status"]["connection_detail"]["attempt"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    ra.wait_status("a later try", |s| {
+        reconnecting(s) && s["connection_detail"]["attempt"].as_u64() > Some(first)
+    })
+    .await?;
+    // `vidsync status` says it too, in both forms.
+    let json: Value = serde_json::from_str(&a.ok(&["status", "--json"]).await?)?;
+    assert!(reconnecting(&json[0]), "{json}");
+    let text = a.ok(&["status"]).await?;
+    assert!(text.contains("reconnecting in "), "{text}");
+
+    server.restart().await?;
+    let st = ra
+        .wait_status("A live again", |s| s["connection"] == "live")
+        .await?;
+    assert!(st["status"]["connection_detail"].is_null(), "{st}");
+    ra.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_revoked_token_fails_and_is_not_tried_again() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, _b, _id, _api) = linked_pair(&server, "receive").await?;
+    a.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut ra = a.run(&[])?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    server.admin(&["user", "revoke", "alice"]).await?;
+    let st = ra
+        .wait_status("A failed", |s| s["connection"] == "failed")
+        .await?;
+    let detail = &st["status"]["connection_detail"];
+    assert_eq!(detail["will_retry"], false, "{st}");
+    // The socket's connect_error or the poller's 401, whichever came first.
+    assert!(
+        detail["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unauthorized") || r.contains("revoked token")),
+        "{st}"
+    );
+    let text = a.ok(&["status"]).await?;
+    assert!(text.contains("failed, not retrying"), "{text}");
+    // No retry loop: over a window longer than the first back-off steps
+    // (0.5 + 1 + 2 s), no socket is opened and the token is not presented
+    // again (neither by the socket nor by the event-log poller).
+    let opens = |s: Seen| s.polling_opens + s.websocket_opens;
+    let refusals = || async {
+        let http = count(&server, "vidsync_token_refusals_total{via=\"http\"}").await?;
+        let socket = count(&server, "vidsync_token_refusals_total{via=\"socket\"}").await?;
+        anyhow::Ok((http, socket))
+    };
+    let (opens_before, refusals_before) = (opens(seen(&server).await?), refusals().await?);
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(
+        opens(seen(&server).await?),
+        opens_before,
+        "the socket was tried again"
+    );
+    assert_eq!(
+        refusals().await?,
+        refusals_before,
+        "the token was tried again"
+    );
+    assert_eq!(
+        a.status_file()
+            .map(|s| s["folders"][0]["connection"].clone()),
+        Some(Value::from("failed"))
+    );
+    ra.stop().await?;
+    Ok(())
+}

@@ -77,7 +77,10 @@ async fn authenticate(
     };
     let user = match crate::auth::user_for_token(&state, &auth.token).await {
         Ok(Some(user)) => user,
-        Ok(None) => return Err(Refused("unauthorized: unknown or revoked token")),
+        Ok(None) => {
+            metrics::counter!("vidsync_token_refusals_total", "via" => "socket").increment(1);
+            return Err(Refused("unauthorized: unknown or revoked token"));
+        }
         Err(_) => return Err(Refused("internal error while checking the token")),
     };
     socket
