@@ -62,6 +62,10 @@ pub struct Config {
     /// How long a connection may take to send a request's headers, and how
     /// long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
+    /// Engine.IO heartbeat: a ping every `ping_interval`; a socket that has
+    /// not answered within `ping_timeout` after it is closed.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 impl Config {
@@ -75,6 +79,8 @@ impl Config {
             rate_limit: 0,
             max_projects_per_user: DEFAULT_MAX_PROJECTS_PER_USER,
             header_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 
@@ -115,6 +121,8 @@ pub struct Inner {
     /// Read by the revocation watcher through its own connection.
     database_url: String,
     header_timeout: Duration,
+    /// Engine.IO heartbeat (see [`Config`]).
+    ping: (Duration, Duration),
 }
 
 impl std::ops::Deref for AppState {
@@ -178,6 +186,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
         connections: AtomicU64::new(0),
         database_url: config.database_url(),
         header_timeout: config.header_timeout,
+        ping: (config.ping_interval, config.ping_timeout),
     })))
 }
 
@@ -233,6 +242,8 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         // (resident memory per socket); clients send only small messages
         // here, and a larger one is read in several steps.
         .ws_read_buffer_size(live::WS_READ_BUFFER_BYTES)
+        .ping_interval(state.ping.0)
+        .ping_timeout(state.ping.1)
         .build_layer();
     live::register(&io);
     let live = state.live;

@@ -396,3 +396,42 @@ async fn a_revoked_token_fails_and_is_not_tried_again() -> anyhow::Result<()> {
     ra.stop().await?;
     Ok(())
 }
+
+/// A websocket that stops answering (the proxy drops all the server sends
+/// on it, pings included, while the TCP connection stays open) is counted
+/// as down within the server's ping interval + ping timeout.
+#[tokio::test]
+async fn a_silent_websocket_is_down_within_ping_interval_plus_timeout() -> anyhow::Result<()> {
+    let (interval_ms, timeout_ms) = (1000u64, 1000u64);
+    let server = TestServer::start_with(&[
+        "--ping-interval-ms",
+        &interval_ms.to_string(),
+        "--ping-timeout-ms",
+        &timeout_ms.to_string(),
+    ])
+    .await?;
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port).into()).await?;
+    let a = ClientDir::new()?;
+    let token = server.add_user("alice").await?;
+    a.ok(&["login", "--server", &proxy.url(), "--token", &token])
+        .await?;
+    a.ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
+        .await?;
+    a.ok(&["set", "--poll-interval-ms", "200"]).await?;
+    let mut ra = a.run(&["--transport", "websocket-only"])?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    ra.forget();
+    proxy.kill_websockets();
+    let silent = std::time::Instant::now();
+    ra.wait_status("A no longer live", |s| s["connection"] != "live")
+        .await?;
+    let took = silent.elapsed();
+    println!("a silent websocket was counted down after {took:?}");
+    // The last ping came at most one interval before the proxy went silent;
+    // the status is written within a poll after detection.
+    let bound = std::time::Duration::from_millis(interval_ms + timeout_ms + 1500);
+    assert!(took <= bound, "detected after {took:?}, bound {bound:?}");
+    ra.stop().await?;
+    Ok(())
+}
