@@ -14,13 +14,27 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
-    /// Socket.IO over WebSocket, else Engine.IO polling; REST polling while down.
+    /// Socket.IO straight over WebSocket, else over Engine.IO polling;
+    /// changes go up the socket; the event log is polled while it is down.
     #[default]
     WebsocketFirst,
-    /// Socket.IO over WebSocket only; REST polling while down.
+    /// Socket.IO over WebSocket only; the event log is polled while it is down.
     WebsocketOnly,
-    /// No socket: poll the event log.
-    PollingOnly,
+    /// Socket.IO starting on Engine.IO polling, upgraded to WebSocket when
+    /// that works (what socket.io clients do by default).
+    HttpFirst,
+    /// No socket: poll the event log and post changes by HTTP
+    /// (`polling-only`, its old name, is accepted too).
+    #[serde(alias = "polling-only")]
+    #[value(alias = "polling-only")]
+    HttpOnly,
+}
+
+impl Transport {
+    /// Whether this preference opens a socket at all.
+    pub fn uses_socket(self) -> bool {
+        self != Transport::HttpOnly
+    }
 }
 
 /// What a linked folder does (as in Syncthing).

@@ -27,7 +27,9 @@ pub mod watch;
 use std::path::Path;
 
 pub use config::{Config, FolderLink, Mode, Transport};
-pub use engine::{Badge, BadgeKind, Connection, Engine, EngineEvent, FolderStatus};
+pub use engine::{
+    Badge, BadgeKind, Connection, ConnectionDetail, Engine, EngineEvent, FolderStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -20,13 +20,16 @@ pub use path::{
 };
 pub use types::{
     check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
-    RawChange, Role, SubscribeAck, SubscribeRequest, UpdateRequest, UpdateResponse, MAX_ID_BYTES,
+    RawChange, Role, SocketUpdate, SubscribeAck, SubscribeRequest, UpdateAck, UpdateRequest,
+    UpdateResponse, MAX_ID_BYTES,
 };
 
 /// Socket.IO event a client emits to join a project's room.
 pub const EV_SUBSCRIBE: &str = "subscribe:project";
 /// Socket.IO event a client emits to leave a project's room.
 pub const EV_UNSUBSCRIBE: &str = "unsubscribe:project";
+/// Socket.IO event a client emits to append changes (v2), with an ack.
+pub const EV_FILES_UPDATE: &str = "files:update";
 /// Socket.IO event the server emits for every appended event.
 pub const EV_PROJECT_EVENT: &str = "project:event";
 

@@ -196,6 +196,69 @@ pub struct UpdateResponse {
     pub head_seq: u64,
 }
 
+/// Payload of the socket's `files:update` (PROTOCOL.md v2, "Changes over
+/// the socket"): the HTTP body plus the project it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketUpdate<C = RawChange> {
+    pub project_id: String,
+    pub client_id: String,
+    pub changes: Vec<C>,
+}
+
+impl<C> SocketUpdate<C> {
+    /// The project, and the request as the HTTP route takes it.
+    pub fn split(self) -> (String, UpdateRequest<C>) {
+        (
+            self.project_id,
+            UpdateRequest {
+                client_id: self.client_id,
+                changes: self.changes,
+            },
+        )
+    }
+}
+
+/// Acknowledgement of `files:update`: `{"ok": true, "events", "head_seq"}`
+/// or `{"ok": false, "error": {...}}` (the HTTP error body's `error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateAck {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<ProjectEvent>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+impl UpdateAck {
+    pub fn ok(resp: UpdateResponse) -> Self {
+        UpdateAck {
+            ok: true,
+            events: Some(resp.events),
+            head_seq: Some(resp.head_seq),
+            error: None,
+        }
+    }
+
+    pub fn err(error: ErrorDetail) -> Self {
+        UpdateAck {
+            ok: false,
+            events: None,
+            head_seq: None,
+            error: Some(error),
+        }
+    }
+
+    /// The answer as the HTTP route gives it: the response, or the error.
+    pub fn into_result(self) -> Result<UpdateResponse, Option<ErrorDetail>> {
+        match (self.ok, self.events, self.head_seq) {
+            (true, Some(events), Some(head_seq)) => Ok(UpdateResponse { events, head_seq }),
+            _ => Err(self.error),
+        }
+    }
+}
+
 /// Who made an event.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

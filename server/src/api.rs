@@ -13,11 +13,12 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vidsync_protocol::{
-    check_id, is_bidi_control, is_zero_width, Change, EventsPage, Health, Invite, Project, Role,
-    UpdateRequest, UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_CHANGES_PER_REQUEST, MAX_EVENTS_PAGE,
+    is_bidi_control, is_zero_width, EventsPage, Health, Invite, Project, Role, UpdateRequest,
+    UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE,
 };
 
 use crate::auth::{random_hex, AuthUser};
+use crate::changes::Via;
 use crate::db::{Access, User};
 use crate::error::{AppError, AppResult};
 use crate::json::ApiJson;
@@ -198,33 +199,10 @@ async fn post_changes(
     ApiJson(body): ApiJson<UpdateRequest>,
 ) -> AppResult<Json<UpdateResponse>> {
     let received = Instant::now();
-    require_member(&state, &project_id, &user).await?;
-    check_id("client_id", &body.client_id).map_err(AppError::unprocessable)?;
-    let n = body.changes.len();
-    if n == 0 || n > MAX_CHANGES_PER_REQUEST {
-        return Err(AppError::unprocessable(format!(
-            "a request carries 1–{MAX_CHANGES_PER_REQUEST} changes, this one has {n}"
-        )));
-    }
-    let mut changes = Vec::with_capacity(n);
-    for (i, raw) in body.changes.into_iter().enumerate() {
-        let change = Change::try_from(raw)
-            .map_err(|e| AppError::new(e.code(), format!("changes[{i}]: {e}")))?;
-        changes.push(change);
-    }
-    let hub = state.hub.clone();
-    let appended = state
-        .db
-        .append(&project_id, &user, &body.client_id, &changes, |fresh| {
-            hub.publish(&project_id, fresh, received);
-        })
-        .await?;
-    metrics::counter!("vidsync_events_appended_total").increment(appended.fresh.len() as u64);
-    tracing::debug!(project = %project_id, appended = appended.fresh.len(), head = appended.head_seq, "changes appended");
-    Ok(Json(UpdateResponse {
-        events: appended.events,
-        head_seq: appended.head_seq,
-    }))
+    let resp =
+        crate::changes::append_changes(&state, &user, &project_id, body, Via::Http, received)
+            .await?;
+    Ok(Json(resp))
 }
 
 #[derive(Deserialize)]
@@ -299,6 +277,9 @@ async fn health(State(state): State<AppState>) -> Response {
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     metrics::gauge!("vidsync_socket_connections").set(state.connections() as f64);
+    let (websocket, polling) = state.hub.sockets_by_transport();
+    metrics::gauge!("vidsync_socket_transport", "transport" => "websocket").set(websocket as f64);
+    metrics::gauge!("vidsync_socket_transport", "transport" => "polling").set(polling as f64);
     (
         [(
             axum::http::header::CONTENT_TYPE,

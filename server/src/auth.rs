@@ -47,6 +47,20 @@ pub fn limiter(per_second: u32) -> Option<Limiter> {
     ))
 }
 
+/// Takes one request from `user`'s bucket: 429 `rate_limited` when it is
+/// empty. Every `/api/...` request and every socket `files:update` counts.
+pub fn check_rate(state: &AppState, user: &User) -> Result<(), AppError> {
+    if let Some(limiter) = &state.limiter {
+        if limiter.check_key(&user.id).is_err() {
+            return Err(AppError::new(
+                vidsync_protocol::ErrorCode::RateLimited,
+                "too many requests: slow down and retry",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The authenticated caller of an `/api/...` request.
 pub struct AuthUser(pub User);
 
@@ -76,16 +90,10 @@ impl FromRequestParts<AppState> for AuthUser {
             }
         };
         let Some(user) = user_for_token(state, &token).await? else {
+            metrics::counter!("vidsync_token_refusals_total", "via" => "http").increment(1);
             return Err(AppError::unauthorized("unknown or revoked token"));
         };
-        if let Some(limiter) = &state.limiter {
-            if limiter.check_key(&user.id).is_err() {
-                return Err(AppError::new(
-                    vidsync_protocol::ErrorCode::RateLimited,
-                    "too many requests: slow down and retry",
-                ));
-            }
-        }
+        check_rate(state, &user)?;
         Ok(AuthUser(user))
     }
 }

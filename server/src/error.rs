@@ -1,13 +1,14 @@
 //! `AppError`: every way a request can fail, as causes that keep their
-//! source. [`AppError::into_response`] is the one place that maps a cause to a
-//! status, a code and the `{"error": {code, message, ...}}` body, and the one
-//! place that logs internal failures (with their cause, which the client never
-//! sees). Constructors only describe; they do not log.
+//! source. [`AppError::detail`] is the one place that maps a cause to a code
+//! and the `{code, message, ...}` object (of an HTTP error body, see
+//! [`AppError::into_response`], or of a socket ack), and the one place that
+//! logs internal failures (with their cause, which the client never sees).
+//! Constructors only describe; they do not log.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use vidsync_protocol::{ErrorBody, ErrorCode};
+use vidsync_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::db::DbError;
 use crate::event_log::AppendError;
@@ -118,17 +119,17 @@ impl From<AppendError> for AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+impl AppError {
+    /// The `error` object of the answer (HTTP body or socket ack); logs
+    /// internal failures, whose cause the client never sees.
+    pub fn detail(&self) -> ErrorDetail {
         let code = self.code();
-        let status =
-            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = match &self {
-            AppError::Refused { message, .. } => ErrorBody::new(code, message.clone()),
+        match self {
+            AppError::Refused { message, .. } => ErrorBody::new(code, message.clone()).error,
             AppError::Conflict(c) => {
                 let mut b = ErrorBody::new(code, c.message.clone());
                 b.error.conflicts = Some(c.entries.clone());
-                b
+                b.error
             }
             AppError::StorageFull { .. } => {
                 tracing::error!(error = %self, "refused: disk full");
@@ -136,11 +137,23 @@ impl IntoResponse for AppError {
                     code,
                     "the server's disk is full; nothing was stored, try again later",
                 )
+                .error
             }
             AppError::Db(_) | AppError::Io { .. } => {
                 tracing::error!(error = %self, "internal error");
-                ErrorBody::new(code, "internal server error")
+                ErrorBody::new(code, "internal server error").error
             }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: self.detail(),
         };
         let mut resp = (status, Json(body)).into_response();
         let retry_after = match code {

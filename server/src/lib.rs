@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod blob_store;
 pub mod blobs;
+pub mod changes;
 pub mod check;
 pub mod chunks;
 pub mod clock;
@@ -70,6 +71,10 @@ pub struct Config {
     /// Content no event names yet, or that a client was told is present,
     /// is left alone this long.
     pub gc_grace: Duration,
+    /// Engine.IO heartbeat: a ping every `ping_interval`; a socket that has
+    /// not answered within `ping_timeout` after it is closed.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
 }
 
 impl Config {
@@ -86,6 +91,8 @@ impl Config {
             keep_versions: Duration::from_secs(30 * 86_400),
             gc_interval: Some(Duration::from_secs(3600)),
             gc_grace: Duration::from_secs(3600),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 
@@ -127,6 +134,8 @@ pub struct Inner {
     database_url: String,
     header_timeout: Duration,
     pub retention: retention::Retention,
+    /// Engine.IO heartbeat (see [`Config`]).
+    ping: (Duration, Duration),
 }
 
 impl std::ops::Deref for AppState {
@@ -197,6 +206,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
             claims: Default::default(),
             gate: Default::default(),
         },
+        ping: (config.ping_interval, config.ping_timeout),
     })))
 }
 
@@ -255,6 +265,8 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
         // (resident memory per socket); clients send only small messages
         // here, and a larger one is read in several steps.
         .ws_read_buffer_size(live::WS_READ_BUFFER_BYTES)
+        .ping_interval(state.ping.0)
+        .ping_timeout(state.ping.1)
         .build_layer();
     live::register(&io);
     let live = state.live;

@@ -86,6 +86,13 @@ struct ServeArgs {
     /// Seconds a connection may take to send request headers (also the idle keep-alive limit).
     #[arg(long, env = "VIDSYNC_HEADER_TIMEOUT", default_value_t = 30)]
     header_timeout: u64,
+    /// Engine.IO ping interval, in ms (a silent socket is closed after
+    /// interval + timeout).
+    #[arg(long, env = "VIDSYNC_PING_INTERVAL_MS", default_value_t = 25_000)]
+    ping_interval_ms: u64,
+    /// Engine.IO ping timeout, in ms.
+    #[arg(long, env = "VIDSYNC_PING_TIMEOUT_MS", default_value_t = 20_000)]
+    ping_timeout_ms: u64,
     /// Serve HTTPS (and wss) with this PEM certificate chain (needs --tls-key).
     #[arg(long, env = "VIDSYNC_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -251,6 +258,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.keep_versions = std::time::Duration::from_secs(u64::from(args.keep_versions_days) * 86_400);
     cfg.gc_interval = Some(std::time::Duration::from_secs(args.gc_interval_secs.max(1)));
     cfg.gc_grace = std::time::Duration::from_secs(args.gc_grace_secs);
+    cfg.ping_interval = std::time::Duration::from_millis(args.ping_interval_ms.max(100));
+    cfg.ping_timeout = std::time::Duration::from_millis(args.ping_timeout_ms.max(100));
     // Read before the store opens: a wrong path fails fast.
     let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some((cert, key)) => Some(vidsync_server::tls::load(cert, key)?),

@@ -53,11 +53,12 @@ test("link a folder in the window, see another client's change live, follow the 
   console.log(`feed and badge showed bob's change ${Date.now() - written} ms after the write`);
   await w.shot("2-live-feed");
 
-  // The server goes away: offline. It comes back: live.
+  // The server goes away: reconnecting, with the time to the next try.
+  // It comes back: live.
   w.server.kill("SIGTERM");
   await until("server exit", () => Promise.resolve(w.server.exitCode !== null));
-  await until("offline", async () => (await w.text("#connection")) === "offline");
-  await w.shot("3-offline");
+  await until("reconnecting", async () => /^reconnecting in \d+ s$/.test(await w.text("#connection")));
+  await w.shot("3-reconnecting");
   await w.startServer(`127.0.0.1:${port}`);
   await until("live again", async () => (await w.text("#connection")) === "live", 30000);
   await w.shot("4-live-again");

@@ -128,6 +128,65 @@ for (const transports of [["websocket"], ["polling"]]) {
   });
 }
 
+// PROTOCOL.md v2, "Changes over the socket": the ack says what the HTTP
+// route would (events, head_seq; or the error object), a retry of the same
+// change ids appends nothing, and a peer hears the events.
+for (const transports of [["websocket"], ["polling"]]) {
+  test(`files:update with its ack over ${transports[0]}`, async () => {
+    const peer = connect(alice, ["websocket"]);
+    await once(peer, "connect");
+    const sub = await withDeadline(
+      peer.emitWithAck("subscribe:project", { project_id: projectId }), "subscribe ack");
+    assert.equal(sub.ok, true);
+    const heard = [];
+    peer.on("project:event", (ev) => heard.push(ev.seq));
+    const socket = connect(alice, transports);
+    await once(socket, "connect");
+    const hash = createHash("sha256").update("u").digest("hex");
+    const batch = {
+      project_id: projectId,
+      client_id: "js-up",
+      changes: ["a", "b"].map((n) => (
+        { path: `up/${transports[0]}/${n}`, op: "create", hash, size: 1, mtime: null,
+          change_id: `${transports[0]}-${n}` })),
+    };
+    const ack = await withDeadline(socket.emitWithAck("files:update", batch), "files:update ack");
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    const seqs = ack.events.map((e) => e.seq);
+    assert.deepEqual(seqs, [ack.head_seq - 1, ack.head_seq]);
+    assert.equal(ack.events[1].change.path, `up/${transports[0]}/b`);
+    assert.deepEqual(ack.events[0].origin, { client_id: "js-up", user: "alice" });
+    const again = await withDeadline(socket.emitWithAck("files:update", batch), "retry ack");
+    assert.deepEqual(again, ack);
+    await withDeadline(
+      (async () => {
+        while (heard.length < 2) await new Promise((r) => setTimeout(r, 10));
+      })(),
+      "the peer hears both events",
+    );
+    assert.deepEqual(heard, seqs);
+    // A stale base_hash: the HTTP route's 409 body, as the ack's error.
+    const stale = { ...batch, changes: [{ ...batch.changes[0], op: "update", change_id: null, base_hash: null }] };
+    const refused = await withDeadline(socket.emitWithAck("files:update", stale), "conflict ack");
+    assert.equal(refused.ok, false);
+    assert.equal(refused.error.code, "conflict");
+    assert.equal(refused.error.conflicts[0].current.seq, seqs[0]);
+    const viaHttp = await api(alice, "POST", `/api/projects/${projectId}/files/update`,
+      { client_id: stale.client_id, changes: stale.changes });
+    assert.equal(viaHttp.status, 409);
+    assert.deepEqual(refused.error, viaHttp.body.error);
+    // A non-member may not.
+    const outsider = connect(bob, transports);
+    await once(outsider, "connect");
+    const forbidden = await withDeadline(outsider.emitWithAck("files:update", batch), "ack");
+    assert.equal(forbidden.ok, false);
+    assert.equal(forbidden.error.code, "forbidden");
+    outsider.close();
+    socket.close();
+    peer.close();
+  });
+}
+
 test("a bare project id subscribes; a non-member is refused in the ack", async () => {
   const socket = connect(bob, ["websocket"]);
   await once(socket, "connect");

@@ -116,6 +116,48 @@ def test_replay_of_any_length_reaches_a_default_client(server, transport, count)
     assert seqs == list(range(1, count + 1))
 
 
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_files_update_over_the_socket(server, transport):
+    """PROTOCOL.md v2, "Changes over the socket": the ack carries the events
+    (or the error object), and a retry of the same change ids appends
+    nothing."""
+    url, token = server
+
+    async def run():
+        project_id = await new_project_with_events(url, token, 1)
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(url, auth={"token": token}, transports=[transport])
+        try:
+            hash_ = hashlib.sha256(b"u").hexdigest()
+            batch = {
+                "project_id": project_id,
+                "client_id": "py-up",
+                "changes": [
+                    {"path": f"up/{n}", "op": "create", "hash": hash_, "size": 1,
+                     "mtime": None, "change_id": f"py-{n}"}
+                    for n in ("a", "b")
+                ],
+            }
+            first = await client.call("files:update", batch, timeout=DEADLINE)
+            again = await client.call("files:update", batch, timeout=DEADLINE)
+            bad = dict(batch, changes=[dict(batch["changes"][0], path="../out")])
+            refused = await client.call("files:update", bad, timeout=DEADLINE)
+            missing = await client.call("files:update", {"project_id": project_id},
+                                        timeout=DEADLINE)
+        finally:
+            await client.disconnect()
+        return first, again, refused, missing
+
+    first, again, refused, missing = asyncio.run(run())
+    assert first["ok"] is True, first
+    assert [e["seq"] for e in first["events"]] == [2, 3]
+    assert first["head_seq"] == 3
+    assert first["events"][0]["origin"] == {"client_id": "py-up", "user": "alice"}
+    assert again == first
+    assert refused["ok"] is False and refused["error"]["code"] == "invalid_path", refused
+    assert missing["ok"] is False and missing["error"]["code"] == "bad_request", missing
+
+
 def test_a_wrong_token_is_refused(server):
     url, _ = server
 

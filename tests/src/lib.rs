@@ -197,6 +197,19 @@ impl TestServer {
         }
     }
 
+    /// A sample of `/metrics`: `name` with its labels as the exposition
+    /// writes them (`vidsync_x{via="socket"}`); `None` if it is absent.
+    pub async fn metric(&self, name: &str) -> Result<Option<f64>> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await?
+            .text()
+            .await?;
+        Ok(text.lines().find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse().ok()).flatten()
+        }))
+    }
+
     pub fn api(&self, token: &str) -> Api {
         Api {
             http: reqwest::Client::new(),

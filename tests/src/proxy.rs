@@ -2,7 +2,9 @@
 //! proxy to the server. The test can cut every open connection at once
 //! ([`Proxy::cut`]) or stall them — bytes stop flowing both ways, sockets
 //! stay open — until [`Proxy::resume`]. New connections are accepted all
-//! along (a stalled proxy holds their bytes too).
+//! along (a stalled proxy holds their bytes too). It can also kill
+//! websockets alone ([`Proxy::kill_websockets`]) while plain HTTP (and
+//! Engine.IO polling) passes.
 
 use std::net::SocketAddr;
 
@@ -15,6 +17,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     cuts: watch::Sender<u64>,
     stalled: watch::Sender<bool>,
+    ws_dead: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -25,14 +28,20 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let (cuts, cut_rx) = watch::channel(0u64);
         let (stalled, stall_rx) = watch::channel(false);
+        let (ws_dead, ws_dead_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let (cut, stall) = (cut_rx.clone(), stall_rx.clone());
+                let (cut, stall, ws_dead) = (cut_rx.clone(), stall_rx.clone(), ws_dead_rx.clone());
                 tokio::spawn(async move {
+                    let websocket = is_websocket(&inbound).await;
+                    if websocket && *ws_dead.borrow() {
+                        return;
+                    }
                     if let Ok(outbound) = TcpStream::connect(target).await {
                         let _ = inbound.set_nodelay(true);
                         let _ = outbound.set_nodelay(true);
-                        pipe(inbound, outbound, cut, stall).await;
+                        let mute = websocket.then_some(ws_dead);
+                        pipe(inbound, outbound, cut, stall, mute).await;
                     }
                 });
             }
@@ -41,6 +50,7 @@ impl Proxy {
             addr,
             cuts,
             stalled,
+            ws_dead,
             task,
         })
     }
@@ -63,6 +73,38 @@ impl Proxy {
     pub fn resume(&self) {
         let _ = self.stalled.send(false);
     }
+
+    /// Kills websockets, and only them: on an open one, what the server
+    /// sends is dropped from now on (what the client sends still arrives,
+    /// as with a connection that died one way); a new one is closed at once.
+    /// Plain HTTP requests, Engine.IO polling included, pass.
+    pub fn kill_websockets(&self) {
+        let _ = self.ws_dead.send(true);
+    }
+
+    /// Lets new websockets through again (killed ones stay dead).
+    pub fn revive_websockets(&self) {
+        let _ = self.ws_dead.send(false);
+    }
+}
+
+/// Whether a new connection opens with a websocket upgrade request (its
+/// first bytes are read without taking them).
+async fn is_websocket(inbound: &TcpStream) -> bool {
+    let mut head = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let n = match tokio::time::timeout_at(deadline, inbound.peek(&mut head)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        let text = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+        if text.contains("\r\n\r\n") || n == 0 || n == head.len() {
+            return text.contains("upgrade: websocket");
+        }
+        // Only part of the head came yet.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 impl Drop for Proxy {
@@ -78,13 +120,14 @@ async fn pipe(
     b: TcpStream,
     mut cut: watch::Receiver<u64>,
     stall: watch::Receiver<bool>,
+    mute: Option<watch::Receiver<bool>>,
 ) {
     // Only cuts after this connection opened count.
     cut.borrow_and_update();
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
-    let up = copy(ar, bw, stall.clone());
-    let down = copy(br, aw, stall);
+    let up = copy(ar, bw, stall.clone(), None);
+    let down = copy(br, aw, stall, mute);
     tokio::select! {
         // A dropped sender (the proxy went away) cuts too.
         _ = cut.changed() => {}
@@ -97,6 +140,7 @@ async fn copy(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut stall: watch::Receiver<bool>,
+    mute: Option<watch::Receiver<bool>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -109,6 +153,9 @@ async fn copy(
             if stall.changed().await.is_err() {
                 return;
             }
+        }
+        if mute.as_ref().is_some_and(|m| *m.borrow()) {
+            continue;
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

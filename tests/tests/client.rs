@@ -235,7 +235,7 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
         .await?;
 
     server.stop().await?;
-    ra.wait_status("A offline", |s| s["connection"] == "offline")
+    ra.wait_status("A reconnecting", |s| s["connection"] == "reconnecting")
         .await?;
     for i in 0..3 {
         a.write(&format!("offline{i}.txt"), format!("{i}").as_bytes())?;
@@ -253,7 +253,7 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
         ),
         (
             serde_json::json!({ "kind": "offline", "count": 3 }),
-            Some("offline"),
+            Some("reconnecting"),
             Some(3)
         )
     );
@@ -266,8 +266,8 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
         serde_json::json!({ "kind": "offline", "count": 3 })
     );
     let mut ra = a.run(&[])?;
-    ra.wait_status("A offline again", |s| {
-        s["connection"] == "offline" && s["queued"] == 3
+    ra.wait_status("A reconnecting again", |s| {
+        s["connection"] == "reconnecting" && s["queued"] == 3
     })
     .await?;
 

@@ -72,7 +72,7 @@ async fn a_download_cut_by_a_server_crash_resumes_and_the_cursor_waits() -> anyh
     .await?;
     server.kill9().await?;
     // The event is not done: the cursor (saved and shown) stays before it.
-    rb.wait_status("B offline", |s| s["connection"] == "offline")
+    rb.wait_status("B reconnecting", |s| s["connection"] == "reconnecting")
         .await?;
     assert!(status_seq(&b) < seq, "cursor passed an undone event");
     assert!(

@@ -9,7 +9,7 @@ import type { Notice } from "./generated/Notice";
 import type { Snapshot } from "./generated/Snapshot";
 import type { UiError } from "./generated/UiError";
 import { openHistory, wireHistory } from "./history";
-import { badgeOf, emptyState, expire, overall, reduce, type EngineEvent, type UiState } from "./state";
+import { badgeOf, connectionText, emptyState, expire, overall, reduce, type EngineEvent, type UiState } from "./state";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 let state: UiState = emptyState();
@@ -60,9 +60,10 @@ function render() {
   state = { ...state, synced: expire(state.synced, now) };
   const statuses = Object.values(state.folders);
   const conn = links.length === 0 ? state.connection : overall(statuses);
+  const text = connectionText(statuses, conn, now);
   const c = $("connection");
-  if (c.textContent !== conn) {
-    c.textContent = conn;
+  if (c.textContent !== text) {
+    c.textContent = text;
     c.className = `conn conn-${conn}`;
   }
   // The project list is rebuilt only when something in it changed.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   badgeOf,
+  connectionText,
   emptyState,
   expire,
   FEED_CAP,
@@ -19,6 +20,7 @@ const status = (over: Partial<FolderStatus> = {}): FolderStatus => ({
   mode: "send-receive",
   badge: { kind: "up_to_date", count: 0 },
   connection: "live",
+  connection_detail: null,
   queued: 0,
   last_seq: 3,
   error: null,
@@ -90,5 +92,23 @@ describe("connection", () => {
     expect(overall([status(), status({ connection: "offline" })])).toBe("offline");
     expect(overall([status()])).toBe("live");
     expect(overall([])).toBe("offline");
+    expect(overall([status({ connection: "reconnecting" }), status({ connection: "polling" })])).toBe("reconnecting");
+    expect(overall([status({ connection: "reconnecting" }), status({ connection: "failed" })])).toBe("failed");
+  });
+
+  it("says when the next try is, and that a refused token is not tried again", () => {
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    const reconnecting = status({
+      connection: "reconnecting",
+      connection_detail: { attempt: 3, next_try_at: "2026-01-01T00:00:03.200Z", will_retry: null, reason: "down" },
+    });
+    expect(connectionText([status(), reconnecting], "reconnecting", now)).toBe("reconnecting in 4 s");
+    expect(connectionText([reconnecting], "reconnecting", now + 10_000)).toBe("reconnecting in 0 s");
+    const failed = status({
+      connection: "failed",
+      connection_detail: { attempt: null, next_try_at: null, will_retry: false, reason: "revoked" },
+    });
+    expect(connectionText([failed], "failed", now)).toBe("failed, not retrying");
+    expect(connectionText([status()], "live", now)).toBe("live");
   });
 });

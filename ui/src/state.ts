@@ -124,10 +124,23 @@ export function expire(synced: SyncedBadge[], now: number): SyncedBadge[] {
   return synced.filter((s) => s.until > now);
 }
 
+/** Connection states, worst first. */
+const WORST_FIRST: Connection[] = ["failed", "offline", "reconnecting", "connecting", "polling", "live"];
+
 /** The overall connection: the worst of the folders'. */
 export function overall(folders: FolderStatus[]): Connection {
   if (folders.length === 0) return "offline";
-  if (folders.some((f) => f.connection === "offline")) return "offline";
-  if (folders.some((f) => f.connection === "polling")) return "polling";
-  return "live";
+  return WORST_FIRST.find((c) => folders.some((f) => f.connection === c)) ?? "live";
+}
+
+/** The indicator's words for connection `conn` at `now` (ms):
+ * "reconnecting in 4 s", "failed, not retrying", or the state's name. */
+export function connectionText(folders: FolderStatus[], conn: Connection, now: number): string {
+  const detail = folders.find((f) => f.connection === conn)?.connection_detail;
+  if (conn === "reconnecting" && detail?.next_try_at) {
+    const secs = Math.max(0, Math.ceil((Date.parse(detail.next_try_at) - now) / 1000));
+    return `reconnecting in ${secs} s`;
+  }
+  if (conn === "failed" && detail?.will_retry === false) return "failed, not retrying";
+  return conn;
 }

@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 use vidsync_client::usecase::{CatchUp, UseCaseError};
-use vidsync_client::{EngineEvent, FolderStatus};
+use vidsync_client::{ConnectionDetail, EngineEvent, FolderStatus};
 use vidsync_protocol::ProjectEvent;
 
 /// Adds what a user can do next to a use-case's refusal.
@@ -65,17 +65,25 @@ pub fn print_engine_event(ev: &EngineEvent, json: bool) {
 }
 
 fn status_line(s: &FolderStatus) -> String {
+    let connection = ConnectionDetail::describe(
+        s.connection,
+        s.connection_detail.as_ref(),
+        time::OffsetDateTime::now_utc(),
+    );
     let mut line = format!(
         "{:<20} {:<20} {:<8} queued {:<5} seq {:<6} {}",
         s.name,
         s.badge,
-        s.connection.as_str(),
+        connection,
         s.queued,
         s.last_seq,
         s.path.display()
     );
     if let Some(e) = &s.error {
         line.push_str(&format!("  ({e})"));
+    }
+    if let Some(reason) = s.connection_detail.as_ref().and_then(|d| d.reason.as_ref()) {
+        line.push_str(&format!("\n  connection: {reason}"));
     }
     for a in &s.set_aside {
         line.push_str(&format!(

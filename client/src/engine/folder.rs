@@ -233,7 +233,7 @@ impl FolderLoop {
                 self.feed_error = Some(e);
             }
             Msg::Connection(c) => {
-                if c != Connection::Offline {
+                if matches!(c, Connection::Live | Connection::Polling) {
                     // Back online: whatever waited on the network goes now.
                     self.remote_retry_at = self.remote_retry_at.map(|_| Instant::now());
                     self.upload_retry_at = self.upload_retry_at.map(|_| Instant::now());
@@ -337,6 +337,7 @@ impl FolderLoop {
             .filter(|p| self.link.path.join(p).exists())
             .count();
         let connection = self.ctx.feed.connection();
+        let connection_detail = self.ctx.feed.connection_detail();
         let error = refused
             .or(aside_error)
             .or_else(|| self.watch_error.clone())
@@ -348,6 +349,7 @@ impl FolderLoop {
             mode: self.link.mode,
             badge: badge(queued, connection, error.as_deref(), conflicts, false),
             connection,
+            connection_detail,
             queued,
             last_seq: self.saved_seq,
             error,

@@ -28,7 +28,7 @@ use crate::feed::{FeedEvent, LiveFeed};
 use crate::state::LocalState;
 use crate::{Config, Error, FolderLink, Result};
 
-pub use crate::feed::Connection;
+pub use crate::feed::{Connection, ConnectionDetail};
 pub use status::{badge, Badge, BadgeKind, EngineEvent, FolderStatus};
 
 use folder::Msg;

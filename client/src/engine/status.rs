@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use vidsync_protocol::{Op, ProjectEvent};
 
-use crate::feed::Connection;
+use crate::feed::{Connection, ConnectionDetail};
 use crate::state::SetAside;
 use crate::Mode;
 
@@ -27,6 +27,9 @@ pub struct FolderStatus {
     /// What the folder shows: [`Badge`] (its text is its `Display`).
     pub badge: Badge,
     pub connection: Connection,
+    /// With `reconnecting` and `failed`: the next try, or that none comes.
+    #[serde(default)]
+    pub connection_detail: Option<ConnectionDetail>,
     pub queued: u64,
     /// The newest seq of the project's log this folder is done with.
     pub last_seq: u64,
@@ -135,7 +138,7 @@ pub fn badge(
         Badge::new(BadgeKind::Error, 0)
     } else if conflicts > 0 {
         Badge::new(BadgeKind::Conflict, conflicts as u64)
-    } else if queued > 0 && connection == Connection::Offline {
+    } else if queued > 0 && connection.is_down() {
         Badge::new(BadgeKind::Offline, queued)
     } else if queued > 0 {
         Badge::new(BadgeKind::Syncing, queued)
@@ -314,6 +317,7 @@ mod tests {
             mode: Mode::SendReceive,
             badge: Badge::new(BadgeKind::UpToDate, 0),
             connection: Connection::Live,
+            connection_detail: None,
             queued: 0,
             last_seq: seq,
             error: None,

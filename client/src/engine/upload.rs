@@ -1,6 +1,7 @@
 //! Posting the outbox: content first (only what the server lacks, see
 //! [`crate::content::send`]), then the changes in batches, each with its
-//! `base_hash`. A 200 makes the posted versions the
+//! `base_hash`, up the socket when it is live (`files:update`) and by HTTP
+//! otherwise or when the socket does not answer (see [`crate::feed`]). A 200 makes the posted versions the
 //! agreed ones. A 409 `conflict` means another client got there first: for
 //! each stale path the local bytes are kept as a conflict copy, the
 //! current version is taken, and the copy is sent as a new file, so both
@@ -17,6 +18,7 @@ use super::folder::FolderLoop;
 use super::status::EngineEvent;
 use crate::api::ApiError;
 use crate::content::SendOutcome;
+use crate::feed::SocketPost;
 use crate::state::Queued;
 
 /// Changes posted per request.
@@ -60,11 +62,7 @@ impl FolderLoop {
             }
             let changes: Vec<Change> = send.iter().map(|q| q.change.clone()).collect();
             let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
-            let posted = self
-                .ctx
-                .api
-                .post_changes(&pid, &self.ctx.client_id, &changes)
-                .await;
+            let posted = self.post(&pid, &changes).await;
             match posted {
                 Ok(resp) => self.posted(&pid, &ids, &changes, &resp.events).await,
                 Err(ApiError::Refused {
@@ -74,6 +72,26 @@ impl FolderLoop {
                 }) if !conflicts.is_empty() => self.resolve(&pid, conflicts).await,
                 Err(e) if e.retryable() => return Err(e),
                 Err(e) => self.refuse(&ids, &e).await,
+            }
+        }
+    }
+
+    /// Posts one batch: up the socket when it can carry it, else (or when
+    /// it fails to answer) the same batch, same change ids, by HTTP.
+    async fn post(
+        &self,
+        pid: &str,
+        changes: &[Change],
+    ) -> Result<vidsync_protocol::UpdateResponse, ApiError> {
+        let client_id = &self.ctx.client_id;
+        match self.ctx.feed.post_changes(pid, client_id, changes).await {
+            SocketPost::Answered(answer) => {
+                tracing::debug!(project = %pid, n = changes.len(), "batch posted over the socket");
+                answer
+            }
+            SocketPost::NotSent(why) => {
+                tracing::debug!(project = %pid, n = changes.len(), why, "batch posted by HTTP");
+                self.ctx.api.post_changes(pid, client_id, changes).await
             }
         }
     }

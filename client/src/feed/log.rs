@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::socket::subscribe;
+use super::socket::{fail, subscribe};
 use super::{
-    cursor_of, note_head, projects, set_conn, Connection, FeedEvent, RawEvent, Shared, PAGE,
+    current, cursor_of, note_head, projects, set_conn, set_link, Connection, FeedEvent, RawEvent,
+    Shared, PAGE,
 };
 
 /// Dedupes by seq, fills gaps from the log, hands events on in order.
@@ -90,8 +91,12 @@ fn hand_on(shared: &Shared, ev: RawEvent) -> Option<u64> {
 /// Polls the log of every project while the socket is not live.
 pub(super) async fn poll(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
     loop {
+        if shared.failed.load(Ordering::SeqCst) {
+            // The token was refused: asking again would be refused too.
+            return;
+        }
         // A socket that is up but never got its subscribe acks: ask again.
-        if shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() != Connection::Live {
+        if shared.socket_up.load(Ordering::SeqCst) && current(&shared) != Connection::Live {
             if let Some(client) = shared.client.lock().await.clone() {
                 let projects = projects(&shared);
                 for (pid, since) in projects {
@@ -99,7 +104,7 @@ pub(super) async fn poll(shared: Arc<Shared>, every: Duration, cancel: Cancellat
                 }
             }
         }
-        if !(shared.socket_up.load(Ordering::SeqCst) && *shared.conn.borrow() == Connection::Live) {
+        if !(shared.socket_up.load(Ordering::SeqCst) && current(&shared) == Connection::Live) {
             let projects = projects(&shared);
             let mut reachable = true;
             for (pid, since) in projects {
@@ -122,6 +127,11 @@ pub(super) async fn poll(shared: Arc<Shared>, every: Duration, cancel: Cancellat
                             reachable = false;
                             break;
                         }
+                        Err(e) if e.status() == Some(401) => {
+                            // The token is refused: nothing more is tried.
+                            fail(&shared, e.to_string());
+                            return;
+                        }
                         Err(e) => {
                             let _ = shared.out.send(FeedEvent::Error {
                                 project_id: pid.clone(),
@@ -135,16 +145,18 @@ pub(super) async fn poll(shared: Arc<Shared>, every: Duration, cancel: Cancellat
                     break;
                 }
             }
-            if !shared.socket_up.load(Ordering::SeqCst) || *shared.conn.borrow() != Connection::Live
-            {
-                set_conn(
-                    &shared,
-                    if reachable {
-                        Connection::Polling
-                    } else {
-                        Connection::Offline
-                    },
-                );
+            if !shared.socket_up.load(Ordering::SeqCst) || current(&shared) != Connection::Live {
+                // Unreachable: `reconnecting` while the socket has a try
+                // scheduled (or `connecting` during its first), else offline.
+                let retry = shared.retry.lock().ok().and_then(|r| r.clone());
+                match (reachable, retry) {
+                    (true, _) => set_conn(&shared, Connection::Polling),
+                    (false, Some(detail)) => {
+                        set_link(&shared, Connection::Reconnecting, Some(detail))
+                    }
+                    (false, None) if current(&shared) == Connection::Connecting => {}
+                    (false, None) => set_conn(&shared, Connection::Offline),
+                }
             }
         }
         tokio::select! {

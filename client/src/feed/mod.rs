@@ -6,11 +6,13 @@
 //! subscribes to all of them with `since_seq` = the cursor, so the server
 //! replays what was missed. Socket and poller both feed one processor that
 //! drops seqs it has seen, fills gaps from the log, and hands events on.
-//! The connection is always `live`, `polling` or `offline`.
+//! The connection is one of [`Connection`]'s states; `reconnecting` and
+//! `failed` come with a [`ConnectionDetail`] (next try, will it retry).
 //!
 //! Parts: this module (the feed's handle, cursors, connection state),
 //! [`log`] (gap filling, ordering and polling from the event log),
-//! [`socket`] (the Socket.IO connection and its subscriptions).
+//! [`socket`] (the Socket.IO connection and its subscriptions), [`post`]
+//! (batches of changes sent up the socket, for the uploader).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,9 +30,11 @@ use crate::api::ApiClient;
 use crate::Transport;
 
 mod log;
+mod post;
 mod socket;
 
 use log::{poll, process};
+pub use post::{SocketPost, ACK_DEADLINE};
 use socket::{run_socket, subscribe};
 
 /// How a client currently hears about remote changes.
@@ -38,19 +42,87 @@ use socket::{run_socket, subscribe};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Connection {
+    /// The socket's first connect is under way.
+    Connecting,
+    /// The socket is up and subscribed.
     Live,
+    /// The socket is down and the server does not answer: the next try is
+    /// scheduled (see [`ConnectionDetail`]).
+    Reconnecting,
+    /// No socket (by preference, or it cannot connect), but the server
+    /// answers over HTTP: the event log is polled.
     Polling,
+    /// The server does not answer, and no socket try is scheduled.
     Offline,
+    /// The server refused this client (an unknown or revoked token): it
+    /// does not try again by itself.
+    Failed,
 }
 
 impl Connection {
     pub fn as_str(self) -> &'static str {
         match self {
+            Connection::Connecting => "connecting",
             Connection::Live => "live",
+            Connection::Reconnecting => "reconnecting",
             Connection::Polling => "polling",
             Connection::Offline => "offline",
+            Connection::Failed => "failed",
         }
     }
+
+    /// Whether the server cannot be reached now (changes wait).
+    pub fn is_down(self) -> bool {
+        matches!(
+            self,
+            Connection::Reconnecting | Connection::Offline | Connection::Failed
+        )
+    }
+}
+
+/// More about a `reconnecting` or `failed` connection.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConnectionDetail {
+    /// `reconnecting`: the number of the next try (1: the first retry).
+    pub attempt: Option<u32>,
+    /// `reconnecting`: when the next try is made (RFC 3339, UTC).
+    pub next_try_at: Option<String>,
+    /// `failed`: whether the client tries again by itself.
+    pub will_retry: Option<bool>,
+    /// Why the last try failed.
+    pub reason: Option<String>,
+}
+
+impl ConnectionDetail {
+    /// How a user is told the connection, as of `now`: "reconnecting in
+    /// 4 s (try 3)", "failed, not retrying", or the state's name.
+    pub fn describe(state: Connection, detail: Option<&Self>, now: time::OffsetDateTime) -> String {
+        let next = detail.and_then(|d| d.next_try_at.as_deref()).and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
+        match (state, next) {
+            (Connection::Reconnecting, Some(at)) => {
+                let ms = (at - now).whole_milliseconds().max(0);
+                let secs = (ms + 999) / 1000;
+                match detail.and_then(|d| d.attempt) {
+                    Some(n) => format!("reconnecting in {secs} s (try {n})"),
+                    None => format!("reconnecting in {secs} s"),
+                }
+            }
+            (Connection::Failed, _) if detail.and_then(|d| d.will_retry) == Some(false) => {
+                "failed, not retrying".to_string()
+            }
+            (state, _) => state.as_str().to_string(),
+        }
+    }
+}
+
+/// The connection as shown: its state and, for some states, the detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Link {
+    state: Connection,
+    detail: Option<ConnectionDetail>,
 }
 
 /// What the feed hands to its owner.
@@ -104,8 +176,16 @@ struct Shared {
     /// Newest head the server reported, per project.
     heads: Mutex<HashMap<String, u64>>,
     socket_up: AtomicBool,
+    /// Set once the server refused the token: nothing is tried again.
+    failed: AtomicBool,
+    /// The socket's next scheduled try, while it is down.
+    retry: Mutex<Option<ConnectionDetail>>,
+    /// The socket's back-off.
+    schedule: Mutex<socket::Schedule>,
     client: tokio::sync::Mutex<Option<Client>>,
-    conn: watch::Sender<Connection>,
+    /// How long a `files:update` ack may take before the batch goes by HTTP.
+    ack_deadline: Duration,
+    conn: watch::Sender<Link>,
     raw: mpsc::UnboundedSender<RawEvent>,
     out: mpsc::UnboundedSender<FeedEvent>,
 }
@@ -126,18 +206,28 @@ impl LiveFeed {
     ) -> (LiveFeed, mpsc::UnboundedReceiver<FeedEvent>) {
         let (raw_tx, raw_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let initial = if transport == Transport::PollingOnly {
+        let initial = if !transport.uses_socket() {
             Connection::Polling
         } else {
-            Connection::Offline
+            Connection::Connecting
         };
-        let (conn_tx, conn_rx) = watch::channel(initial);
+        let (conn_tx, conn_rx) = watch::channel(Link {
+            state: initial,
+            detail: None,
+        });
         let shared = Arc::new(Shared {
             api,
             cursors: Mutex::new(projects),
             heads: Mutex::new(HashMap::new()),
             socket_up: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            retry: Mutex::new(None),
+            schedule: Mutex::default(),
             client: tokio::sync::Mutex::new(None),
+            ack_deadline: std::env::var("VIDSYNC_ACK_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(ACK_DEADLINE, Duration::from_millis),
             conn: conn_tx,
             raw: raw_tx,
             out: out_tx,
@@ -145,18 +235,19 @@ impl LiveFeed {
         tokio::spawn(process(shared.clone(), raw_rx, cancel.clone()));
         tokio::spawn(report_connection(shared.clone(), conn_rx, cancel.clone()));
         tokio::spawn(poll(shared.clone(), poll_interval, cancel.clone()));
-        if transport != Transport::PollingOnly {
-            tokio::spawn(run_socket(
-                shared.clone(),
-                transport == Transport::WebsocketOnly,
-                cancel,
-            ));
+        if transport.uses_socket() {
+            tokio::spawn(run_socket(shared.clone(), transport, cancel));
         }
         (LiveFeed { shared }, out_rx)
     }
 
     pub fn connection(&self) -> Connection {
-        *self.shared.conn.borrow()
+        self.shared.conn.borrow().state
+    }
+
+    /// The detail of a `reconnecting` or `failed` connection.
+    pub fn connection_detail(&self) -> Option<ConnectionDetail> {
+        self.shared.conn.borrow().detail.clone()
     }
 
     /// The newest head the server reported for a project, if any yet.
@@ -210,29 +301,41 @@ fn note_head(shared: &Shared, project_id: &str, head: u64) {
     }
 }
 
+/// Shows state `c` (without detail). A `failed` connection stays so.
 fn set_conn(shared: &Shared, c: Connection) {
+    set_link(shared, c, None);
+}
+
+fn set_link(shared: &Shared, state: Connection, detail: Option<ConnectionDetail>) {
+    let link = Link { state, detail };
     shared.conn.send_if_modified(|cur| {
-        let changed = *cur != c;
-        *cur = c;
+        let changed = cur.state != Connection::Failed && *cur != link;
+        if changed {
+            *cur = link;
+        }
         changed
     });
 }
 
+fn current(shared: &Shared) -> Connection {
+    shared.conn.borrow().state
+}
+
 async fn report_connection(
     shared: Arc<Shared>,
-    mut rx: watch::Receiver<Connection>,
+    mut rx: watch::Receiver<Link>,
     cancel: CancellationToken,
 ) {
-    let first = *rx.borrow_and_update();
+    let first = rx.borrow_and_update().state;
     let _ = shared.out.send(FeedEvent::Connection(first));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = rx.changed() => {
                 if r.is_err() { return; }
-                let c = *rx.borrow_and_update();
-                tracing::info!(server = %shared.api.base(), connection = c.as_str(), "connection changed");
-                let _ = shared.out.send(FeedEvent::Connection(c));
+                let link = rx.borrow_and_update().clone();
+                tracing::info!(server = %shared.api.base(), connection = link.state.as_str(), detail = ?link.detail, "connection changed");
+                let _ = shared.out.send(FeedEvent::Connection(link.state));
             }
         }
     }
@@ -245,4 +348,52 @@ fn projects(shared: &Shared) -> Vec<(String, u64)> {
         .lock()
         .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_described_with_its_next_try() {
+        let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+        let detail = ConnectionDetail {
+            attempt: Some(3),
+            next_try_at: Some("2026-01-01T00:00:03.2Z".into()),
+            ..ConnectionDetail::default()
+        };
+        let describe = ConnectionDetail::describe;
+        assert_eq!(
+            describe(Connection::Reconnecting, Some(&detail), now),
+            "reconnecting in 4 s (try 3)"
+        );
+        let later = now + time::Duration::seconds(10);
+        assert_eq!(
+            describe(Connection::Reconnecting, Some(&detail), later),
+            "reconnecting in 0 s (try 3)"
+        );
+        let refused = ConnectionDetail {
+            will_retry: Some(false),
+            ..ConnectionDetail::default()
+        };
+        assert_eq!(
+            describe(Connection::Failed, Some(&refused), now),
+            "failed, not retrying"
+        );
+        assert_eq!(describe(Connection::Live, None, now), "live");
+        assert_eq!(
+            describe(Connection::Reconnecting, None, now),
+            "reconnecting"
+        );
+    }
+
+    #[test]
+    fn reconnecting_offline_and_failed_are_down() {
+        assert!(Connection::Reconnecting.is_down());
+        assert!(Connection::Failed.is_down());
+        assert!(Connection::Offline.is_down());
+        assert!(!Connection::Connecting.is_down());
+        assert!(!Connection::Polling.is_down());
+        assert!(!Connection::Live.is_down());
+    }
 }

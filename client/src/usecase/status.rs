@@ -77,6 +77,7 @@ async fn not_running(state: &LocalState, f: &FolderLink) -> Result<FolderStatus>
         mode: f.mode,
         badge: badge(queued, connection, error.as_deref(), conflicts, f.paused),
         connection,
+        connection_detail: None,
         queued,
         last_seq: state.cursor(&f.project_id).await?,
         error,

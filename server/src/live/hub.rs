@@ -150,6 +150,31 @@ impl Hub {
         true
     }
 
+    /// Open sockets by the Engine.IO transport they use now
+    /// (`(websocket, polling)`): a polling socket that upgraded counts as
+    /// websocket.
+    pub fn sockets_by_transport(&self) -> (u64, u64) {
+        let Ok(sockets) = self.sockets.lock() else {
+            return (0, 0);
+        };
+        sockets
+            .open
+            .values()
+            .fold((0, 0), |(ws, polling), (socket, _)| {
+                match socket.transport_type() {
+                    socketioxide::TransportType::Websocket => (ws + 1, polling),
+                    socketioxide::TransportType::Polling => (ws, polling + 1),
+                }
+            })
+    }
+
+    /// Whether a token (by hash) was revoked, as last read from the store.
+    pub fn is_revoked(&self, token_hash: &str) -> bool {
+        self.sockets
+            .lock()
+            .map_or(true, |s| s.revoked.contains(token_hash))
+    }
+
     /// Forgets a socket; `true` if it was recorded.
     pub fn socket_closed(&self, sid: Sid) -> bool {
         self.sockets

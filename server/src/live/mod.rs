@@ -1,5 +1,6 @@
 //! The live feed: Socket.IO auth at the handshake, `subscribe:project` /
-//! `unsubscribe:project`, and delivery of `project:event`.
+//! `unsubscribe:project`, delivery of `project:event`, and changes coming
+//! up the socket (`files:update`, [`update`]).
 //!
 //! The connect middleware authenticates the token *and* registers the
 //! socket's handlers: socketioxide sends the connect acknowledgement right
@@ -17,6 +18,7 @@ mod polling;
 mod reply;
 pub mod revocations;
 mod session;
+mod update;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -28,7 +30,8 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use vidsync_protocol::{
-    room_name, ErrorCode, SubscribeAck, SubscribeRequest, EV_SUBSCRIBE, EV_UNSUBSCRIBE,
+    room_name, ErrorCode, SubscribeAck, SubscribeRequest, EV_FILES_UPDATE, EV_SUBSCRIBE,
+    EV_UNSUBSCRIBE,
 };
 
 use crate::db::Access;
@@ -74,7 +77,10 @@ async fn authenticate(
     };
     let user = match crate::auth::user_for_token(&state, &auth.token).await {
         Ok(Some(user)) => user,
-        Ok(None) => return Err(Refused("unauthorized: unknown or revoked token")),
+        Ok(None) => {
+            metrics::counter!("vidsync_token_refusals_total", "via" => "socket").increment(1);
+            return Err(Refused("unauthorized: unknown or revoked token"));
+        }
         Err(_) => return Err(Refused("internal error while checking the token")),
     };
     socket
@@ -82,6 +88,7 @@ async fn authenticate(
         .insert(Session::new(user, crate::auth::token_hash(&auth.token)));
     socket.on(EV_SUBSCRIBE, on_subscribe);
     socket.on(EV_UNSUBSCRIBE, on_unsubscribe);
+    socket.on(EV_FILES_UPDATE, update::on_files_update);
     socket.on_disconnect(on_disconnect);
     Ok(())
 }
@@ -94,7 +101,7 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     };
     if state.hub.socket_opened(&socket, &session) {
         state.socket_opened();
-        tracing::debug!(sid = %socket.id, user = %session.user.name, "socket connected");
+        tracing::debug!(sid = %socket.id, user = %session.user.name, transport = ?socket.transport_type(), "socket connected");
     } else if !session.is_closed() {
         tracing::info!(sid = %socket.id, user = %session.user.name, "token revoked; closing socket");
         let _ = socket.disconnect();

@@ -186,6 +186,18 @@ pub async fn count_polls(
         Some(q) => (q.polling, q.sid.map(str::to_string)),
         None => return next.run(req).await,
     };
+    // Which transport each Engine.IO session opened on, and upgrades.
+    match (&sid, polling) {
+        (None, true) => {
+            metrics::counter!("vidsync_engineio_opens_total", "transport" => "polling").increment(1)
+        }
+        (None, false) => {
+            metrics::counter!("vidsync_engineio_opens_total", "transport" => "websocket")
+                .increment(1)
+        }
+        (Some(_), false) => metrics::counter!("vidsync_engineio_upgrades_total").increment(1),
+        (Some(_), true) => {}
+    }
     match sid {
         Some(_) if !polling => next.run(req).await,
         Some(sid) => {

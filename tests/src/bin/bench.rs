@@ -25,8 +25,13 @@
 //!    tree), and a `rewind` of 10,000 paths: seconds until a receiving
 //!    client is identical again. Only with `--only history`.
 //!
-//! Flags: `--only server|client|fanout|burst|join|content|history` (fanout: part 1
-//! alone; burst: the 2,000-file burst alone; join: the 10,000-file join alone; content: part 4), `--subscribers N[,M...]` (default 1000,10000), `--events N`
+//! 6. Transport (issue 11): last write in A -> event at B with A posting up
+//!    the socket and with A posting by HTTP, debounce 50 ms, p50/p99.
+//!
+//! Flags: `--only server|client|fanout|burst|join|content|history|transport`
+//! (fanout: part 1 alone; burst: the 2,000-file burst alone; join: the
+//! 10,000-file join alone; content: part 4; history: part 5; transport: part
+//! 6), `--subscribers N[,M...]` (default 1000,10000), `--events N`
 //! (200), `--trials N` (100), `--loadgen-threads N` (cores).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,7 +160,11 @@ async fn main() -> Result<()> {
         Some("join") => join_bench().await?,
         Some("content") => content_bench().await?,
         Some("history") => history_bench().await?,
-        _ => client_bench(&args).await?,
+        Some("transport") => transport_bench(&args).await?,
+        _ => {
+            transport_bench(&args).await?;
+            client_bench(&args).await?
+        }
     }
     Ok(())
 }
@@ -279,6 +288,61 @@ async fn client_bench(args: &Args) -> Result<()> {
 
     content_bench().await?;
     scan_bench().await
+}
+
+/// Issue 11: a change posted up the socket (`files:update`) against the
+/// same change posted by HTTP: last write in A (debounce 50 ms) -> event at
+/// B (live socket), over the trials; the server's counters say which way
+/// the batches went.
+async fn transport_bench(args: &Args) -> Result<()> {
+    println!(
+        "transport: last write in A -> event at B, debounce 50 ms ({} trials each):",
+        args.trials
+    );
+    for (label, pref) in [("socket", "websocket-first"), ("HTTP", "http-only")] {
+        let server = TestServer::start().await?;
+        let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "receive").await?;
+        let mut ra = a.run(&["--debounce-ms", "50", "--transport", pref])?;
+        let mut rb = b.run(&[])?;
+        rb.wait_status("B live", |s| s["connection"] == "live")
+            .await?;
+        let want = if pref == "http-only" {
+            "polling"
+        } else {
+            "live"
+        };
+        ra.wait_status("A connected", |s| s["connection"] == want)
+            .await?;
+        let mut took = Vec::with_capacity(args.trials);
+        for i in 0..args.trials {
+            let name = format!("t-{i}.txt");
+            a.write(&name, format!("trial {i}").as_bytes())?;
+            let written = Instant::now();
+            rb.wait_for("trial event", |v| {
+                v["type"] == "remote_event" && v["event"]["change"]["path"] == name.as_str()
+            })
+            .await?;
+            took.push(written.elapsed());
+            rb.forget();
+        }
+        took.sort();
+        let batches = |via: &str| {
+            let name = format!("vidsync_update_requests_total{{via=\"{via}\"}}");
+            let server = &server;
+            async move { server.metric(&name).await.map(|v| v.unwrap_or(0.0)) }
+        };
+        println!(
+            "  {label:>6} path ({pref}): p50 {}, p99 {} (p50 - debounce {}); batches up the socket {}, by HTTP {}",
+            ms(percentile(&took, 0.5)),
+            ms(percentile(&took, 0.99)),
+            ms(percentile(&took, 0.5).saturating_sub(Duration::from_millis(50))),
+            batches("socket").await?,
+            batches("http").await?,
+        );
+        ra.stop().await?;
+        rb.stop().await?;
+    }
+    Ok(())
 }
 
 /// The start-up scan of a generated tree, next to plain hashing.

@@ -3,4 +3,4 @@
 /**
  * How a client currently hears about remote changes.
  */
-export type Connection = "live" | "polling" | "offline";
+export type Connection = "connecting" | "live" | "reconnecting" | "polling" | "offline" | "failed";

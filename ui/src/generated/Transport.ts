@@ -3,4 +3,4 @@
 /**
  * How the live feed reaches the server.
  */
-export type Transport = "websocket-first" | "websocket-only" | "polling-only";
+export type Transport = "websocket-first" | "websocket-only" | "http-first" | "http-only";
