@@ -30,6 +30,8 @@ fn export_into(dir: &Path) -> Result<(), ExportError> {
     Transport::export_all(&cfg)?;
     UiError::export_all(&cfg)?;
     Notice::export_all(&cfg)?;
+    vidsync_client::usecase::conflicts::ConflictCopy::export_all(&cfg)?;
+    vidsync_client::usecase::conflicts::Keep::export_all(&cfg)?;
     Ok(())
 }
 

@@ -52,6 +52,9 @@ impl From<UseCaseError> for UiError {
                 UiError::new("not_found", "Unknown or expired invite code.")
             }
             UseCaseError::NotLinked(_) => UiError::new("not_found", "No such folder."),
+            UseCaseError::NoConflict(_) => {
+                UiError::new("not_found", "That conflict is already resolved.")
+            }
             UseCaseError::Folder { .. }
             | UseCaseError::NotInLinkedFolder(_)
             | UseCaseError::WhichProject(_) => UiError::new("path", e.to_string()),

@@ -89,3 +89,29 @@ pub async fn rewind(state: State<'_, AppState>, project_id: String, seq: u64) ->
         done.events.len()
     ))
 }
+
+#[tauri::command]
+pub async fn conflicts(
+    state: State<'_, AppState>,
+    project_id: String,
+) -> Res<Vec<vidsync_client::usecase::conflicts::ConflictCopy>> {
+    let engine = state.engine().await;
+    Ok(vidsync_client::usecase::conflicts::list(&state.dir, engine.as_ref(), &project_id).await?)
+}
+
+#[tauri::command]
+pub async fn resolve_conflict(
+    state: State<'_, AppState>,
+    project_id: String,
+    copy: String,
+    keep: vidsync_client::usecase::conflicts::Keep,
+) -> Res<String> {
+    use vidsync_client::usecase::conflicts::{resolve, Keep};
+    let engine = state.engine().await;
+    let done = resolve(&state.dir, engine.as_ref(), &project_id, &copy, keep).await?;
+    Ok(match keep {
+        Keep::Mine => format!("{} now holds your version.", done.original),
+        Keep::Theirs => format!("Kept theirs: {} removed.", done.copy),
+        Keep::Both => format!("Both kept: {} and {}.", done.original, done.copy),
+    })
+}

@@ -49,6 +49,8 @@ pub fn run() {
             history::restore_version,
             history::rewind_preview,
             history::rewind,
+            history::conflicts,
+            history::resolve_conflict,
         ])
         .setup(|app| {
             tray::build(app.handle())?;

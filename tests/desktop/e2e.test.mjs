@@ -195,6 +195,21 @@ test("the same file written in the app's folder and by a CLI client at once: con
   await until("identical folders", async () => JSON.stringify(contents(folder)) === JSON.stringify(contents(bobFolder)), 30000);
   assert.equal(readFileSync(join(folder, "f.txt"), "utf8"), "bob's version\n");
   await w.shot("9-conflict");
+
+  // The conflicts list: "Keep mine" puts the app's version back in place,
+  // the copy goes, the badge clears, and bob's folder follows.
+  await w.click(`#projects li[data-project="${projectId}"] .actions button.conflicts`);
+  await until("the copy in the list", async () => (await w.text("#conflicts-list")).includes(copies[0]));
+  await w.shot("13-conflicts");
+  await w.click(`#conflicts-list li[data-copy="${copies[0]}"] button[data-keep="mine"]`);
+  await until("the answer", async () => (await w.text("#conflicts-result")).includes("now holds your version"));
+  assert.equal(readFileSync(join(folder, "f.txt"), "utf8"), "the app's version\n");
+  assert.ok(!existsSync(join(folder, copies[0])), "the copy is gone");
+  await until("bob has the app's version", async () => readFileSync(join(bobFolder, "f.txt"), "utf8") === "the app's version\n", 30000);
+  await until("bob's copy gone too", async () => !existsSync(join(bobFolder, copies[0])), 30000);
+  await w.click("#close-conflicts");
+  await until("the badge clears", async () => (await w.text("#projects [data-testid=badge]")) === "up to date", 30000);
+  await w.shot("14-conflict-resolved");
 });
 
 test("a file's history in the window: versions with who and when, 'Restore this version', and a rewind preview", async () => {

@@ -8,6 +8,7 @@ import type { FolderLink } from "./generated/FolderLink";
 import type { Notice } from "./generated/Notice";
 import type { Snapshot } from "./generated/Snapshot";
 import type { UiError } from "./generated/UiError";
+import { openConflicts, wireConflicts } from "./conflicts";
 import { openHistory, wireHistory } from "./history";
 import { badgeOf, connectionText, emptyState, expire, overall, reduce, type EngineEvent, type UiState } from "./state";
 
@@ -110,6 +111,11 @@ function renderProjects() {
     const history = el("button", { type: "button", class: "history" }, "History…");
     history.addEventListener("click", () => void openHistory(link));
     actions.append(pause, invite, history, remove);
+    if (badge.kind === "conflict") {
+      const conflicts = el("button", { type: "button", class: "conflicts" }, "Conflicts…");
+      conflicts.addEventListener("click", () => void openConflicts(link));
+      actions.prepend(conflicts);
+    }
     li.append(title, b, actions);
     list.append(li);
   }
@@ -247,4 +253,5 @@ function wireControls() {
 
 wireControls();
 wireHistory();
+wireConflicts();
 void main();

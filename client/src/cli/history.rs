@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use vidsync_client::api::RestoreOutcome;
 use vidsync_client::config::FolderLink;
+use vidsync_client::usecase::conflicts::Keep;
 use vidsync_client::usecase::history::{self as uc, Going, Point};
 use vidsync_client::Config;
 use vidsync_protocol::{Change, Op};
@@ -93,6 +94,44 @@ pub async fn rewind(dir: &Path, project: Option<&str>, going: Going, yes: bool) 
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let link = uc::project_for(&cfg, project, &cwd).map_err(explain)?;
     go(dir, &link, going, yes).await
+}
+
+pub async fn conflicts(dir: &Path, project: Option<&str>) -> Result<()> {
+    let cfg = Config::load(dir)?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let link = uc::project_for(&cfg, project, &cwd).map_err(explain)?;
+    let list = vidsync_client::usecase::conflicts::list(dir, None, &link.project_id)
+        .await
+        .map_err(explain)?;
+    if list.is_empty() {
+        println!("no conflicts in {}", link.name);
+    }
+    for c in &list {
+        println!(
+            "{}  (a copy of {})",
+            link.path.join(&c.copy).display(),
+            c.original
+        );
+    }
+    if !list.is_empty() {
+        println!("resolve one with: vidsync resolve COPY --keep mine|theirs|both");
+    }
+    Ok(())
+}
+
+pub async fn resolve(dir: &Path, copy: &Path, keep: Keep) -> Result<()> {
+    let cfg = Config::load(dir)?;
+    let (link, p) = uc::locate(&cfg, copy).map_err(explain)?;
+    let done =
+        vidsync_client::usecase::conflicts::resolve(dir, None, &link.project_id, p.as_str(), keep)
+            .await
+            .map_err(explain)?;
+    match keep {
+        Keep::Mine => println!("{} now holds your version; the copy is gone", done.original),
+        Keep::Theirs => println!("{} removed; {} stays as it is", done.copy, done.original),
+        Keep::Both => println!("both kept: {} and {}", done.original, done.copy),
+    }
+    Ok(())
 }
 
 /// Dry run, print, confirm past [`ASK_ABOVE`], then the real restore.

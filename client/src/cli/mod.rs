@@ -136,6 +136,18 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// The conflict copies in a project's folder, with the file each is a copy of.
+    Conflicts {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Resolve a conflict copy: keep mine (the copy replaces the file),
+    /// theirs (the copy goes) or both (the copy stays as a file of its own).
+    Resolve {
+        copy: PathBuf,
+        #[arg(long, value_enum)]
+        keep: usecase::conflicts::Keep,
+    },
     /// Change settings: transport preference, debounce, poll interval.
     Set {
         #[arg(long, value_enum)]
@@ -226,6 +238,8 @@ pub async fn run(dir: &Path, command: Command) -> Result<()> {
             follow,
             json,
         } => watch::log(dir, &project_id, follow, json).await?,
+        Command::Conflicts { project } => history::conflicts(dir, project.as_deref()).await?,
+        Command::Resolve { copy, keep } => history::resolve(dir, &copy, keep).await?,
         Command::History { path, json } => history::history(dir, &path, json).await?,
         Command::Restore { path, at, yes } => history::restore(dir, &path, at, yes).await?,
         Command::Rewind {

@@ -198,6 +198,17 @@ impl LocalState {
         Ok(())
     }
 
+    /// Forgets a conflict copy (resolved: the copy is gone or kept as an
+    /// ordinary file).
+    pub async fn remove_conflict(&self, project_id: &str, path: &str) -> Result<()> {
+        sqlx::query("DELETE FROM conflicts WHERE project_id = ? AND path = ?")
+            .bind(project_id)
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn conflicts(&self, project_id: &str) -> Result<Vec<String>> {
         let rows =
             sqlx::query("SELECT path FROM conflicts WHERE project_id = ? ORDER BY created_at")

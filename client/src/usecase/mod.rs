@@ -9,6 +9,7 @@
 //! effect at once; without one, only the config is changed.
 
 pub mod catch_up;
+pub mod conflicts;
 pub mod folders;
 pub mod history;
 pub mod settings;
@@ -41,6 +42,8 @@ pub enum UseCaseError {
     UnknownInvite(String),
     #[error("no linked folder for project {0:?}")]
     NotLinked(String),
+    #[error("{0:?} is not a conflict copy of this project (see `vidsync conflicts`)")]
+    NoConflict(String),
     #[error("{} is not inside a linked folder (see `vidsync status`)", .0.display())]
     NotInLinkedFolder(PathBuf),
     #[error("{} is not inside a linked folder and several are linked: say which with --project ID (see `vidsync status`)", .0.display())]
