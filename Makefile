@@ -25,7 +25,7 @@ TAURI_CLI := packaging/desktop/node_modules/.bin/tauri
 TAURI_DEB_CONFIG := packaging/desktop/tauri.deb.json
 DEB_DIR ?= $(CARGO_TARGET_DIR)/debian
 
-.PHONY: all deps ui bindings build run test test-python test-package package bench clean-data
+.PHONY: all deps ui web bindings build run test test-python test-package package bench clean-data
 
 all: build
 
@@ -38,15 +38,24 @@ ui: deps
 deps:
 	@./scripts/deps.sh
 
+# The browser page the server serves at / (web/): the protocol crate's
+# hashing and path rules compiled to WebAssembly (web/wasm, wasm-bindgen),
+# then the page bundled into web/dist, which the server embeds.
+WASM_OUT := $(CARGO_TARGET_DIR)/wasm32-unknown-unknown/release/vidsync_wasm.wasm
+web: deps
+	$(CARGO) build --locked --release -p vidsync-wasm --target wasm32-unknown-unknown
+	wasm-bindgen --target web --out-dir web/src/wasm $(WASM_OUT)
+	cd web && npm install --no-audit --no-fund --loglevel=error && npm run build
+
 # Rewrites ui/src/generated (the page's copies of the Rust types, by ts-rs);
 # `make test` fails while they are stale.
 bindings: ui
 	VIDSYNC_WRITE_BINDINGS=1 $(CARGO) test --locked -p vidsync-desktop --lib bindings
 
-build: ui
+build: ui web
 	$(CARGO) build --locked --workspace
 
-run: ui
+run: ui web
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-desktop
 	@echo
 	@echo "Vidsync server on http://$(LISTEN), data in $(DATA_DIR)"
@@ -65,7 +74,7 @@ run: ui
 	  $(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR); \
 	fi
 
-test: ui
+test: ui web
 	cd ui && npm test
 	# ui/src/generated matches the Rust types (else: make bindings).
 	$(CARGO) test --locked -p vidsync-desktop --lib bindings
@@ -74,6 +83,8 @@ test: ui
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) npm test
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory test-package
+	cd tests/web && npm ci --no-audit --no-fund --loglevel=error && \
+	  VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 npm test
 	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
 	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) VIDSYNC_DESKTOP_BIN=$(DESKTOP_DEBUG) \
 	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 300 xvfb-run -a -s "-screen 0 1280x900x24" \
@@ -108,7 +119,7 @@ test-package: $(PY_VENV)/.installed $(TAURI_CLI)
 
 # Release .debs of the server (dpkg-deb) and the desktop app (Tauri's bundler)
 # in DEB_DIR.
-package: ui $(TAURI_CLI)
+package: ui web $(TAURI_CLI)
 	$(CARGO) build --locked --release -p vidsync-server
 	rm -rf $(DEB_DIR)/release && mkdir -p $(DEB_DIR)/release
 	scripts/package-server-deb.sh $(SERVER_RELEASE) $(DEB_DIR)/release
@@ -116,7 +127,7 @@ package: ui $(TAURI_CLI)
 	cp $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb $(DEB_DIR)/release/
 	@ls -l $(DEB_DIR)/release
 
-bench: ui
+bench: ui web
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-e2e -p vidsync-desktop
 	# The Node socket.io reference the fan-out is compared against.
 	cd tests/bench-ref && npm ci --no-audit --no-fund --loglevel=error

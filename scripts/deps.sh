@@ -9,7 +9,8 @@ need=()
 # and what the desktop end-to-end test runs in (Xvfb, WebKitWebDriver).
 for pkg in pkg-config libssl-dev gcc make curl \
            libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev \
-           libayatana-appindicator3-dev libxdo-dev xvfb xauth webkit2gtk-driver; do
+           libayatana-appindicator3-dev libxdo-dev xvfb xauth webkit2gtk-driver \
+           chromium chromium-driver; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 
@@ -47,6 +48,20 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "deps: no Rust toolchain found. Install Rust 1.94 or newer (rustup), then run make again." >&2
     exit 1
   fi
+fi
+
+# The browser page's WebAssembly (web/wasm): the target, and the
+# wasm-bindgen CLI of exactly the version web/wasm/Cargo.toml pins.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "deps: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+wbg_version=0.2.130
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $wbg_version\b" \
+   && ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -q " $wbg_version\b"; then
+  echo "deps: installing wasm-bindgen-cli $wbg_version"
+  # Not --locked: its lock file names a webpki-roots the registry no longer serves.
+  cargo install wasm-bindgen-cli --version "$wbg_version" --quiet
 fi
 
 # tauri-driver bridges WebDriver to the app's WebKitWebDriver.

@@ -27,6 +27,7 @@ pub mod retention;
 mod serve;
 pub mod tls;
 pub mod tree;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,9 @@ pub struct Config {
     /// not answered within `ping_timeout` after it is closed.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// Origins (`scheme://host[:port]`) a browser may open a socket from,
+    /// besides the server's own.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -93,6 +97,7 @@ impl Config {
             gc_grace: Duration::from_secs(3600),
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
+            allowed_origins: Vec::new(),
         }
     }
 
@@ -136,6 +141,7 @@ pub struct Inner {
     pub retention: retention::Retention,
     /// Engine.IO heartbeat (see [`Config`]).
     ping: (Duration, Duration),
+    allowed_origins: web::AllowedOrigins,
 }
 
 impl std::ops::Deref for AppState {
@@ -207,6 +213,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
             gate: Default::default(),
         },
         ping: (config.ping_interval, config.ping_timeout),
+        allowed_origins: web::AllowedOrigins(Arc::new(config.allowed_origins.clone())),
     })))
 }
 
@@ -248,6 +255,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             history::router().layer(DefaultBodyLimit::max(vidsync_protocol::MAX_JSON_BODY_BYTES)),
         )
         .merge(api::open_router())
+        .merge(web::router())
 }
 
 /// The whole HTTP + Socket.IO application.
@@ -271,6 +279,7 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
     live::register(&io);
     let live = state.live;
     let (router, _) = routes().split_for_parts();
+    let allowed = state.allowed_origins.clone();
     let router = router.fallback(api::not_found).with_state(state);
     let router = if live {
         let gates = Arc::new(live::PollGates::default());
@@ -279,6 +288,10 @@ pub fn app(state: AppState) -> (Router, SocketIo) {
             .layer(axum::middleware::from_fn_with_state(
                 gates,
                 live::count_polls,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                allowed,
+                web::check_origin,
             ))
     } else {
         router

@@ -93,6 +93,11 @@ struct ServeArgs {
     /// Engine.IO ping timeout, in ms.
     #[arg(long, env = "VIDSYNC_PING_TIMEOUT_MS", default_value_t = 20_000)]
     ping_timeout_ms: u64,
+    /// Origins (`https://host[:port]`, comma-separated) whose pages may open a
+    /// socket here, besides the server's own page; clients that send no
+    /// Origin (native ones) are not affected.
+    #[arg(long, env = "VIDSYNC_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    allowed_origins: Vec<String>,
     /// Serve HTTPS (and wss) with this PEM certificate chain (needs --tls-key).
     #[arg(long, env = "VIDSYNC_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -260,6 +265,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.gc_grace = std::time::Duration::from_secs(args.gc_grace_secs);
     cfg.ping_interval = std::time::Duration::from_millis(args.ping_interval_ms.max(100));
     cfg.ping_timeout = std::time::Duration::from_millis(args.ping_timeout_ms.max(100));
+    cfg.allowed_origins = args.allowed_origins.clone();
     // Read before the store opens: a wrong path fails fast.
     let tls = match args.tls_cert.as_deref().zip(args.tls_key.as_deref()) {
         Some((cert, key)) => Some(vidsync_server::tls::load(cert, key)?),
@@ -289,4 +295,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => vidsync_server::serve(listener, state, shutdown_signal()).await?,
     }
     Ok(())
+}
+
+/// An origin as browsers send it: `http(s)://host[:port]`, no path.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("{s:?}: an origin starts with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', ' ', '@']) {
+        return Err(format!(
+            "{s:?}: an origin is scheme://host[:port], with no path (like https://sync.example.com)"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
 }
