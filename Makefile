@@ -133,6 +133,7 @@ bench: ui web
 	cd tests/bench-ref && npm ci --no-audit --no-fund --loglevel=error
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) $(CARGO_TARGET_DIR)/release/vidsync-bench $(BENCH_ARGS)
+	cd tests/web && npm ci --no-audit --no-fund --loglevel=error && VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) node bench.mjs
 	cd tests/desktop && npm ci --no-audit --no-fund --loglevel=error
 	VIDSYNC_SERVER_BIN=$(SERVER_RELEASE) VIDSYNC_BIN=$(CLIENT_RELEASE) VIDSYNC_DESKTOP_BIN=$(DESKTOP_RELEASE) \
 	  SCREENSHOT_DIR=$(SCREENSHOT_DIR) timeout 600 xvfb-run -a -s "-screen 0 1280x900x24" node tests/desktop/bench.mjs

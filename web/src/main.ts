@@ -148,7 +148,7 @@ function onEvent(ev: ProjectEvent) {
   current.head = Math.max(current.head, ev.seq);
   feed.unshift(ev);
   if (feed.length > FEED_CAP) feed.length = FEED_CAP;
-  renderFeed();
+  dirty.feed = true;
   const slider = $("seq") as HTMLInputElement;
   const live = current.atSeq === null;
   slider.max = String(current.head);
@@ -158,8 +158,24 @@ function onEvent(ev: ProjectEvent) {
     $("seq-out").textContent = `${current.head} (live)`;
     if (ev.change.op === "delete") current.tree.delete(ev.change.path);
     else current.tree.set(ev.change.path, { path: ev.change.path, hash: ev.change.hash ?? "", size: ev.change.size ?? 0, mtime: ev.change.mtime, seq: ev.seq });
-    renderTree();
+    dirty.tree = true;
   }
+  scheduleRender();
+}
+
+/** What changed since the last paint; painted at most every RENDER_MS, so a
+ * burst of events costs one rebuild, not one per event. */
+const dirty = { feed: false, tree: false };
+const RENDER_MS = 200;
+let renderTimer: ReturnType<typeof setTimeout> | undefined;
+function scheduleRender() {
+  if (renderTimer) return;
+  renderTimer = setTimeout(() => {
+    renderTimer = undefined;
+    if (dirty.feed) renderFeed();
+    if (dirty.tree) renderTree();
+    dirty.feed = dirty.tree = false;
+  }, RENDER_MS);
 }
 
 // ----- views -----------------------------------------------------------
@@ -199,20 +215,34 @@ async function loadProjects() {
   projects = body.projects;
 }
 
+/** The project list, updated in place (a link being clicked is never
+ * replaced under the pointer by a presence or head update). */
 function renderProjects() {
   const list = $("projects");
-  list.replaceChildren();
   $("projects-empty").hidden = projects.length > 0;
+  const ids = projects.map((p) => p.id).join(",");
+  if (list.dataset.ids !== ids) {
+    list.replaceChildren();
+    list.dataset.ids = ids;
+    for (const p of projects) {
+      const li = el("li", { "data-project": p.id });
+      li.append(
+        el("a", { href: `#p=${encodeURIComponent(p.id)}` }, p.name),
+        el("span", { class: "meta" }),
+        el("div", { class: "present", "data-testid": "present" }),
+      );
+      list.append(li);
+    }
+  }
   for (const p of projects) {
-    const li = el("li", { "data-project": p.id });
-    const a = el("a", { href: `#p=${encodeURIComponent(p.id)}` }, p.name);
+    const li = list.querySelector(`li[data-project="${CSS.escape(p.id)}"]`);
+    if (!li) continue;
     const here = presence.get(p.id) ?? [];
-    li.append(
-      a,
-      el("span", { class: "meta" }, ` · seq ${p.head_seq} · owner ${p.owner} · you: ${p.role}`),
-      el("div", { class: "present", "data-testid": "present" }, here.length ? `here now: ${names(here)}` : "nobody here now"),
-    );
-    list.append(li);
+    const meta = `  · seq ${p.head_seq} · owner ${p.owner} · you: ${p.role}`;
+    const who = here.length ? `here now: ${names(here)}` : "nobody here now";
+    const [, m, w] = Array.from(li.children) as HTMLElement[];
+    if (m.textContent !== meta) m.textContent = meta;
+    if (w.textContent !== who) w.textContent = who;
   }
 }
 
@@ -229,15 +259,19 @@ function renderPresence() {
   }
 }
 
+/** Adds the feed's new items on top and drops those past the cap. */
 function renderFeed() {
   const ol = $("feed");
-  ol.replaceChildren();
-  for (const ev of feed) {
+  const top = Number((ol.firstElementChild as HTMLElement | null)?.dataset.seq ?? -1);
+  const fresh = feed.filter((ev) => ev.seq > top);
+  if (fresh.length === feed.length) ol.replaceChildren();
+  for (const ev of fresh.reverse()) {
     const li = el("li", { "data-seq": String(ev.seq) });
     li.append(el("span", { class: "op" }, ev.change.op), document.createTextNode(ev.change.path));
     li.append(el("div", { class: "meta" }, `seq ${ev.seq} · ${ev.origin.user} · ${new Date(ev.created_at).toLocaleTimeString()}`));
-    ol.append(li);
+    ol.prepend(li);
   }
+  while (ol.children.length > FEED_CAP) ol.lastElementChild?.remove();
 }
 
 /** The tree as nested folders; each folder (and the root) takes drops. */
