@@ -314,6 +314,9 @@ pub struct Project {
     pub role: Role,
     pub head_seq: u64,
     pub created_at: String,
+    /// How many users are members (v2; absent from a v1 server's answer).
+    #[serde(default)]
+    pub members: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

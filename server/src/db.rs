@@ -221,11 +221,13 @@ impl Db {
             role: Role::Owner,
             head_seq: 0,
             created_at: now,
+            members: 1,
         }))
     }
 
     const PROJECT_COLUMNS: &'static str =
-        "SELECT p.id, p.name, o.name, m.role, p.head_seq, p.created_at
+        "SELECT p.id, p.name, o.name, m.role, p.head_seq, p.created_at,
+                (SELECT COUNT(*) FROM members x WHERE x.project_id = p.id)
          FROM members m JOIN projects p ON p.id = m.project_id JOIN users o ON o.id = p.owner_id";
 
     pub async fn projects_of(&self, user: &User) -> DbResult<Vec<Project>> {
@@ -360,5 +362,6 @@ fn project_from_row(r: &sqlx::sqlite::SqliteRow) -> DbResult<Project> {
         role: parse_role(r.get::<String, _>(3).as_str())?,
         head_seq: r.get::<i64, _>(4) as u64,
         created_at: r.get(5),
+        members: r.get::<i64, _>(6) as u64,
     })
 }

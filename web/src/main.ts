@@ -9,7 +9,7 @@ import init, { Hasher, check_path, hash_hex } from "./wasm/vidsync_wasm.js";
 
 type Change = { path: string; op: "create" | "update" | "delete"; hash: string | null; size: number | null; mtime: string | null };
 type ProjectEvent = { seq: number; project_id: string; change: Change; origin: { client_id: string; user: string }; created_at: string };
-type Project = { id: string; name: string; owner: string; role: string; head_seq: number };
+type Project = { id: string; name: string; owner: string; role: string; head_seq: number; members: number };
 type TreeFile = { path: string; hash: string; size: number; mtime: string | null; seq: number };
 type Present = { user: string; client_id: string | null; since: string };
 type Ack = { ok: boolean; head_seq?: number; present?: Present[]; error?: { code: string; message: string }; events?: ProjectEvent[] };
@@ -238,7 +238,7 @@ function renderProjects() {
     const li = list.querySelector(`li[data-project="${CSS.escape(p.id)}"]`);
     if (!li) continue;
     const here = presence.get(p.id) ?? [];
-    const meta = `  · seq ${p.head_seq} · owner ${p.owner} · you: ${p.role}`;
+    const meta = `  · seq ${p.head_seq} · ${p.members} member${p.members === 1 ? "" : "s"} · owner ${p.owner} · you: ${p.role}`;
     const who = here.length ? `here now: ${names(here)}` : "nobody here now";
     const [, m, w] = Array.from(li.children) as HTMLElement[];
     if (m.textContent !== meta) m.textContent = meta;
