@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { io } from "socket.io-client";
@@ -66,6 +66,12 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
     await until("the feed", async () => (await b.text("#feed"))?.includes("docs-new.txt"), 2000);
     await until("the tree", async () => (await b.text("#tree"))?.includes("docs-new.txt"), 2000 - (Date.now() - seen));
     await b.shot("3-live");
+    // A file in a new folder appears in it; deleted, the folder goes too.
+    mkdirSync(join(folder, "sub/dir"), { recursive: true });
+    writeFileSync(join(folder, "sub/dir/x.txt"), "x\n");
+    await until("the new folder", async () => (await b.script(`return !!document.querySelector('#tree [data-dir="sub/dir/"] button[data-path="sub/dir/x.txt"]')`)) === true);
+    rmSync(join(folder, "sub"), { recursive: true });
+    await until("the folder gone", async () => (await b.script(`return document.querySelector('#tree [data-dir="sub/"]') === null && !document.getElementById('tree').innerText.includes('x.txt')`)) === true);
 
     // The slider: the tree as it was before that file.
     await b.script(`const s = document.getElementById('seq'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));`, String(before));

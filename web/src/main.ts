@@ -158,14 +158,14 @@ function onEvent(ev: ProjectEvent) {
     $("seq-out").textContent = `${current.head} (live)`;
     if (ev.change.op === "delete") current.tree.delete(ev.change.path);
     else current.tree.set(ev.change.path, { path: ev.change.path, hash: ev.change.hash ?? "", size: ev.change.size ?? 0, mtime: ev.change.mtime, seq: ev.seq });
-    dirty.tree = true;
+    dirty.paths.add(ev.change.path);
   }
   scheduleRender();
 }
 
 /** What changed since the last paint; painted at most every RENDER_MS, so a
  * burst of events costs one rebuild, not one per event. */
-const dirty = { feed: false, tree: false };
+const dirty = { feed: false, paths: new Set<string>() };
 const RENDER_MS = 200;
 let renderTimer: ReturnType<typeof setTimeout> | undefined;
 function scheduleRender() {
@@ -173,8 +173,9 @@ function scheduleRender() {
   renderTimer = setTimeout(() => {
     renderTimer = undefined;
     if (dirty.feed) renderFeed();
-    if (dirty.tree) renderTree();
-    dirty.feed = dirty.tree = false;
+    if (dirty.paths.size) patchTree(dirty.paths);
+    dirty.feed = false;
+    dirty.paths = new Set();
   }, RENDER_MS);
 }
 
@@ -274,36 +275,95 @@ function renderFeed() {
   while (ol.children.length > FEED_CAP) ol.lastElementChild?.remove();
 }
 
-/** The tree as nested folders; each folder (and the root) takes drops. */
+/** The tree's folders (`a/b/` → its <ul>; "" → the root) and files
+ * (path → its <li>), so that a live event changes one entry, not the tree. */
+const dirUls = new Map<string, HTMLElement>();
+const fileLis = new Map<string, HTMLElement>();
+
+/** A child's sort key: its folder path or its file path. */
+function keyOf(n: Element): string {
+  const h = n as HTMLElement;
+  return h.dataset.dir ?? (h.querySelector("button.file") as HTMLElement | null)?.dataset.path ?? "";
+}
+
+/** Puts `child` among `parent`'s children in path order. */
+function insertSorted(parent: HTMLElement, child: HTMLElement, key: string) {
+  const next = Array.from(parent.children).find((c) => keyOf(c) > key);
+  parent.insertBefore(child, next ?? null);
+}
+
+function dirOf(dir: string): HTMLElement {
+  const have = dirUls.get(dir);
+  if (have) return have;
+  const parent = dir.slice(0, dir.slice(0, -1).lastIndexOf("/") + 1);
+  const li = el("li", { class: "dir", "data-dir": dir });
+  li.append(el("span", { class: "dirname", tabindex: "0" }, dir.slice(parent.length)));
+  const ul = el("ul", { "data-dir": dir });
+  li.append(ul);
+  insertSorted(dirOf(parent), li, dir);
+  dirUls.set(dir, ul);
+  return ul;
+}
+
+function fileEntry(f: TreeFile): HTMLElement {
+  const slash = f.path.lastIndexOf("/");
+  const b = el("button", { type: "button", class: "file", "data-path": f.path }, f.path.slice(slash + 1));
+  b.title = `${f.size} bytes, seq ${f.seq}`;
+  b.addEventListener("click", () => void openFile(f.path));
+  const li = el("li");
+  li.append(b);
+  return li;
+}
+
+function treeCount() {
+  if (!current) return;
+  const n = current.tree.size;
+  $("tree-at").textContent = current.atSeq === null ? `(${n} at head, live)` : `(${n} at seq ${current.atSeq})`;
+}
+
+/** The whole tree as nested folders; each folder (and the root) takes drops. */
 function renderTree() {
   if (!current) return;
   const root = $("tree");
   root.replaceChildren();
-  const dirs = new Map<string, HTMLElement>([["", root]]);
-  const dirOf = (dir: string): HTMLElement => {
-    const have = dirs.get(dir);
-    if (have) return have;
-    const parent = dir.slice(0, dir.slice(0, -1).lastIndexOf("/") + 1);
-    const li = el("li", { class: "dir", "data-dir": dir });
-    li.append(el("span", { class: "dirname", tabindex: "0" }, dir.slice(parent.length)));
-    const ul = el("ul", { "data-dir": dir });
-    li.append(ul);
-    dirOf(parent).append(li);
-    dirs.set(dir, ul);
-    return ul;
-  };
-  const files = [...current.tree.values()].sort((a, b) => a.path.localeCompare(b.path));
+  dirUls.clear();
+  fileLis.clear();
+  dirUls.set("", root);
+  const files = [...current.tree.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   for (const f of files) {
-    const slash = f.path.lastIndexOf("/");
-    const ul = dirOf(f.path.slice(0, slash + 1));
-    const b = el("button", { type: "button", class: "file", "data-path": f.path }, f.path.slice(slash + 1));
-    b.title = `${f.size} bytes, seq ${f.seq}`;
-    b.addEventListener("click", () => void openFile(f.path));
-    const li = el("li");
-    li.append(b);
-    ul.append(li);
+    const li = fileEntry(f);
+    dirOf(f.path.slice(0, f.path.lastIndexOf("/") + 1)).append(li);
+    fileLis.set(f.path, li);
   }
-  $("tree-at").textContent = current.atSeq === null ? `(${files.length} at head, live)` : `(${files.length} at seq ${current.atSeq})`;
+  treeCount();
+}
+
+/** Brings the entries of `paths` in line with the tree, and only those. */
+function patchTree(paths: Set<string>) {
+  if (!current) return;
+  for (const path of paths) {
+    const f = current.tree.get(path);
+    const li = fileLis.get(path);
+    if (f && li) {
+      (li.firstElementChild as HTMLElement).title = `${f.size} bytes, seq ${f.seq}`;
+    } else if (f) {
+      const entry = fileEntry(f);
+      insertSorted(dirOf(path.slice(0, path.lastIndexOf("/") + 1)), entry, path);
+      fileLis.set(path, entry);
+    } else if (li) {
+      let ul = li.parentElement;
+      li.remove();
+      fileLis.delete(path);
+      // Folders left empty go too.
+      while (ul && ul.id !== "tree" && ul.children.length === 0) {
+        const dirLi = ul.parentElement;
+        dirUls.delete(ul.dataset.dir ?? "");
+        ul = dirLi?.parentElement ?? null;
+        dirLi?.remove();
+      }
+    }
+  }
+  treeCount();
 }
 
 async function loadTree(atSeq: number | null): Promise<Map<string, TreeFile>> {
