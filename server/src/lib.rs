@@ -209,7 +209,7 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
             keep: config.keep_versions,
             interval: config.gc_interval,
             grace: config.gc_grace,
-            claims: Default::default(),
+            claims: retention::Claims::new(config.gc_grace),
             gate: Default::default(),
         },
         ping: (config.ping_interval, config.ping_timeout),

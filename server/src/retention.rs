@@ -32,29 +32,68 @@ use vidsync_protocol::ContentHash;
 use crate::db::{DbError, DbResult};
 use crate::AppState;
 
-/// Content clients were told is present, per (project, hash), and when.
-#[derive(Default)]
+/// Content clients were told is present, per project and hash, and when.
+/// Claims older than the grace are dropped by the collector, and on insert
+/// whenever the map has doubled since the last drop, so a busy server
+/// between two collections holds at most about twice what one grace brings.
 pub struct Claims {
-    inner: Mutex<HashMap<(String, ContentHash), Instant>>,
+    grace: Duration,
+    inner: Mutex<ClaimMap>,
+}
+
+#[derive(Default)]
+struct ClaimMap {
+    by_project: HashMap<String, HashMap<ContentHash, Instant>>,
+    len: usize,
+    /// `len` right after the last drop of old claims.
+    kept: usize,
+}
+
+impl ClaimMap {
+    fn drop_older_than(&mut self, grace: Duration) {
+        self.by_project.retain(|_, hashes| {
+            hashes.retain(|_, at| at.elapsed() < grace);
+            !hashes.is_empty()
+        });
+        self.len = self.by_project.values().map(HashMap::len).sum();
+        self.kept = self.len;
+    }
 }
 
 impl Claims {
-    pub fn claim<'a>(&self, project_id: &str, hashes: impl IntoIterator<Item = &'a ContentHash>) {
-        let now = Instant::now();
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for h in hashes {
-            map.insert((project_id.to_string(), *h), now);
+    pub fn new(grace: Duration) -> Claims {
+        Claims {
+            grace,
+            inner: Mutex::default(),
         }
     }
 
-    /// Drops claims older than `grace`; the hashes of `project_id` still claimed.
-    fn live(&self, project_id: &str, grace: Duration) -> HashSet<ContentHash> {
+    pub fn claim<'a>(&self, project_id: &str, hashes: impl IntoIterator<Item = &'a ContentHash>) {
+        let now = Instant::now();
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, at| at.elapsed() < grace);
-        map.keys()
-            .filter(|(p, _)| p == project_id)
-            .map(|(_, h)| *h)
-            .collect()
+        let project = match map.by_project.get_mut(project_id) {
+            Some(p) => p,
+            None => map.by_project.entry(project_id.to_string()).or_default(),
+        };
+        let before = project.len();
+        for h in hashes {
+            project.insert(*h, now);
+        }
+        let added = project.len() - before;
+        map.len += added;
+        if map.len > 2 * map.kept.max(10_000) {
+            map.drop_older_than(self.grace);
+        }
+    }
+
+    /// Drops claims older than the grace; the hashes of `project_id` still claimed.
+    fn live(&self, project_id: &str) -> HashSet<ContentHash> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.drop_older_than(self.grace);
+        map.by_project
+            .get(project_id)
+            .map(|h| h.keys().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -117,7 +156,7 @@ async fn collect_project(
     let writer = state.db.lock_writer().await;
     let gate = state.retention.gate.write().await;
     let grace = state.retention.grace;
-    let claimed = state.retention.claims.live(project_id, grace);
+    let claimed = state.retention.claims.live(project_id);
 
     // Mark: every hash an event names, and those a retained version needs.
     let mut named = HashSet::new();

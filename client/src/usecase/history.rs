@@ -149,20 +149,8 @@ pub async fn files(dir: &Path, project_id: &str, max: usize) -> Result<Vec<Strin
 pub async fn history(dir: &Path, path: &Path) -> Result<(FolderLink, Vec<ProjectEvent>)> {
     let cfg = Config::load(dir)?;
     let (link, p) = locate(&cfg, path)?;
-    let api = api_of(&cfg)?;
-    let mut out = Vec::new();
-    let mut before = None;
-    loop {
-        let page = api
-            .history(&link.project_id, p.as_str(), before, 1000)
-            .await?;
-        out.extend(page.events);
-        match page.next_before_seq {
-            Some(n) if out.len() < MAX_HISTORY => before = Some(n),
-            _ => break,
-        }
-    }
-    Ok((link, out))
+    let events = versions(dir, &link.project_id, p.as_str()).await?;
+    Ok((link, events))
 }
 
 /// What to bring back, and to when.
