@@ -264,3 +264,65 @@ async fn resubscribe_after_reconnect_catches_up() -> anyhow::Result<()> {
     assert_eq!(health["status"], "ok");
     Ok(())
 }
+
+/// A project followed the moment the socket comes up (what the engine does
+/// when a folder starts right after the feed connected) is subscribed:
+/// its events arrive over the socket. The feed's connect handler used to
+/// read the followed projects before the client was stored for
+/// `add_project`, so a project added in between was never subscribed and
+/// its folder stayed `live` hearing nothing (1 of ~30 runs of
+/// `transport::with_the_socket_up_changes_go_up_the_socket`). The log is
+/// not polled here (a minute apart), so only the socket can deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_followed_as_the_socket_connects_hears_its_events() -> anyhow::Result<()> {
+    use std::time::Duration;
+    use vidsync_client::api::ApiClient;
+    use vidsync_client::feed::{Connection, FeedEvent, LiveFeed};
+    use vidsync_client::Transport;
+
+    let server = TestServer::start().await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let id = api.new_project("p").await?;
+    for round in 0..60u64 {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let (feed, mut rx) = LiveFeed::start(
+            ApiClient::new(&server.url, &token)?,
+            Transport::WebsocketFirst,
+            Duration::from_secs(60),
+            Default::default(),
+            cancel.clone(),
+        );
+        // Added the moment the socket is up (as the feed's own state says,
+        // before its owner could hear it).
+        let deadline = Duration::from_secs(10);
+        let live = async {
+            while feed.connection() != Connection::Live {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(deadline, live)
+            .await
+            .map_err(|_| anyhow::anyhow!("round {round}: the feed never went live"))?;
+        feed.add_project(&id, round).await;
+        let path = format!("f{round}");
+        api.update(&id, "w", vec![create_change(&path, b"x", None)])
+            .await?;
+        let heard = tokio::time::timeout(deadline, async {
+            while let Some(m) = rx.recv().await {
+                if let FeedEvent::Event(e) = m {
+                    return Some(e.seq);
+                }
+            }
+            None
+        })
+        .await;
+        assert_eq!(
+            heard.ok().flatten(),
+            Some(round + 1),
+            "round {round}: a project added as the socket came up heard nothing"
+        );
+        cancel.cancel();
+    }
+    Ok(())
+}

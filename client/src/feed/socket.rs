@@ -344,6 +344,14 @@ fn client_builder(
 
 /// Connected: the back-off starts over; subscribe to every followed
 /// project from its cursor.
+///
+/// The client is stored before `socket_up` is set, and the projects are
+/// read after: a project added meanwhile ([`super::LiveFeed::add_project`]
+/// inserts its cursor, then reads `socket_up`) is either in the list read
+/// here or sees the socket up with a client to subscribe on. Storing the
+/// client only after `connect()` returned left a window where neither
+/// subscribed it, and the folder stayed `live` without ever hearing an
+/// event.
 async fn on_connect(shared: Arc<Shared>, client: Client) {
     if let Ok(mut s) = shared.schedule.lock() {
         *s = Schedule::default();
@@ -351,6 +359,7 @@ async fn on_connect(shared: Arc<Shared>, client: Client) {
     if let Ok(mut r) = shared.retry.lock() {
         *r = None;
     }
+    *shared.client.lock().await = Some(client.clone());
     shared.socket_up.store(true, Ordering::SeqCst);
     let projects = projects(&shared);
     if projects.is_empty() {
