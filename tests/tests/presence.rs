@@ -4,7 +4,7 @@
 
 use rust_socketio::TransportType;
 use serde_json::{json, Value};
-use vidsync_e2e::{ConnectFailure, Live, TestServer};
+use vidsync_e2e::{linked_pair, wait_for, ClientDir, ConnectFailure, Live, TestServer};
 
 /// `(user, client_id)` of each entry of a presence list.
 fn who(present: &Value) -> Vec<(String, Option<String>)> {
@@ -140,5 +140,66 @@ async fn a_bad_client_id_is_refused_at_the_handshake() -> anyhow::Result<()> {
         .json()
         .await?;
     assert_eq!(health["connections"], 0);
+    Ok(())
+}
+
+/// The `client_id` a client installation saved in its config.
+fn client_id_of(dir: &ClientDir) -> String {
+    let cfg: Value = serde_json::from_slice(
+        &std::fs::read(dir.config.path().join("config.json")).expect("config.json"),
+    )
+    .expect("config.json is JSON");
+    cfg["client_id"].as_str().expect("client_id").to_string()
+}
+
+/// The `client_id`s a status lists as present, sorted.
+fn present_ids(status: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = status["present"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["client_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn the_vidsync_client_names_itself_and_shows_who_is_present() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, b, _id, _api) = linked_pair(&server, "send-receive").await?;
+    let (ida, idb) = (client_id_of(&a), client_id_of(&b));
+    let mut ra = a.run(&[])?;
+    ra.wait_status("A alone", |s| present_ids(s) == vec![ida.clone()])
+        .await?;
+    let mut rb = b.run(&[])?;
+    let mut both = vec![ida.clone(), idb.clone()];
+    both.sort();
+    let seen = ra
+        .wait_status("A sees B", |s| present_ids(s) == both)
+        .await?;
+    let users: Vec<&str> = seen["status"]["present"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["user"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        users.contains(&"alice") && users.contains(&"bob"),
+        "{users:?}"
+    );
+    rb.wait_status("B sees A", |s| present_ids(s) == both)
+        .await?;
+    // status.json (what `vidsync status --json` reads) has it too.
+    wait_for("present in A's status.json", || async {
+        a.status_file()
+            .filter(|v| present_ids(&v["folders"][0]) == both)
+            .map(|_| ())
+    })
+    .await?;
+
+    rb.kill9().await?;
+    ra.wait_status("A alone again", |s| present_ids(s) == vec![ida.clone()])
+        .await?;
     Ok(())
 }
