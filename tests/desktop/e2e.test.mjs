@@ -321,7 +321,9 @@ test("the project view: files, size, last change and by whom, who is here (a sec
   await w.shots("5-project-presence");
   await w.resize(1280, 900);
 
-  // Bob writes 200 MiB (random: no chunk is shared); the app shows it coming in.
+  // Bob writes 200 MiB (random: no chunk is shared); the app shows it coming in
+  // (seen at 800x600; the upload below at 1280x900).
+  await w.resize(800, 600);
   const size = 200 * 1024 * 1024;
   writeFileSync(join(bobFolder, "big.bin"), randomBytes(size));
   const progress = await until(
@@ -335,21 +337,48 @@ test("the project view: files, size, last change and by whom, who is here (a sec
   );
   console.log(`progress shown: ${progress}`);
   assert.match(progress, /^↓ 1 file, [\d.]+ (MiB|KiB) to go/);
-  await w.shot("6-progress-1280x900");
-  // The bar moves: a later reading has fewer bytes left or is done.
-  const value = await w.script("return document.getElementById('pv-bar').value");
-  await w.resize(800, 600);
-  if (await w.script("return !document.getElementById('pv-progress').hidden")) await w.shot("6-progress-800x600");
+  // The bar moves while the bytes come, and an ETA shows once a rate is known.
+  const readings = [];
+  await until(
+    "the bar gone",
+    async () => {
+      const [hidden, value, text] = await w.script(
+        "return [document.getElementById('pv-progress').hidden, document.getElementById('pv-bar').value, document.getElementById('pv-progress-text').textContent]",
+      );
+      if (!hidden) readings.push({ value, text });
+      if (!hidden && value > 0.3 && readings.filter((r) => r.value > 0 && r.value < 1).length === 1) await w.shot("6-progress-down-800x600");
+      return hidden;
+    },
+    120000,
+  );
+  console.log(`progress readings: ${readings.length}, e.g. ${JSON.stringify(readings[Math.floor(readings.length / 2)])}`);
+  assert.ok(readings.some((r) => r.value > 0 && r.value < 1), `the bar moved: ${JSON.stringify(readings.slice(0, 5))}`);
+  assert.ok(readings.some((r) => /about \d+ (s|min) left$/.test(r.text)), `an ETA: ${JSON.stringify(readings.slice(-5))}`);
+  assert.equal(statSync(join(folder, "big.bin")).size, size);
   await w.resize(1280, 900);
-  await until("the file in place", async () => existsSync(join(folder, "big.bin")) && statSync(join(folder, "big.bin")).size === size, 120000);
-  await until("the bar gone", async () => w.script("return document.getElementById('pv-progress').hidden"), 30000);
-  console.log(`bar value while shown: ${value}`);
   await until("the new figures", async () => (await w.text("#pv-files")) === "2", 30000);
   assert.equal(await w.text("#pv-size"), "200 MiB");
   assert.ok((await w.text("#pv-last")).includes("big.bin by hal"), await w.text("#pv-last"));
   assert.ok((await w.text("#feed")).includes("big.bin"));
   await w.shots("7-project-synced");
   await w.resize(1280, 900);
+
+  // The app sends 200 MiB: the bar shows it going up until the server has it.
+  writeFileSync(join(folder, "up.bin"), randomBytes(size));
+  const up = [];
+  await until(
+    "the upload shown and done",
+    async () => {
+      const [hidden, text] = await w.script("return [document.getElementById('pv-progress').hidden, document.getElementById('pv-progress-text').textContent]");
+      if (!hidden && text.startsWith("↑") && up.length === 0) await w.shot("6-progress-up-1280x900");
+      if (!hidden) up.push(text);
+      return up.length > 0 && hidden;
+    },
+    120000,
+  );
+  console.log(`upload readings: ${up.length}, first ${up[0]}`);
+  assert.ok(up.some((t) => t.startsWith("↑ 1 file, 200 MiB to go")), JSON.stringify(up.slice(0, 3)));
+  await until("bob has it", async () => existsSync(join(bobFolder, "up.bin")) && statSync(join(bobFolder, "up.bin")).size === size, 120000);
 
   // Bob stops: he is gone from the list.
   process.kill(-bob.pid, "SIGTERM");

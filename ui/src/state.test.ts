@@ -169,3 +169,12 @@ describe("progress", () => {
     expect(s.meters.p1).toBeUndefined();
   });
 });
+
+describe("the badge while versions come in", () => {
+  it("says syncing with the files still to come", () => {
+    const t = { down_files: 2, down_bytes: 10, up_files: 0, up_bytes: 0 };
+    expect(badgeOf(status({ transfer: t }), false)).toEqual({ text: "syncing (2)", kind: "syncing" });
+    expect(badgeOf(status({ transfer: t, badge: { kind: "conflict", count: 1 } }), false).text).toBe("conflict (1)");
+    expect(badgeOf(status({ transfer: t }), true).text).toBe("paused");
+  });
+});

@@ -71,6 +71,12 @@ export function badgeText(b: Badge): string {
 export function badgeOf(status: FolderStatus | undefined, paused: boolean): { text: string; kind: BadgeKind } {
   if (paused) return { text: "paused", kind: "paused" };
   if (!status) return { text: "starting", kind: "syncing" };
+  // Versions still coming in count as syncing too (the engine's badge
+  // counts what waits to go up).
+  const incoming = status.transfer?.down_files ?? 0;
+  if (status.badge.kind === "up_to_date" && incoming > 0) {
+    return { text: badgeText({ kind: "syncing", count: incoming }), kind: "syncing" };
+  }
   return { text: badgeText(status.badge), kind: status.badge.kind };
 }
 

@@ -23,6 +23,8 @@ use crate::apply::{Applied, Applier};
 
 /// How often a download's bytes are told, at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// A file from this size on shows as a transfer as soon as it starts.
+const BIG_FILE: u64 = 1024 * 1024;
 
 impl FolderLoop {
     pub(super) fn applier(&self) -> Applier {
@@ -180,6 +182,17 @@ impl FolderLoop {
         let size = ev.change.size.unwrap_or(0);
         let ctx = self.ctx.clone();
         let (board, pid) = (&ctx.board, ev.project_id.as_str());
+        if theirs && size >= BIG_FILE {
+            // The whole of a big file shows before its first bytes come.
+            board.set_transfer(
+                pid,
+                super::status::Transfer {
+                    down_files: rest_files + 1,
+                    down_bytes: rest_bytes + size,
+                    ..board.transfer(pid)
+                },
+            );
+        }
         let mut placed = 0u64;
         let mut told = std::time::Instant::now();
         let progress = |n: u64| {
