@@ -345,8 +345,8 @@ test("the project view: files, size, last change and by whom, who is here (a sec
       const [hidden, value, text] = await w.script(
         "return [document.getElementById('pv-progress').hidden, document.getElementById('pv-bar').value, document.getElementById('pv-progress-text').textContent]",
       );
+      if (!hidden && value > 0 && value < 1 && !readings.some((r) => r.value > 0 && r.value < 1)) await w.shot("6-progress-down-800x600");
       if (!hidden) readings.push({ value, text });
-      if (!hidden && value > 0.3 && readings.filter((r) => r.value > 0 && r.value < 1).length === 1) await w.shot("6-progress-down-800x600");
       return hidden;
     },
     120000,
