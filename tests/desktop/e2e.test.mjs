@@ -387,3 +387,15 @@ test("the project view: files, size, last change and by whom, who is here (a sec
   await until("the list again", async () => (await w.text("#activity-title")) === "Activity");
   await w.close();
 });
+
+test("a dark system theme makes the page dark", async () => {
+  const w = newWorld();
+  await w.startServer();
+  // GTK's dark variant is what WebKitGTK reports as prefers-color-scheme: dark.
+  await w.openApp(join(w.root, "app6-config"), { GTK_THEME: "Adwaita:dark" });
+  assert.equal(await w.script("return matchMedia('(prefers-color-scheme: dark)').matches"), true);
+  const bg = await w.script("return getComputedStyle(document.documentElement).backgroundColor");
+  assert.equal(bg, "rgb(21, 25, 31)", "the dark background");
+  await w.shots("8-welcome-dark");
+  await w.close();
+});

@@ -63,8 +63,9 @@ export class World {
     return execFileSync(CLI, ["--config-dir", configDir, ...args], { env: quiet }).toString().trim();
   }
 
-  /** Starts tauri-driver and opens the app with `configDir`; returns the WebDriver session. */
-  async openApp(configDir) {
+  /** Starts tauri-driver and opens the app with `configDir` (and `env` on top of
+   * the test's); returns the WebDriver session. */
+  async openApp(configDir, env = {}) {
     const port = 4444 + Math.floor(Math.random() * 500);
     this.driverUrl = `http://127.0.0.1:${port}`;
     this.driver = this.spawn("tauri-driver", ["--port", String(port), "--native-port", String(port + 600)], {
@@ -72,7 +73,7 @@ export class World {
       stdio: process.env.TEST_LOG ? "inherit" : "ignore",
       // HOME: "start at login" writes its autostart entry (~/.config/autostart)
       // under the test's root, never in the real home.
-      env: { ...process.env, VIDSYNC_CONFIG_DIR: configDir, HOME: this.home },
+      env: { ...process.env, VIDSYNC_CONFIG_DIR: configDir, HOME: this.home, ...env },
     });
     await until("tauri-driver", () => fetch(`${this.driverUrl}/status`).then((r) => r.ok));
     const s = await this.wd("POST", "/session", { capabilities: { alwaysMatch: { "tauri:options": { application: APP } } } });
