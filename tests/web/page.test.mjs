@@ -57,6 +57,9 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
     await b.click(`#projects a`);
     await until("the tree", async () => (await b.text("#tree"))?.includes("readme.txt"));
     await until("live", async () => (await b.text("#connection")) === "live");
+    // Presence: the running CLI client is listed.
+    const cliId = JSON.parse(readFileSync(join(cfg, "config.json"), "utf8")).client_id;
+    await until("the CLI client present", async () => (await b.text("#present"))?.includes(`alice (${cliId})`));
     const before = await head();
 
     // A CLI client writes a file: the feed and the tree show it within 2 s.
