@@ -55,24 +55,23 @@ bindings: ui
 build: ui web
 	$(CARGO) build --locked --workspace
 
+# Starts the server, signs the app (and the CLI) in to it on first use
+# (scripts/local-signin.sh: a user named $(RUN_USER) and its token), then the app.
+RUN_USER ?= $(shell id -un 2>/dev/null || echo me)
 run: ui web
 	$(CARGO) build --locked --release -p vidsync-server -p vidsync-client -p vidsync-desktop
 	@echo
 	@echo "Vidsync server on http://$(LISTEN), data in $(DATA_DIR)"
-	@echo "Make a token (in another terminal):"
-	@echo "  $(SERVER_RELEASE) user add YOUR_NAME --data-dir $(DATA_DIR)"
-	@echo "then enter http://$(LISTEN) and the token in the app's Settings, or use the CLI:"
-	@echo "  $(CLIENT_RELEASE) login --server http://$(LISTEN) --token TOKEN"
-	@echo "  $(CLIENT_RELEASE) share ~/some/folder && $(CLIENT_RELEASE) run"
-	@echo
-	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
-	  $(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR) & srv=$$!; \
-	  trap 'kill $$srv 2>/dev/null' EXIT INT TERM; \
-	  $(DESKTOP_RELEASE); kill $$srv 2>/dev/null; wait $$srv; \
-	else \
-	  echo "(no display: starting the server only; run the desktop app where a display exists)"; \
-	  $(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR); \
-	fi
+	@$(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR) & srv=$$!; \
+	  trap 'kill $$srv 2>/dev/null; wait $$srv' EXIT INT TERM; \
+	  scripts/local-signin.sh http://$(LISTEN) $(DATA_DIR) $(SERVER_RELEASE) $(CLIENT_RELEASE) $(RUN_USER) || exit 1; \
+	  echo "The CLI shares the app's sign-in: $(CLIENT_RELEASE) share ~/some/folder && $(CLIENT_RELEASE) run"; \
+	  if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	    $(DESKTOP_RELEASE); \
+	  else \
+	    echo "(no display: the server only; run the desktop app where a display exists)"; \
+	    wait $$srv; \
+	  fi
 
 test: ui web
 	cd ui && npm test
@@ -97,7 +96,7 @@ $(PY_VENV)/.installed: $(PY_REQ) | deps
 
 # Needs the debug server binary (the test recipe builds it first).
 test-python: $(PY_VENV)/.installed
-	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	VIDSYNC_SERVER_BIN=$(SERVER_DEBUG) VIDSYNC_BIN=$(CLIENT_DEBUG) $(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 	  --ignore=tests/python/test_package.py tests/python
 
 $(TAURI_CLI): packaging/desktop/package.json packaging/desktop/package-lock.json | deps

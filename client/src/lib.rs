@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub use config::{Config, FolderLink, Mode, Transport};
 pub use engine::{
-    Badge, BadgeKind, Connection, ConnectionDetail, Engine, EngineEvent, FolderStatus,
+    Badge, BadgeKind, Connection, ConnectionDetail, Engine, EngineEvent, FolderStatus, Transfer,
 };
 
 #[derive(Debug, thiserror::Error)]

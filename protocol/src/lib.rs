@@ -19,9 +19,9 @@ pub use path::{
     is_bidi_control, is_zero_width, PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES,
 };
 pub use types::{
-    check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Project, ProjectEvent,
-    RawChange, Role, SocketUpdate, SubscribeAck, SubscribeRequest, UpdateAck, UpdateRequest,
-    UpdateResponse, MAX_ID_BYTES,
+    check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Presence, Present,
+    Project, ProjectEvent, RawChange, Role, SocketUpdate, SubscribeAck, SubscribeRequest,
+    UpdateAck, UpdateRequest, UpdateResponse, MAX_ID_BYTES,
 };
 
 /// Socket.IO event a client emits to join a project's room.
@@ -32,6 +32,9 @@ pub const EV_UNSUBSCRIBE: &str = "unsubscribe:project";
 pub const EV_FILES_UPDATE: &str = "files:update";
 /// Socket.IO event the server emits for every appended event.
 pub const EV_PROJECT_EVENT: &str = "project:event";
+/// Socket.IO event the server emits to a project's room when who is
+/// subscribed changes (v2): a [`Presence`].
+pub const EV_PROJECT_PRESENCE: &str = "project:presence";
 
 /// Name of the Socket.IO room that carries a project's events.
 pub fn room_name(project_id: &str) -> String {

@@ -364,6 +364,9 @@ pub struct SubscribeAck {
     pub head_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,
+    /// Who is subscribed to the project now, the new subscriber included (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub present: Option<Vec<Present>>,
 }
 
 impl SubscribeAck {
@@ -372,6 +375,7 @@ impl SubscribeAck {
             ok: true,
             head_seq: Some(head_seq),
             error: None,
+            present: None,
         }
     }
 
@@ -384,8 +388,27 @@ impl SubscribeAck {
                 message: message.into(),
                 conflicts: None,
             }),
+            present: None,
         }
     }
+}
+
+/// One socket subscribed to a project (v2 presence): its user, the
+/// `client_id` it named in its handshake `auth` (if any), and since when.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Present {
+    pub user: String,
+    pub client_id: Option<String>,
+    /// RFC 3339, UTC: when this socket subscribed.
+    pub since: String,
+}
+
+/// Body of `project:presence`: everyone subscribed to the project now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub project_id: String,
+    pub present: Vec<Present>,
 }
 
 /// Body of `GET /health`.

@@ -32,6 +32,7 @@ fn export_into(dir: &Path) -> Result<(), ExportError> {
     Notice::export_all(&cfg)?;
     vidsync_client::usecase::conflicts::ConflictCopy::export_all(&cfg)?;
     vidsync_client::usecase::conflicts::Keep::export_all(&cfg)?;
+    vidsync_client::usecase::overview::Overview::export_all(&cfg)?;
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 
 use serde::Serialize;
 use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt as _;
+use tauri_plugin_opener::OpenerExt as _;
+use vidsync_client::usecase::overview::Overview;
 use vidsync_client::usecase::{self, Quiet, Settings};
 use vidsync_client::{Config, FolderLink, FolderStatus, Mode, Transport};
 
@@ -16,19 +19,28 @@ use crate::state::AppState;
 pub struct Snapshot {
     server: Option<String>,
     has_token: bool,
+    /// The private CA certificate trusted for the server, if any.
+    ca_file: Option<String>,
+    /// Whether the app starts at login.
+    autostart: bool,
+    /// This installation's id on the wire (to tell itself in presence).
+    client_id: String,
     transport: Transport,
     debounce_ms: u64,
     links: Vec<FolderLink>,
     statuses: Vec<FolderStatus>,
 }
 
-async fn snapshot_of(state: &AppState) -> Res<Snapshot> {
+async fn snapshot_of(app: &AppHandle, state: &AppState) -> Res<Snapshot> {
     let cfg = Config::load(&state.dir)?;
     let engine = state.engine().await;
     let statuses = usecase::status(&state.dir, engine.as_ref()).await?;
     Ok(Snapshot {
         server: cfg.server.clone(),
         has_token: cfg.token.is_some(),
+        ca_file: cfg.ca_file.map(|p| p.display().to_string()),
+        autostart: app.autolaunch().is_enabled().unwrap_or(false),
+        client_id: cfg.client_id.clone(),
         transport: cfg.transport,
         debounce_ms: cfg.debounce_ms,
         links: cfg.folders,
@@ -43,17 +55,29 @@ pub async fn ready(app: AppHandle, state: State<'_, AppState>) -> Res<Snapshot> 
     if state.engine().await.is_none() {
         state.restart(&app).await?;
     }
-    snapshot_of(&state).await
+    snapshot_of(&app, &state).await
 }
 
 #[tauri::command]
-pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
-    snapshot_of(&state).await
+pub async fn snapshot(app: AppHandle, state: State<'_, AppState>) -> Res<Snapshot> {
+    snapshot_of(&app, &state).await
+}
+
+/// An optional file path from a form field: empty means none.
+fn ca_path(ca_file: Option<String>) -> Option<std::path::PathBuf> {
+    ca_file
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 #[tauri::command]
-pub async fn test_connection(server: String, token: String) -> Res<String> {
-    let ok = usecase::check(&server, &token).await?;
+pub async fn test_connection(
+    server: String,
+    token: String,
+    ca_file: Option<String>,
+) -> Res<String> {
+    let ok = usecase::check_with_ca(&server, &token, ca_path(ca_file).as_deref()).await?;
     Ok(format!(
         "Connected to {} ({} project(s) visible).",
         ok.server, ok.projects
@@ -68,13 +92,14 @@ pub async fn save_settings(
     token: String,
     transport: Transport,
     debounce_ms: u64,
+    ca_file: Option<String>,
 ) -> Res<()> {
     // An empty token field keeps the saved token.
     let token = match token.is_empty() {
         true => Config::load(&state.dir)?.token.unwrap_or_default(),
         false => token,
     };
-    usecase::login(&state.dir, &server, &token).await?;
+    usecase::login_with_ca(&state.dir, &server, &token, ca_path(ca_file).as_deref()).await?;
     let prefs = Settings {
         transport: Some(transport),
         debounce_ms: Some(debounce_ms.clamp(50, 10_000)),
@@ -97,29 +122,90 @@ fn full_path(path: &str) -> Res<std::path::PathBuf> {
     Ok(p)
 }
 
+/// The first share or join turns "start at login" on, unless the user
+/// has chosen already (the toggle leaves a mark in the config dir).
+fn autostart_after_first_link(app: &AppHandle, state: &AppState, links_before: usize) {
+    if links_before > 0 || state.dir.join(AUTOSTART_CHOSEN).exists() {
+        return;
+    }
+    if let Err(e) = app.autolaunch().enable() {
+        tracing::warn!(%e, "could not turn on start at login");
+    }
+}
+
+/// Marks that the user chose "start at login" themselves.
+const AUTOSTART_CHOSEN: &str = "desktop-autostart-chosen";
+
+#[tauri::command]
+pub async fn set_autostart(app: AppHandle, state: State<'_, AppState>, enabled: bool) -> Res<bool> {
+    let launcher = app.autolaunch();
+    let done = if enabled {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    done.map_err(|e| UiError::new("autostart", format!("Start at login: {e}")))?;
+    std::fs::write(
+        state.dir.join(AUTOSTART_CHOSEN),
+        if enabled { "on\n" } else { "off\n" },
+    )
+    .map_err(|e| UiError::new("client", format!("Cannot save the choice: {e}")))?;
+    Ok(launcher.is_enabled().unwrap_or(enabled))
+}
+
 #[tauri::command]
 pub async fn add_folder(
+    app: AppHandle,
     state: State<'_, AppState>,
     path: String,
     name: Option<String>,
 ) -> Res<String> {
     let path = full_path(&path)?;
+    let before = Config::load(&state.dir)?.folders.len();
     let engine = state.engine().await;
     let link = usecase::share(&state.dir, &path, name, engine.as_ref()).await?;
+    autostart_after_first_link(&app, &state, before);
     Ok(link.project_id)
 }
 
 #[tauri::command]
 pub async fn join_project(
+    app: AppHandle,
     state: State<'_, AppState>,
     code: String,
     path: String,
     mode: Mode,
 ) -> Res<String> {
     let path = full_path(&path)?;
+    let before = Config::load(&state.dir)?.folders.len();
     let engine = state.engine().await;
     let joined = usecase::join(&state.dir, &code, &path, mode, engine.as_ref(), &Quiet).await?;
+    autostart_after_first_link(&app, &state, before);
     Ok(joined.link.project_id)
+}
+
+/// The project view's figures from the server (files, size, owner, last change).
+#[tauri::command]
+pub async fn project_overview(state: State<'_, AppState>, project_id: String) -> Res<Overview> {
+    Ok(usecase::overview::overview(&state.dir, &project_id).await?)
+}
+
+/// Opens a linked folder in the system's file manager.
+#[tauri::command]
+pub async fn open_folder(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    project_id: String,
+) -> Res<()> {
+    let cfg = Config::load(&state.dir)?;
+    let link = cfg
+        .folders
+        .iter()
+        .find(|f| f.project_id == project_id)
+        .ok_or_else(|| UiError::new("not_found", "No such folder."))?;
+    app.opener()
+        .open_path(link.path.display().to_string(), None::<&str>)
+        .map_err(|e| UiError::new("open", format!("Cannot open {}: {e}", link.path.display())))
 }
 
 #[tauri::command]

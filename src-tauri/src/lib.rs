@@ -33,6 +33,11 @@ pub fn run() {
         }))
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
         .manage(state::AppState::new(config_dir()))
         .invoke_handler(tauri::generate_handler![
             commands::ready,
@@ -44,6 +49,9 @@ pub fn run() {
             commands::invite,
             commands::remove_folder,
             commands::pause_folder,
+            commands::set_autostart,
+            commands::project_overview,
+            commands::open_folder,
             history::project_files,
             history::file_history,
             history::restore_version,

@@ -5,7 +5,8 @@
 
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { World, until, sleep, CLI } from "./harness.mjs";
 
@@ -76,42 +77,68 @@ test("link a folder in the window, see another client's change live, follow the 
   await w.close();
 });
 
-test("settings through the window (a bad token changes nothing), then pause and resume a folder", async () => {
+test("first run: the welcome screen (a bad token or CA file changes nothing), Share a folder, start at login; then pause and resume a folder", async () => {
   const w = newWorld();
   const url = await w.startServer();
   const appDir = join(w.root, "app2-config");
   const bobDir = join(w.root, "bob2-config");
   w.cli(bobDir, "login", "--server", url, "--token", w.token("bob2"));
   const good = w.token("carol");
-  // No login: the app starts empty and is set up through its Settings dialog.
+  // No login: the app opens on its welcome screen, and the header says why it is not connected.
   await w.openApp(appDir);
-  await until("the page", async () => (await w.text("#projects-empty")).includes("Share a folder"));
-  await w.click("#open-settings");
-  await w.type("#server-url", url);
-  await w.type("#server-token", "vst_not-a-real-token");
-  await w.click("#test-connection");
+  await until("the welcome screen", async () => (await w.script("return !document.getElementById('welcome').hidden && document.getElementById('main').hidden")) === true);
+  assert.equal(await w.text("#connection"), "not signed in");
+  await w.shots("1-welcome");
+  await w.type("#welcome-server", url);
+  await w.type("#welcome-token", "vst_not-a-real-token");
+  await w.click("#welcome-test");
   await until("the refusal", async () => (await w.text("#message")).includes("refused the token"));
-  await w.click("#save-settings");
+  await w.click("#welcome-connect");
   await until("the refusal again", async () => (await w.text("#message")).includes("refused the token"));
   const cfgFile = join(appDir, "config.json");
   const saved = () => (existsSync(cfgFile) ? JSON.parse(readFileSync(cfgFile, "utf8")) : {});
   assert.equal(saved().token ?? null, null, "a refused token is not saved");
-  await w.script("document.getElementById('server-token').value = ''");
-  await w.type("#server-token", good);
-  await w.click("#test-connection");
-  await until("the connection test", async () => (await w.text("#settings-result")).startsWith("Connected to"));
+  await w.script("document.getElementById('welcome-token').value = ''");
+  await w.type("#welcome-token", good);
+  // A CA file that is not there: said so, nothing saved.
+  await w.type("#welcome-ca", join(w.root, "no-such-ca.pem"));
+  await w.click("#welcome-connect");
+  await until("the CA file refusal", async () => (await w.text("#message")).includes("cannot read the CA file"));
+  assert.equal(saved().token ?? null, null, "nothing saved with a bad CA file");
+  await w.script("document.getElementById('welcome-ca').value = ''");
+  await w.click("#welcome-test");
+  await until("the connection test", async () => (await w.text("#welcome-result")).startsWith("Connected to"));
   assert.equal(await w.text("#message"), "", "a successful test clears the earlier refusal");
-  await w.shot("6-settings");
-  await w.click("#save-settings");
-  await until("saved", async () => (await w.text("#settings-result")) === "Saved.");
+  await w.shots("2-welcome-tested");
+  await w.click("#welcome-connect");
+  // Signed in: the first screen offers "Share a folder" and "Join with a code".
+  await until("the main screen", async () => (await w.script("return document.getElementById('welcome').hidden && !document.getElementById('main').hidden")) === true);
+  await until("the empty state", async () => (await w.text("#projects-empty")).includes("Share a folder"));
+  assert.ok((await w.text("#projects-section")).includes("Join with a code"));
+  assert.equal(await w.text("#connection"), "signed in · no folders yet");
   assert.equal(saved().token, good);
   assert.equal(saved().server, url);
-  await w.click("#close-settings");
+  await w.shots("3-signed-in");
+  await w.resize(1280, 900);
 
+  // Start at login: off until the first share, then on (an autostart entry under HOME).
+  const autostartDir = join(w.home, ".config", "autostart");
+  const entries = () => (existsSync(autostartDir) ? readdirSync(autostartDir).filter((n) => n.endsWith(".desktop")) : []);
+  assert.deepEqual(entries(), [], "no autostart entry before the first share");
   const folder = join(w.root, "paused-site");
   mkdirSync(folder);
   writeFileSync(join(folder, "a.txt"), "a\n");
   await w.shareThroughUi(folder);
+  assert.equal(entries().length, 1, "the first share turns start at login on");
+  await w.click("#open-settings");
+  assert.equal(await w.script("return document.getElementById('server-url').value"), url);
+  await until("the toggle on", async () => (await w.script("return document.getElementById('autostart').checked")) === true);
+  await w.shots("4-settings");
+  await w.resize(1280, 900);
+  await w.click("#autostart");
+  await until("the entry gone", async () => entries().length === 0);
+  assert.equal(await w.script("return document.getElementById('autostart').checked"), false);
+  await w.click("#close-settings");
   const projectId = saved().folders[0].project_id;
   const code = w.cli(appDir, "invite", projectId);
   const bobFolder = join(w.root, "bob2-site");
@@ -254,5 +281,121 @@ test("a file's history in the window: versions with who and when, 'Restore this 
   assert.ok(existsSync(join(folder, "other.txt")), "a preview changes nothing");
   await w.shot("12-rewind-preview");
   await w.click("#close-history");
+  await w.close();
+});
+
+test("the project view: files, size, last change and by whom, who is here (a second client comes and goes), progress of a 200 MiB download", async () => {
+  const w = newWorld();
+  const url = await w.startServer();
+  const appDir = join(w.root, "app5-config");
+  const bobDir = join(w.root, "bob5-config");
+  w.cli(appDir, "login", "--server", url, "--token", w.token("gina"));
+  w.cli(bobDir, "login", "--server", url, "--token", w.token("hal"));
+  await w.openApp(appDir);
+  await until("the page", async () => (await w.text("#projects-empty")).includes("Share a folder"));
+  const folder = join(w.root, "big-site");
+  mkdirSync(folder);
+  writeFileSync(join(folder, "readme.txt"), "hello\n");
+  await w.shareThroughUi(folder);
+  const projectId = JSON.parse(w.cli(appDir, "status", "--json"))[0].project_id;
+  const appClient = JSON.parse(readFileSync(join(appDir, "config.json"), "utf8")).client_id;
+
+  await w.click(`#projects li[data-project="${projectId}"] .open-project`);
+  await until("the figures", async () => (await w.text("#pv-files")) === "1");
+  assert.equal(await w.text("#pv-size"), "6 B");
+  assert.ok((await w.text("#pv-last")).includes("readme.txt by gina"), await w.text("#pv-last"));
+  assert.equal(await w.text("#pv-owner"), "gina (you)");
+  assert.equal(await w.text("#pv-mode"), "send & receive");
+  assert.equal(await w.text("#activity-title"), "Activity in big-site");
+  await until("this app present", async () => (await w.text("#pv-present")).includes("this app"));
+  assert.equal(await w.script(`return document.querySelectorAll('#pv-present li[data-client="${appClient}"]').length`), 1);
+
+  // A second client (the CLI) joins and runs: it shows up here.
+  const code = w.cli(appDir, "invite", projectId);
+  const bobFolder = join(w.root, "bob5-site");
+  w.cli(bobDir, "join", code, bobFolder, "--mode", "send-receive");
+  const bobClient = JSON.parse(readFileSync(join(bobDir, "config.json"), "utf8")).client_id;
+  const bob = w.spawn(CLI, ["--config-dir", bobDir, "run"], { stdio: "ignore", env: { ...process.env, RUST_LOG: "warn" } });
+  await until("bob present", async () => (await w.script(`return document.querySelectorAll('#pv-present li[data-client="${bobClient}"]').length`)) === 1);
+  assert.ok((await w.text("#pv-present")).includes("hal"));
+  await w.shots("5-project-presence");
+  await w.resize(1280, 900);
+
+  // Bob writes 200 MiB (random: no chunk is shared); the app shows it coming in
+  // (seen at 800x600; the upload below at 1280x900).
+  await w.resize(800, 600);
+  const size = 200 * 1024 * 1024;
+  writeFileSync(join(bobFolder, "big.bin"), randomBytes(size));
+  const progress = await until(
+    "the progress bar",
+    async () => {
+      const shown = await w.script("return !document.getElementById('pv-progress').hidden");
+      const text = await w.text("#pv-progress-text");
+      return shown && text.includes("to go") ? text : undefined;
+    },
+    120000,
+  );
+  console.log(`progress shown: ${progress}`);
+  assert.match(progress, /^↓ 1 file, [\d.]+ (MiB|KiB) to go/);
+  // The bar moves while the bytes come, and an ETA shows once a rate is known.
+  const readings = [];
+  await until(
+    "the bar gone",
+    async () => {
+      const [hidden, value, text] = await w.script(
+        "return [document.getElementById('pv-progress').hidden, document.getElementById('pv-bar').value, document.getElementById('pv-progress-text').textContent]",
+      );
+      if (!hidden && value > 0 && value < 1 && !readings.some((r) => r.value > 0 && r.value < 1)) await w.shot("6-progress-down-800x600");
+      if (!hidden) readings.push({ value, text });
+      return hidden;
+    },
+    120000,
+  );
+  console.log(`progress readings: ${readings.length}, e.g. ${JSON.stringify(readings[Math.floor(readings.length / 2)])}`);
+  assert.ok(readings.some((r) => r.value > 0 && r.value < 1), `the bar moved: ${JSON.stringify(readings.slice(0, 5))}`);
+  assert.ok(readings.some((r) => /about \d+ (s|min) left$/.test(r.text)), `an ETA: ${JSON.stringify(readings.slice(-5))}`);
+  assert.equal(statSync(join(folder, "big.bin")).size, size);
+  await w.resize(1280, 900);
+  await until("the new figures", async () => (await w.text("#pv-files")) === "2", 30000);
+  assert.equal(await w.text("#pv-size"), "200 MiB");
+  assert.ok((await w.text("#pv-last")).includes("big.bin by hal"), await w.text("#pv-last"));
+  assert.ok((await w.text("#feed")).includes("big.bin"));
+  await w.shots("7-project-synced");
+  await w.resize(1280, 900);
+
+  // The app sends 200 MiB: the bar shows it going up until the server has it.
+  writeFileSync(join(folder, "up.bin"), randomBytes(size));
+  const up = [];
+  await until(
+    "the upload shown and done",
+    async () => {
+      const [hidden, text] = await w.script("return [document.getElementById('pv-progress').hidden, document.getElementById('pv-progress-text').textContent]");
+      if (!hidden && text.startsWith("↑") && up.length === 0) await w.shot("6-progress-up-1280x900");
+      if (!hidden) up.push(text);
+      return up.length > 0 && hidden;
+    },
+    120000,
+  );
+  console.log(`upload readings: ${up.length}, first ${up[0]}`);
+  assert.ok(up.some((t) => t.startsWith("↑ 1 file, 200 MiB to go")), JSON.stringify(up.slice(0, 3)));
+  await until("bob has it", async () => existsSync(join(bobFolder, "up.bin")) && statSync(join(bobFolder, "up.bin")).size === size, 120000);
+
+  // Bob stops: he is gone from the list.
+  process.kill(-bob.pid, "SIGTERM");
+  await until("bob gone", async () => (await w.script(`return document.querySelectorAll('#pv-present li[data-client="${bobClient}"]').length`)) === 0, 30000);
+  await w.click("#pv-back");
+  await until("the list again", async () => (await w.text("#activity-title")) === "Activity");
+  await w.close();
+});
+
+test("a dark system theme makes the page dark", async () => {
+  const w = newWorld();
+  await w.startServer();
+  // GTK's dark variant is what WebKitGTK reports as prefers-color-scheme: dark.
+  await w.openApp(join(w.root, "app6-config"), { GTK_THEME: "Adwaita:dark" });
+  assert.equal(await w.script("return matchMedia('(prefers-color-scheme: dark)').matches"), true);
+  const bg = await w.script("return getComputedStyle(document.documentElement).backgroundColor");
+  assert.equal(bg, "rgb(21, 25, 31)", "the dark background");
+  await w.shots("8-welcome-dark");
   await w.close();
 });

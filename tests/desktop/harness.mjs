@@ -32,7 +32,9 @@ export class World {
     for (const [k, v] of Object.entries({ SERVER, CLI, APP })) if (!v) throw new Error(`set the binary path for ${k}`);
     this.root = mkdtempSync(join(tmpdir(), "vidsync-desktop-"));
     this.dataDir = join(this.root, "data");
+    this.home = join(this.root, "home");
     this.children = [];
+    mkdirSync(this.home, { recursive: true });
     mkdirSync(SHOTS, { recursive: true });
   }
 
@@ -61,14 +63,17 @@ export class World {
     return execFileSync(CLI, ["--config-dir", configDir, ...args], { env: quiet }).toString().trim();
   }
 
-  /** Starts tauri-driver and opens the app with `configDir`; returns the WebDriver session. */
-  async openApp(configDir) {
+  /** Starts tauri-driver and opens the app with `configDir` (and `env` on top of
+   * the test's); returns the WebDriver session. */
+  async openApp(configDir, env = {}) {
     const port = 4444 + Math.floor(Math.random() * 500);
     this.driverUrl = `http://127.0.0.1:${port}`;
     this.driver = this.spawn("tauri-driver", ["--port", String(port), "--native-port", String(port + 600)], {
       // Not inherited: WebKitWebDriver would keep the test's output open.
       stdio: process.env.TEST_LOG ? "inherit" : "ignore",
-      env: { ...process.env, VIDSYNC_CONFIG_DIR: configDir },
+      // HOME: "start at login" writes its autostart entry (~/.config/autostart)
+      // under the test's root, never in the real home.
+      env: { ...process.env, VIDSYNC_CONFIG_DIR: configDir, HOME: this.home, ...env },
     });
     await until("tauri-driver", () => fetch(`${this.driverUrl}/status`).then((r) => r.ok));
     const s = await this.wd("POST", "/session", { capabilities: { alwaysMatch: { "tauri:options": { application: APP } } } });
@@ -103,6 +108,23 @@ export class World {
   async script(js) {
     return this.wd("POST", `/session/${this.session}/execute/sync`, { script: js, args: [] });
   }
+  /** Resizes the window and waits until the page has laid out at that size. */
+  async resize(width, height) {
+    await this.wd("POST", `/session/${this.session}/window/rect`, { width, height });
+    return this.wd("POST", `/session/${this.session}/execute/async`, {
+      script: "const done = arguments[arguments.length - 1]; requestAnimationFrame(() => requestAnimationFrame(() => done(document.documentElement.clientWidth)));",
+      args: [],
+    });
+  }
+
+  /** Screenshots `name` at 800×600 and 1280×900 (`name-800x600`, `name-1280x900`). */
+  async shots(name) {
+    for (const [w, h] of [[800, 600], [1280, 900]]) {
+      await this.resize(w, h);
+      await this.shot(`${name}-${w}x${h}`);
+    }
+  }
+
   async shot(name) {
     // Two animation frames: what the DOM says has been painted.
     await this.wd("POST", `/session/${this.session}/execute/async`, {

@@ -405,6 +405,7 @@ pub fn create_change(path: &str, bytes: &[u8], change_id: Option<&str>) -> Value
 pub struct Live {
     pub client: Client,
     events: mpsc::UnboundedReceiver<Value>,
+    presence: mpsc::UnboundedReceiver<Value>,
     connects: mpsc::UnboundedReceiver<()>,
 }
 
@@ -433,6 +434,7 @@ impl Live {
         transport: TransportType,
     ) -> Result<Live, ConnectFailure> {
         let (ev_tx, events) = mpsc::unbounded_channel();
+        let (presence_tx, presence) = mpsc::unbounded_channel();
         let (conn_tx, connects) = mpsc::unbounded_channel();
         let (err_tx, mut errors) = mpsc::unbounded_channel::<String>();
         let mut builder = ClientBuilder::new(url)
@@ -450,6 +452,17 @@ impl Live {
                 let tx = err_tx.clone();
                 async move {
                     let _ = tx.send(format!("{p:?}"));
+                }
+                .boxed()
+            })
+            .on(vidsync_protocol::EV_PROJECT_PRESENCE, move |p, _| {
+                let tx = presence_tx.clone();
+                async move {
+                    if let Payload::Text(values) = p {
+                        for v in values {
+                            let _ = tx.send(v);
+                        }
+                    }
                 }
                 .boxed()
             })
@@ -474,6 +487,7 @@ impl Live {
         let mut live = Live {
             client,
             events,
+            presence,
             connects,
         };
         tokio::select! {
@@ -545,6 +559,14 @@ impl Live {
             .await
             .context("no project:event within the deadline")?
             .ok_or_else(|| anyhow!("event channel closed"))
+    }
+
+    /// The next `project:presence`, or an error after the deadline.
+    pub async fn next_presence(&mut self) -> Result<Value> {
+        tokio::time::timeout(DEADLINE, self.presence.recv())
+            .await
+            .context("no project:presence within the deadline")?
+            .ok_or_else(|| anyhow!("presence channel closed"))
     }
 
     /// Events received so far and not yet taken.

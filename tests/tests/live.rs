@@ -48,7 +48,8 @@ async fn subscribe_acks_and_refusals() -> anyhow::Result<()> {
 
     let live = Live::connect(&server.url, &alice_token).await?;
     let ack = live.subscribe(&id, None).await?;
-    assert_eq!(ack, json!({"ok": true, "head_seq": 1}));
+    assert_eq!((&ack["ok"], &ack["head_seq"]), (&json!(true), &json!(1)));
+    assert_eq!(ack["present"][0]["user"], "alice");
     let ack = live.subscribe("p_unknown", None).await?;
     assert_eq!(
         (ack["ok"].as_bool(), ack["error"]["code"].as_str()),

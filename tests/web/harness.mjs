@@ -51,8 +51,8 @@ export function spawnGroup(cmd, args, opts) {
   return c;
 }
 
-export async function startServer(dataDir) {
-  const s = spawnGroup(SERVER, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--rate-limit", "0"], {
+export async function startServer(dataDir, extra = []) {
+  const s = spawnGroup(SERVER, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--rate-limit", "0", ...extra], {
     stdio: ["ignore", "pipe", "inherit"],
     env: quiet,
   });

@@ -16,7 +16,8 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
   const root = mkdtempSync(join(tmpdir(), "vidsync-web-"));
   roots.push(root);
   const dataDir = join(root, "data");
-  const url = await startServer(dataDir);
+  // A 1 MiB blob limit, so that the server refuses one drop below.
+  const url = await startServer(dataDir, ["--max-blob-bytes", String(1 << 20)]);
   const tokenOf = (name) => execFileSync(SERVER, ["user", "add", name, "--data-dir", dataDir], { env: quiet }).toString().trim();
   const alice = tokenOf("alice");
   const bob = tokenOf("bob");
@@ -57,6 +58,9 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
     await b.click(`#projects a`);
     await until("the tree", async () => (await b.text("#tree"))?.includes("readme.txt"));
     await until("live", async () => (await b.text("#connection")) === "live");
+    // Presence: the running CLI client is listed.
+    const cliId = JSON.parse(readFileSync(join(cfg, "config.json"), "utf8")).client_id;
+    await until("the CLI client present", async () => (await b.text("#present"))?.includes(`alice (${cliId})`));
     const before = await head();
 
     // A CLI client writes a file: the feed and the tree show it within 2 s.
@@ -115,6 +119,17 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
        document.getElementById('tree').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));`,
     );
     await until("the bad name refused", async () => (await b.text("#message"))?.includes("Cannot upload"));
+    assert.equal(await head(), n);
+    // A file over the server's limit: refused visibly, nothing posted. (The
+    // message is the server's reason, or "Failed to fetch" when the server
+    // answers 413 and closes before Chromium has sent the whole body: see
+    // the closing note of 2026-12-06.)
+    await b.script(
+      `const dt = new DataTransfer();
+       dt.items.add(new File([new Uint8Array(2 << 20)], "too-big.bin"));
+       document.getElementById('tree').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));`,
+    );
+    await until("the server's refusal", async () => (await b.text("#message"))?.includes("Cannot upload too-big.bin"));
     assert.equal(await head(), n);
     await b.shot("6-dropped");
 

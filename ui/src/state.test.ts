@@ -3,6 +3,10 @@ import {
   badgeOf,
   connectionText,
   emptyState,
+  formatBytes,
+  headerConnection,
+  meterStep,
+  progressView,
   expire,
   FEED_CAP,
   overall,
@@ -25,6 +29,8 @@ const status = (over: Partial<FolderStatus> = {}): FolderStatus => ({
   last_seq: 3,
   error: null,
   set_aside: [],
+  transfer: { down_files: 0, down_bytes: 0, up_files: 0, up_bytes: 0 },
+  present: [],
   ...over,
 });
 
@@ -110,5 +116,65 @@ describe("connection", () => {
     });
     expect(connectionText([failed], "failed", now)).toBe("failed, not retrying");
     expect(connectionText([status()], "live", now)).toBe("live");
+  });
+});
+
+describe("the header", () => {
+  it("never says a bare offline", () => {
+    expect(headerConnection(false, [], "offline", 0)).toEqual({ text: "not signed in", kind: "offline" });
+    expect(headerConnection(true, [], "offline", 0).text).toBe("signed in · no folders yet");
+    const off = status({ connection: "offline" });
+    expect(headerConnection(true, [off], "offline", 0).text).toBe("offline: the server does not answer");
+    const why = status({ connection: "offline", connection_detail: { attempt: null, next_try_at: null, will_retry: null, reason: "connection refused" } });
+    expect(headerConnection(true, [why], "offline", 0).text).toBe("offline: connection refused");
+    const refused = status({ connection: "failed", connection_detail: { attempt: null, next_try_at: null, will_retry: false, reason: "unauthorized: unknown or revoked token" } });
+    expect(headerConnection(true, [refused], "failed", 0).text).toBe("failed, not retrying: the server refused the token");
+    expect(headerConnection(true, [status()], "offline", 0)).toEqual({ text: "live", kind: "live" });
+  });
+});
+
+describe("progress", () => {
+  const t = (down_files: number, down_bytes: number, up_files = 0, up_bytes = 0) => ({ down_files, down_bytes, up_files, up_bytes });
+  const MiB = 1024 * 1024;
+
+  it("has no bar when nothing moves, and a bar with files, bytes and an ETA when it does", () => {
+    expect(meterStep(undefined, t(0, 0), 0)).toBeUndefined();
+    expect(progressView(t(0, 0), undefined)).toBeNull();
+    let m = meterStep(undefined, t(1, 200 * MiB), 1000);
+    let v = progressView(t(1, 200 * MiB), m);
+    expect(v).toEqual({ fraction: 0, text: "↓ 1 file, 200 MiB to go", etaSecs: null });
+    // 50 MiB in 1 s: 150 MiB left at 50 MiB/s is 3 s.
+    m = meterStep(m, t(1, 150 * MiB), 2000);
+    v = progressView(t(1, 150 * MiB), m);
+    expect(v?.fraction).toBeCloseTo(0.25);
+    expect(v?.etaSecs).toBeCloseTo(3);
+    expect(v?.text).toBe("↓ 1 file, 150 MiB to go, about 3 s left");
+    // Both ways, and samples older than the window are dropped.
+    m = meterStep(m, t(1, 100 * MiB, 2, 10), 20_000);
+    expect(m?.samples.length).toBe(1);
+    expect(progressView(t(1, 100 * MiB, 2, 10), m)?.text).toBe("↓↑ 3 files, 100 MiB to go");
+    expect(meterStep(m, t(0, 0), 21_000)).toBeUndefined();
+  });
+
+  it("formats bytes", () => {
+    expect(formatBytes(0)).toBe("0 B");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+    expect(formatBytes(200 * 1024 * 1024)).toBe("200 MiB");
+  });
+
+  it("keeps a meter per project in the state", () => {
+    let s = reduce(emptyState(), { type: "status_changed", status: status({ transfer: t(2, 100) }) }, 1);
+    expect(s.meters.p1.peakBytes).toBe(100);
+    s = reduce(s, { type: "status_changed", status: status() }, 2);
+    expect(s.meters.p1).toBeUndefined();
+  });
+});
+
+describe("the badge while versions come in", () => {
+  it("says syncing with the files still to come", () => {
+    const t = { down_files: 2, down_bytes: 10, up_files: 0, up_bytes: 0 };
+    expect(badgeOf(status({ transfer: t }), false)).toEqual({ text: "syncing (2)", kind: "syncing" });
+    expect(badgeOf(status({ transfer: t, badge: { kind: "conflict", count: 1 } }), false).text).toBe("conflict (1)");
+    expect(badgeOf(status({ transfer: t }), true).text).toBe("paused");
   });
 });

@@ -96,8 +96,10 @@ pub async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Resu
     }
     let cancel = CancellationToken::new();
     let projects = [(project_id.to_string(), since)].into_iter().collect();
+    // Unnamed in presence: a log reader is not a syncing client.
     let (_feed, mut rx) = LiveFeed::start(
         api,
+        None,
         cfg.transport,
         Duration::from_millis(cfg.poll_interval_ms.max(100)),
         projects,
@@ -113,6 +115,7 @@ pub async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Resu
                 Some(FeedEvent::Connection(c)) => eprintln!("vidsync: connection {}", c.as_str()),
                 Some(FeedEvent::Error { message, .. }) => eprintln!("vidsync: {message}"),
                 Some(FeedEvent::Invalid { seq, message, .. }) => eprintln!("vidsync: event {seq} skipped: {message}"),
+                Some(FeedEvent::Presence { .. }) => {}
                 None => break,
             }
         }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use vidsync_protocol::ProjectEvent;
 
 use super::placed::Placed;
-use super::status::{badge, EngineEvent, FolderStatus};
+use super::status::{badge, EngineEvent, FolderStatus, Transfer};
 use super::Ctx;
 use crate::feed::Connection;
 use crate::scan::IgnoreRules;
@@ -40,6 +40,8 @@ pub(crate) enum Msg {
     },
     FeedError(String),
     Connection(Connection),
+    /// Who is subscribed changed (read from the feed at the next status).
+    Presence,
 }
 
 /// One remote seq still to be done.
@@ -152,6 +154,28 @@ impl FolderLoop {
         }
     }
 
+    /// Remote versions still to bring in (files, bytes): the pending
+    /// events of other clients that carry content, but `except` (the one
+    /// being applied).
+    pub(super) fn down_left(&self, except: Option<u64>) -> (u64, u64) {
+        let own = &self.ctx.client_id;
+        self.pending
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Event(ev) => Some(ev),
+                Pending::Invalid { .. } => None,
+            })
+            .filter(|ev| {
+                ev.seq > self.done_seq
+                    && Some(ev.seq) != except
+                    && ev.origin.client_id != *own
+                    && ev.change.op != vidsync_protocol::Op::Delete
+            })
+            .fold((0, 0), |(n, b), ev| {
+                (n + 1, b + ev.change.size.unwrap_or(0))
+            })
+    }
+
     pub(super) fn pid(&self) -> &str {
         &self.link.project_id
     }
@@ -232,6 +256,7 @@ impl FolderLoop {
                 });
                 self.feed_error = Some(e);
             }
+            Msg::Presence => {}
             Msg::Connection(c) => {
                 if matches!(c, Connection::Live | Connection::Polling) {
                     // Back online: whatever waited on the network goes now.
@@ -338,6 +363,14 @@ impl FolderLoop {
             .count();
         let connection = self.ctx.feed.connection();
         let connection_detail = self.ctx.feed.connection_detail();
+        let up_bytes = state.outbox_bytes(pid).await.unwrap_or(0);
+        let (down_files, down_bytes) = self.down_left(None);
+        let transfer = Transfer {
+            down_files,
+            down_bytes,
+            up_files: queued,
+            up_bytes,
+        };
         let error = refused
             .or(aside_error)
             .or_else(|| self.watch_error.clone())
@@ -354,6 +387,8 @@ impl FolderLoop {
             last_seq: self.saved_seq,
             error,
             set_aside,
+            transfer,
+            present: self.ctx.feed.presence(pid),
         };
         self.ctx.board.set(status, always);
     }

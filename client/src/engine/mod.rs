@@ -29,7 +29,7 @@ use crate::state::LocalState;
 use crate::{Config, Error, FolderLink, Result};
 
 pub use crate::feed::{Connection, ConnectionDetail};
-pub use status::{badge, Badge, BadgeKind, EngineEvent, FolderStatus};
+pub use status::{badge, Badge, BadgeKind, EngineEvent, FolderStatus, Transfer};
 
 use folder::Msg;
 
@@ -79,6 +79,7 @@ impl Engine {
         let cancel = CancellationToken::new();
         let (feed, feed_rx) = LiveFeed::start(
             api.clone(),
+            Some(config.client_id.clone()),
             config.transport,
             Duration::from_millis(config.poll_interval_ms.max(100)),
             HashMap::new(),
@@ -233,6 +234,7 @@ impl Engine {
                     project_id,
                     message,
                 } => (project_id, Msg::FeedError(message)),
+                FeedEvent::Presence { project_id } => (project_id, Msg::Presence),
                 FeedEvent::Connection(c) => {
                     for tx in routes.values() {
                         let _ = tx.send(Msg::Connection(c));

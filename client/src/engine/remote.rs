@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use vidsync_protocol::ProjectEvent;
+use vidsync_protocol::{Op, ProjectEvent};
 
 use super::folder::{FolderLoop, Pending};
 
@@ -20,6 +20,11 @@ const LOCAL_STATE_RETRY: Duration = Duration::from_secs(1);
 const PREFETCH_EVENTS: usize = 2_000;
 use super::status::EngineEvent;
 use crate::apply::{Applied, Applier};
+
+/// How often a download's bytes are told, at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// A file from this size on shows as a transfer as soon as it starts.
+const BIG_FILE: u64 = 1024 * 1024;
 
 impl FolderLoop {
     pub(super) fn applier(&self) -> Applier {
@@ -170,7 +175,41 @@ impl FolderLoop {
                 event: ev.clone(),
             });
         }
-        match applier.apply(ev, |_| {}).await {
+        // While a file comes in, its bytes show on the status, at most
+        // four times a second.
+        let theirs = !own && matches!(ev.change.op, Op::Create | Op::Update);
+        let (rest_files, rest_bytes) = self.down_left(Some(ev.seq));
+        let size = ev.change.size.unwrap_or(0);
+        let ctx = self.ctx.clone();
+        let (board, pid) = (&ctx.board, ev.project_id.as_str());
+        if theirs && size >= BIG_FILE {
+            // The whole of a big file shows before its first bytes come.
+            board.set_transfer(
+                pid,
+                super::status::Transfer {
+                    down_files: rest_files + 1,
+                    down_bytes: rest_bytes + size,
+                    ..board.transfer(pid)
+                },
+            );
+        }
+        let mut placed = 0u64;
+        let mut told = std::time::Instant::now();
+        let progress = |n: u64| {
+            placed += n;
+            if theirs && told.elapsed() >= PROGRESS_EVERY {
+                told = std::time::Instant::now();
+                board.set_transfer(
+                    pid,
+                    super::status::Transfer {
+                        down_files: rest_files + 1,
+                        down_bytes: rest_bytes + size.saturating_sub(placed),
+                        ..board.transfer(pid)
+                    },
+                );
+            }
+        };
+        match applier.apply(ev, progress).await {
             Ok(done) => {
                 self.after_applied(ev, done);
                 Ok(())

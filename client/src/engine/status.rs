@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use vidsync_protocol::{Op, ProjectEvent};
+use vidsync_protocol::{Op, Present, ProjectEvent};
 
 use crate::feed::{Connection, ConnectionDetail};
 use crate::state::SetAside;
@@ -37,6 +37,31 @@ pub struct FolderStatus {
     /// Remote events not applied, with the reason (retried on a timer).
     #[serde(default)]
     pub set_aside: Vec<SetAside>,
+    /// What is left to move (all zero when the folder is in step).
+    #[serde(default)]
+    pub transfer: Transfer,
+    /// Who is subscribed to the project now, this client included, as the
+    /// server last said; empty while the socket is down.
+    #[serde(default)]
+    pub present: Vec<Present>,
+}
+
+/// What a folder still has to move: remote versions to bring in (`down`)
+/// and local changes to post (`up`), in files and bytes. A file being
+/// downloaded counts with the bytes it still lacks.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub down_files: u64,
+    pub down_bytes: u64,
+    pub up_files: u64,
+    pub up_bytes: u64,
+}
+
+impl Transfer {
+    pub fn is_idle(&self) -> bool {
+        *self == Transfer::default()
+    }
 }
 
 /// What the engine tells its shell.
@@ -203,6 +228,33 @@ impl Board {
         }
     }
 
+    /// Changes only the `transfer` of a folder's status (while a file is
+    /// being downloaded); tells the shell if it changed.
+    pub(crate) fn set_transfer(&self, project_id: &str, transfer: Transfer) {
+        let Ok(mut map) = self.statuses.lock() else {
+            return;
+        };
+        let Some(status) = map.get_mut(project_id) else {
+            return;
+        };
+        if status.transfer == transfer {
+            return;
+        }
+        status.transfer = transfer;
+        let status = status.clone();
+        self.write_file(&map);
+        self.emit(EngineEvent::StatusChanged { status });
+    }
+
+    /// A folder's `transfer` as last set.
+    pub(crate) fn transfer(&self, project_id: &str) -> Transfer {
+        self.statuses
+            .lock()
+            .ok()
+            .and_then(|m| m.get(project_id).map(|s| s.transfer))
+            .unwrap_or_default()
+    }
+
     pub(crate) fn remove(&self, project_id: &str) {
         if let Ok(mut map) = self.statuses.lock() {
             if map.remove(project_id).is_some() {
@@ -322,6 +374,8 @@ mod tests {
             last_seq: seq,
             error: None,
             set_aside: vec![],
+            transfer: Transfer::default(),
+            present: vec![],
         };
         // Each thread sets increasing seqs for its own project; the file must
         // end with every project's newest value.

@@ -56,6 +56,8 @@ impl FolderLoop {
             if batch.is_empty() {
                 return Ok(());
             }
+            // What waits to go up shows while its content is sent.
+            self.refresh_status(false).await;
             let send = self.blobs_for(&pid, batch).await?;
             if send.is_empty() {
                 continue;

@@ -8,6 +8,8 @@
 //! drops seqs it has seen, fills gaps from the log, and hands events on.
 //! The connection is one of [`Connection`]'s states; `reconnecting` and
 //! `failed` come with a [`ConnectionDetail`] (next try, will it retry).
+//! Who else is subscribed to each project (the server's `project:presence`)
+//! is kept while the socket is up ([`LiveFeed::presence`]).
 //!
 //! Parts: this module (the feed's handle, cursors, connection state),
 //! [`log`] (gap filling, ordering and polling from the event log),
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use vidsync_protocol::{ProjectEvent, EV_UNSUBSCRIBE};
+use vidsync_protocol::{Present, ProjectEvent, EV_UNSUBSCRIBE};
 
 use crate::api::ApiClient;
 use crate::Transport;
@@ -139,6 +141,10 @@ pub enum FeedEvent {
         message: String,
     },
     Connection(Connection),
+    /// Who is subscribed to a project changed ([`LiveFeed::presence`]).
+    Presence {
+        project_id: String,
+    },
     /// A refusal about one project (e.g. no longer a member).
     Error {
         project_id: String,
@@ -171,6 +177,11 @@ impl RawEvent {
 
 struct Shared {
     api: ApiClient,
+    /// How this client names itself in the handshake (presence).
+    client_id: Option<String>,
+    /// The newest `project:presence` list per followed project; emptied
+    /// while the socket is down (nobody is known to be there).
+    presence: Mutex<HashMap<String, Vec<Present>>>,
     /// Last seq handed on, per followed project.
     cursors: Mutex<HashMap<String, u64>>,
     /// Newest head the server reported, per project.
@@ -196,9 +207,11 @@ pub struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts following `projects` (id → last seq already taken in).
+    /// Starts following `projects` (id → last seq already taken in),
+    /// naming itself `client_id` to the server (presence), if given.
     pub fn start(
         api: ApiClient,
+        client_id: Option<String>,
         transport: Transport,
         poll_interval: Duration,
         projects: HashMap<String, u64>,
@@ -217,6 +230,8 @@ impl LiveFeed {
         });
         let shared = Arc::new(Shared {
             api,
+            client_id,
+            presence: Mutex::new(HashMap::new()),
             cursors: Mutex::new(projects),
             heads: Mutex::new(HashMap::new()),
             socket_up: AtomicBool::new(false),
@@ -248,6 +263,17 @@ impl LiveFeed {
     /// The detail of a `reconnecting` or `failed` connection.
     pub fn connection_detail(&self) -> Option<ConnectionDetail> {
         self.shared.conn.borrow().detail.clone()
+    }
+
+    /// Who is subscribed to a project now, as the server last said
+    /// (this client included); empty while the socket is down.
+    pub fn presence(&self, project_id: &str) -> Vec<Present> {
+        self.shared
+            .presence
+            .lock()
+            .ok()
+            .and_then(|p| p.get(project_id).cloned())
+            .unwrap_or_default()
     }
 
     /// The newest head the server reported for a project, if any yet.
@@ -283,6 +309,9 @@ impl LiveFeed {
     pub async fn remove_project(&self, project_id: &str) {
         if let Ok(mut c) = self.shared.cursors.lock() {
             c.remove(project_id);
+        }
+        if let Ok(mut p) = self.shared.presence.lock() {
+            p.remove(project_id);
         }
         if let Some(client) = self.shared.client.lock().await.as_ref() {
             let _ = client.emit(EV_UNSUBSCRIBE, json!(project_id)).await;

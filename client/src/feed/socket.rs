@@ -12,7 +12,9 @@ use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vidsync_protocol::{SubscribeAck, EV_PROJECT_EVENT, EV_SUBSCRIBE};
+use vidsync_protocol::{
+    Presence, SubscribeAck, EV_PROJECT_EVENT, EV_PROJECT_PRESENCE, EV_SUBSCRIBE,
+};
 
 use super::{
     current, note_head, projects, set_conn, set_link, Connection, ConnectionDetail, FeedEvent,
@@ -281,7 +283,8 @@ fn client_builder(
     transport: TransportType,
     outcomes: mpsc::UnboundedSender<Outcome>,
 ) -> ClientBuilder {
-    let (s_connect, s_event, s_close, s_error, s_reconnect) = (
+    let (s_connect, s_event, s_presence, s_close, s_error, s_reconnect) = (
+        shared.clone(),
         shared.clone(),
         shared.clone(),
         shared.clone(),
@@ -297,7 +300,10 @@ fn client_builder(
     };
     builder
         .transport_type(transport)
-        .auth(json!({ "token": shared.api.token() }))
+        .auth(match &shared.client_id {
+            Some(id) => json!({ "token": shared.api.token(), "client_id": id }),
+            None => json!({ "token": shared.api.token() }),
+        })
         .reconnect(true)
         // A disconnect by the server comes back to `run_socket` instead.
         .reconnect_on_disconnect(false)
@@ -309,6 +315,10 @@ fn client_builder(
         })
         .on(EV_PROJECT_EVENT, move |p, _| {
             on_project_event(&s_event, p);
+            async {}.boxed()
+        })
+        .on(EV_PROJECT_PRESENCE, move |p, _| {
+            on_presence(&s_presence, p);
             async {}.boxed()
         })
         .on(Event::Close, move |_, _| {
@@ -385,8 +395,43 @@ fn on_project_event(shared: &Shared, p: Payload) {
     }
 }
 
-/// The socket is down: no longer live (the poller takes over).
+/// The server's list of who is subscribed to a followed project (the
+/// newest is the truth: the server sends them in order).
+fn on_presence(shared: &Shared, p: Payload) {
+    let Payload::Text(values) = p else {
+        return;
+    };
+    for v in values {
+        let Ok(body) = serde_json::from_value::<Presence>(v) else {
+            tracing::warn!("malformed project:presence skipped");
+            continue;
+        };
+        if !shared
+            .cursors
+            .lock()
+            .is_ok_and(|c| c.contains_key(&body.project_id))
+        {
+            continue;
+        }
+        if let Ok(mut map) = shared.presence.lock() {
+            map.insert(body.project_id.clone(), body.present);
+        }
+        let _ = shared.out.send(FeedEvent::Presence {
+            project_id: body.project_id,
+        });
+    }
+}
+
+/// The socket is down: no longer live (the poller takes over), and
+/// nobody is known to be present.
 fn socket_down(shared: &Shared) {
+    let cleared: Vec<String> = match shared.presence.lock() {
+        Ok(mut map) => map.drain().map(|(id, _)| id).collect(),
+        Err(_) => Vec::new(),
+    };
+    for project_id in cleared {
+        let _ = shared.out.send(FeedEvent::Presence { project_id });
+    }
     shared.socket_up.store(false, Ordering::SeqCst);
     if current(shared) == Connection::Live {
         set_conn(shared, Connection::Polling);

@@ -95,6 +95,17 @@ impl LocalState {
     }
 
     /// (queued and not refused, the newest refusal message).
+    /// The bytes of the versions waiting in a project's outbox.
+    pub async fn outbox_bytes(&self, project_id: &str) -> Result<u64> {
+        let r = sqlx::query(
+            "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE project_id = ?1 AND failed IS NULL",
+        )
+        .bind(project_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(r.get::<i64, _>(0).max(0) as u64)
+    }
+
     pub async fn outbox_summary(&self, project_id: &str) -> Result<(u64, Option<String>)> {
         let r = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM outbox WHERE project_id = ?1 AND failed IS NULL),

@@ -12,6 +12,7 @@ pub mod catch_up;
 pub mod conflicts;
 pub mod folders;
 pub mod history;
+pub mod overview;
 pub mod settings;
 pub mod status;
 

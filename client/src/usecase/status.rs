@@ -82,5 +82,7 @@ async fn not_running(state: &LocalState, f: &FolderLink) -> Result<FolderStatus>
         last_seq: state.cursor(&f.project_id).await?,
         error,
         set_aside,
+        transfer: Default::default(),
+        present: Vec::new(),
     })
 }

@@ -37,6 +37,8 @@ pub struct LiveEvent {
 pub struct Hub {
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>,
     sockets: Mutex<Sockets>,
+    /// Who is subscribed to which project.
+    pub presence: super::presence::PresenceBoard,
 }
 
 #[derive(Default)]

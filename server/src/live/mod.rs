@@ -10,11 +10,13 @@
 //! they arrived ([`session`]); each subscription is a forwarder task
 //! ([`forward`]) fed by the project's channel in the [`hub`]. The socket also
 //! joins room `project:<id>`, so the room lists subscribers. Sockets of a
-//! revoked token are closed ([`revocations`]).
+//! revoked token are closed ([`revocations`]). Who is subscribed where is
+//! told to each project's room ([`presence`]).
 
 mod forward;
 mod hub;
 mod polling;
+mod presence;
 mod reply;
 pub mod revocations;
 mod session;
@@ -30,7 +32,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use vidsync_protocol::{
-    room_name, ErrorCode, SubscribeAck, SubscribeRequest, EV_FILES_UPDATE, EV_SUBSCRIBE,
+    check_id, room_name, ErrorCode, SubscribeAck, SubscribeRequest, EV_FILES_UPDATE, EV_SUBSCRIBE,
     EV_UNSUBSCRIBE,
 };
 
@@ -52,14 +54,17 @@ pub const WS_READ_BUFFER_BYTES: usize = 1024;
 #[derive(Deserialize)]
 struct Auth {
     token: String,
+    /// How the client names itself in presence (v2, optional).
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 #[derive(Debug)]
-struct Refused(&'static str);
+struct Refused(std::borrow::Cow<'static, str>);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
+        f.write_str(&self.0)
     }
 }
 
@@ -72,20 +77,27 @@ async fn authenticate(
 ) -> Result<(), Refused> {
     let Ok(auth) = auth else {
         return Err(Refused(
-            "unauthorized: the handshake auth must be {\"token\": \"<token>\"}",
+            "unauthorized: the handshake auth must be {\"token\": \"<token>\"}".into(),
         ));
     };
+    if let Some(id) = &auth.client_id {
+        if let Err(e) = check_id("client_id", id) {
+            return Err(Refused(format!("bad_request: {e}").into()));
+        }
+    }
     let user = match crate::auth::user_for_token(&state, &auth.token).await {
         Ok(Some(user)) => user,
         Ok(None) => {
             metrics::counter!("vidsync_token_refusals_total", "via" => "socket").increment(1);
-            return Err(Refused("unauthorized: unknown or revoked token"));
+            return Err(Refused("unauthorized: unknown or revoked token".into()));
         }
-        Err(_) => return Err(Refused("internal error while checking the token")),
+        Err(_) => return Err(Refused("internal error while checking the token".into())),
     };
-    socket
-        .extensions
-        .insert(Session::new(user, crate::auth::token_hash(&auth.token)));
+    socket.extensions.insert(Session::new(
+        user,
+        crate::auth::token_hash(&auth.token),
+        auth.client_id,
+    ));
     socket.on(EV_SUBSCRIBE, on_subscribe);
     socket.on(EV_UNSUBSCRIBE, on_unsubscribe);
     socket.on(EV_FILES_UPDATE, update::on_files_update);
@@ -108,10 +120,16 @@ async fn on_connect(socket: SocketRef, State(state): State<AppState>) {
     }
 }
 
-async fn on_disconnect(s: SocketRef, State(state): State<AppState>, reason: DisconnectReason) {
+async fn on_disconnect(
+    s: SocketRef,
+    io: SocketIo,
+    State(state): State<AppState>,
+    reason: DisconnectReason,
+) {
     if let Some(session) = s.extensions.get::<Session>() {
         session.close();
     }
+    state.hub.presence.disconnected(&io, s.id).await;
     if state.hub.socket_closed(s.id) {
         state.socket_closed();
     }
@@ -132,6 +150,7 @@ async fn internal(ack_sender: Ack) {
 
 async fn on_subscribe(
     socket: SocketRef,
+    io: SocketIo,
     State(state): State<AppState>,
     TryData(req): TryData<serde_json::Value>,
     ack_sender: Ack,
@@ -183,7 +202,29 @@ async fn on_subscribe(
     };
     let cursor = req.since_seq().unwrap_or(head);
     socket.join(room_name(&project_id));
-    ack(ack_sender, SubscribeAck::ok(head)).await;
+    let present = state
+        .hub
+        .presence
+        .subscribed(
+            &io,
+            &project_id,
+            socket.id,
+            &session.user.name,
+            session.client_id.as_deref(),
+        )
+        .await;
+    if session.is_closed() {
+        // Gone while subscribing: its disconnect may have missed this entry.
+        state.hub.presence.disconnected(&io, socket.id).await;
+    }
+    ack(
+        ack_sender,
+        SubscribeAck {
+            present: Some(present),
+            ..SubscribeAck::ok(head)
+        },
+    )
+    .await;
     tracing::debug!(sid = %socket.id, project = %project_id, cursor, head, "subscribed");
     let stopped = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(
@@ -212,6 +253,8 @@ async fn on_subscribe(
 
 async fn on_unsubscribe(
     socket: SocketRef,
+    io: SocketIo,
+    State(state): State<AppState>,
     TryData(project_id): TryData<String>,
     ack_sender: Ack,
     turn: Turn,
@@ -223,12 +266,18 @@ async fn on_unsubscribe(
         Ok(project_id) => {
             session.unsubscribed(&project_id);
             socket.leave(room_name(&project_id));
+            state
+                .hub
+                .presence
+                .unsubscribed(&io, &project_id, socket.id)
+                .await;
             ack(
                 ack_sender,
                 SubscribeAck {
                     ok: true,
                     head_seq: None,
                     error: None,
+                    present: None,
                 },
             )
             .await;

@@ -31,6 +31,8 @@ pub struct Inner {
     /// BLAKE3 hash of the token the socket connected with: a revoked token
     /// closes the socket.
     pub token_hash: String,
+    /// The `client_id` the socket named in its handshake (presence).
+    pub client_id: Option<String>,
     /// Next ticket to hand out, in message arrival order.
     next_ticket: AtomicU64,
     /// The ticket whose turn it is.
@@ -63,10 +65,11 @@ impl Subscription {
 }
 
 impl Session {
-    pub fn new(user: User, token_hash: String) -> Session {
+    pub fn new(user: User, token_hash: String, client_id: Option<String>) -> Session {
         Session(Arc::new(Inner {
             user,
             token_hash,
+            client_id,
             next_ticket: AtomicU64::new(0),
             serving: watch::Sender::new(0),
             closed: AtomicBool::new(false),

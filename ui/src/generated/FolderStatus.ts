@@ -3,7 +3,9 @@ import type { Badge } from "./Badge";
 import type { Connection } from "./Connection";
 import type { ConnectionDetail } from "./ConnectionDetail";
 import type { Mode } from "./Mode";
+import type { Present } from "./Present";
 import type { SetAside } from "./SetAside";
+import type { Transfer } from "./Transfer";
 
 /**
  * A folder's state as users see it.
@@ -24,4 +26,13 @@ last_seq: number, error: string | null,
 /**
  * Remote events not applied, with the reason (retried on a timer).
  */
-set_aside: Array<SetAside>, };
+set_aside: Array<SetAside>, 
+/**
+ * What is left to move (all zero when the folder is in step).
+ */
+transfer: Transfer, 
+/**
+ * Who is subscribed to the project now, this client included, as the
+ * server last said; empty while the socket is down.
+ */
+present: Array<Present>, };

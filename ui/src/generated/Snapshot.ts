@@ -7,4 +7,16 @@ import type { Transport } from "./Transport";
  * What the page gets from `ready` and `snapshot`: the settings (never
  * the token itself), the linked folders and their statuses.
  */
-export type Snapshot = { server: string | null, has_token: boolean, transport: Transport, debounce_ms: number, links: Array<FolderLink>, statuses: Array<FolderStatus>, };
+export type Snapshot = { server: string | null, has_token: boolean, 
+/**
+ * The private CA certificate trusted for the server, if any.
+ */
+ca_file: string | null, 
+/**
+ * Whether the app starts at login.
+ */
+autostart: boolean, 
+/**
+ * This installation's id on the wire (to tell itself in presence).
+ */
+client_id: string, transport: Transport, debounce_ms: number, links: Array<FolderLink>, statuses: Array<FolderStatus>, };
