@@ -351,6 +351,16 @@ impl Api {
         .await
     }
 
+    /// The project's head seq, or 0 when the server cannot tell (a wait
+    /// on it simply goes on).
+    pub async fn head_seq(&self, project_id: &str) -> u64 {
+        self.events(project_id, u64::MAX / 2)
+            .await
+            .ok()
+            .and_then(|(_, p)| p["head_seq"].as_u64())
+            .unwrap_or(0)
+    }
+
     pub async fn events(&self, project_id: &str, since: u64) -> Result<Reply> {
         self.get(&format!(
             "/api/projects/{project_id}/events?since_seq={since}&limit=10000"

@@ -13,14 +13,6 @@ fn without_ignored(t: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn head(api: &vidsync_e2e::Api, id: &str) -> u64 {
-    api.events(id, u64::MAX / 2)
-        .await
-        .ok()
-        .and_then(|(_, p)| p["head_seq"].as_u64())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_thousand_files_converge_after_join_and_after_200_random_changes() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -47,7 +39,7 @@ async fn a_thousand_files_converge_after_join_and_after_200_random_changes() -> 
     }
     let mut ra = a.run(&[])?;
     wait_for("1000 events", || async {
-        (head(&api, &id).await >= 1000).then_some(())
+        (api.head_seq(&id).await >= 1000).then_some(())
     })
     .await?;
 
@@ -106,7 +98,7 @@ async fn a_thousand_files_converge_after_join_and_after_200_random_changes() -> 
     .await?;
     ra.wait_status("A up to date", |s| s["badge"]["kind"] == "up_to_date")
         .await?;
-    let final_head = head(&api, &id).await;
+    let final_head = api.head_seq(&id).await;
     rb.wait_status("B at head", |s| s["last_seq"].as_u64() >= Some(final_head))
         .await?;
     let want = tree_hashes(&a.folder)?;

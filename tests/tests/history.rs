@@ -10,14 +10,6 @@ use vidsync_e2e::{linked_pair, tree_hashes, visible, wait_for, ClientDir, TestSe
 
 const FLAGS: &[&str] = &["--debounce-ms", "100"];
 
-async fn head(api: &vidsync_e2e::Api, id: &str) -> u64 {
-    api.events(id, u64::MAX / 2)
-        .await
-        .ok()
-        .and_then(|(_, p)| p["head_seq"].as_u64())
-        .unwrap_or(0)
-}
-
 /// Waits until `c`'s folder is exactly `want`.
 async fn until_tree(
     what: &str,
@@ -48,12 +40,12 @@ async fn rewind_after_500_deletes_and_20_edits_brings_every_folder_back() -> any
     }
     let (mut ra, mut rb) = (a.run(FLAGS)?, b.run(FLAGS)?);
     wait_for("520 events", || async {
-        (head(&api, &id).await >= 520).then_some(())
+        (api.head_seq(&id).await >= 520).then_some(())
     })
     .await?;
     let before = tree_hashes(&a.folder)?;
     until_tree("B has the 520 files", &b, &before).await?;
-    let point = head(&api, &id).await;
+    let point = api.head_seq(&id).await;
 
     // The accident: 500 deletes and 20 edits.
     for i in 0..500 {
@@ -66,13 +58,13 @@ async fn rewind_after_500_deletes_and_20_edits_brings_every_folder_back() -> any
         )?;
     }
     wait_for("the accident's 520 events", || async {
-        (head(&api, &id).await >= point + 520).then_some(())
+        (api.head_seq(&id).await >= point + 520).then_some(())
     })
     .await?;
     let after = tree_hashes(&a.folder)?;
     assert_eq!(after.len(), 20);
     until_tree("B has the accident", &b, &after).await?;
-    let accident_head = head(&api, &id).await;
+    let accident_head = api.head_seq(&id).await;
 
     let to = point.to_string();
     // A dry run says what would change and changes nothing.
@@ -87,7 +79,7 @@ async fn rewind_after_500_deletes_and_20_edits_brings_every_folder_back() -> any
         "{}",
         asked.stderr
     );
-    assert_eq!(head(&api, &id).await, accident_head);
+    assert_eq!(api.head_seq(&id).await, accident_head);
 
     let done = a
         .ok(&["rewind", "--project", &id, "--to", &to, "--yes"])
@@ -103,7 +95,7 @@ async fn rewind_after_500_deletes_and_20_edits_brings_every_folder_back() -> any
         assert_eq!(e["origin"]["client_id"], by.as_str());
     }
     // Neither folder posted the restored files back as changes of its own.
-    assert_eq!(head(&api, &id).await, accident_head + 520);
+    assert_eq!(api.head_seq(&id).await, accident_head + 520);
     ra.stop().await?;
     rb.stop().await?;
     Ok(())
@@ -119,11 +111,11 @@ async fn undo_client_reverts_its_changes_keeps_others_and_history_restores_one_f
     }
     let (mut ra, mut rb) = (a.run(FLAGS)?, b.run(FLAGS)?);
     wait_for("30 events", || async {
-        (head(&api, &id).await >= 30).then_some(())
+        (api.head_seq(&id).await >= 30).then_some(())
     })
     .await?;
     until_tree("B has the 30 files", &b, &tree_hashes(&a.folder)?).await?;
-    let point = head(&api, &id).await;
+    let point = api.head_seq(&id).await;
 
     // B's burst: 10 deletes and 5 edits. Then A changes two files of its own.
     for i in 0..10 {
@@ -133,14 +125,14 @@ async fn undo_client_reverts_its_changes_keeps_others_and_history_restores_one_f
         b.write(&format!("f{i}.txt"), b"encrypted!")?;
     }
     wait_for("B's 15 events", || async {
-        (head(&api, &id).await >= point + 15).then_some(())
+        (api.head_seq(&id).await >= point + 15).then_some(())
     })
     .await?;
     until_tree("A has B's burst", &a, &tree_hashes(&b.folder)?).await?;
     a.write("f20.txt", b"A's own later edit\n")?;
     a.write("f10.txt", b"A fixed this one by hand\n")?;
     wait_for("A's 2 events", || async {
-        (head(&api, &id).await >= point + 17).then_some(())
+        (api.head_seq(&id).await >= point + 17).then_some(())
     })
     .await?;
     until_tree("B has A's edits", &b, &tree_hashes(&a.folder)?).await?;

@@ -8,8 +8,7 @@ import type { ConflictCopy } from "./generated/ConflictCopy";
 import type { FolderLink } from "./generated/FolderLink";
 import type { Keep } from "./generated/Keep";
 import type { UiError } from "./generated/UiError";
-
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+import { $ } from "./dom";
 
 let current: FolderLink | undefined;
 

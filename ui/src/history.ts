@@ -8,23 +8,8 @@ import type { Change } from "./generated/Change";
 import type { FolderLink } from "./generated/FolderLink";
 import type { ProjectEvent } from "./generated/ProjectEvent";
 import type { UiError } from "./generated/UiError";
-
-
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-
-function el(tag: string, attrs: Record<string, string> = {}, text = ""): HTMLElement {
-  const n = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-  if (text) n.textContent = text;
-  return n;
-}
-
-function size(n: number | null): string {
-  if (n === null) return "";
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
+import { $, el } from "./dom";
+import { formatBytes } from "./state";
 
 let current: FolderLink | undefined;
 
@@ -88,7 +73,7 @@ async function showVersions(path: string) {
       el("td", {}, v.origin.user),
       el("td", { class: "client" }, v.origin.client_id),
       el("td", {}, v.change.op),
-      el("td", { class: "num" }, size(v.change.size)),
+      el("td", { class: "num" }, v.change.size === null ? "" : formatBytes(v.change.size)),
     );
     const cell = el("td");
     if (i === 0) {

@@ -11,6 +11,7 @@ import type { Snapshot } from "./generated/Snapshot";
 import type { UiError } from "./generated/UiError";
 import { openConflicts, wireConflicts } from "./conflicts";
 import { openHistory, wireHistory } from "./history";
+import { $, el } from "./dom";
 import {
   badgeOf,
   emptyState,
@@ -23,7 +24,6 @@ import {
   type UiState,
 } from "./state";
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 let state: UiState = emptyState();
 let links: FolderLink[] = [];
 /** Whether a server URL and token are saved (else the welcome screen). */
@@ -50,13 +50,6 @@ async function call<T>(cmd: string, args: Record<string, unknown> = {}): Promise
     showMessage(err?.message ?? String(e));
     return undefined;
   }
-}
-
-function el(tag: string, attrs: Record<string, string> = {}, text = ""): HTMLElement {
-  const n = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-  if (text) n.textContent = text;
-  return n;
 }
 
 let scheduled = false;
