@@ -289,6 +289,7 @@ async fn a_project_followed_as_the_socket_connects_hears_its_events() -> anyhow:
         let cancel = tokio_util::sync::CancellationToken::new();
         let (feed, mut rx) = LiveFeed::start(
             ApiClient::new(&server.url, &token)?,
+            None,
             Transport::WebsocketFirst,
             Duration::from_secs(60),
             Default::default(),

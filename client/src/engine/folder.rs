@@ -9,7 +9,7 @@
 //! watcher reported, then post the outbox; then wait for the next message
 //! or timer. The cursor is saved after the events it covers are done.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +94,10 @@ pub(crate) struct FolderLoop {
     /// Events applied whose state writes are not written yet (see
     /// [`FolderLoop::take_in_pending`]).
     pub(super) unflushed: Vec<ProjectEvent>,
+    /// Paths whose version was taken ahead of the feed after a 409, with
+    /// that event's seq: the feed's events for the path up to it are not
+    /// applied again (kept in `state.db` too, until the cursor passes).
+    pub(super) ahead: HashMap<String, u64>,
 }
 
 /// Retry delays: doubling from 250 ms to 10 s, with jitter.
@@ -151,6 +155,7 @@ impl FolderLoop {
             feed_error: None,
             waiting: None,
             unflushed: Vec::new(),
+            ahead: HashMap::new(),
         }
     }
 
@@ -206,6 +211,10 @@ impl FolderLoop {
             Some((w, rx)) => (Some(w), Some(rx)),
             None => (None, None),
         };
+        match self.ctx.state.taken_ahead(self.pid()).await {
+            Ok(ahead) => self.ahead = ahead,
+            Err(e) => tracing::error!(%e, project = %self.pid(), "reading versions taken ahead"),
+        }
         self.refresh_status(true).await;
         loop {
             self.turn().await;
@@ -339,6 +348,16 @@ impl FolderLoop {
         match self.ctx.state.set_cursor(self.pid(), self.done_seq).await {
             Ok(()) => self.saved_seq = self.done_seq,
             Err(e) => tracing::error!(%e, project = %self.pid(), "saving the cursor"),
+        }
+        let saved = self.saved_seq;
+        if self.ahead.values().any(|&s| s <= saved) {
+            // The feed can no longer bring those events again.
+            match self.ctx.state.drop_taken_ahead(self.pid(), saved).await {
+                Ok(()) => self.ahead.retain(|_, s| *s > saved),
+                Err(e) => {
+                    tracing::error!(%e, project = %self.pid(), "forgetting versions taken ahead")
+                }
+            }
         }
     }
 

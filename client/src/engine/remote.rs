@@ -164,8 +164,24 @@ impl FolderLoop {
         last
     }
 
+    /// Whether the feed's event for a path is at or before the version
+    /// taken ahead for it after a 409: that version is in place (or the user
+    /// has moved on from it since, and said so to the server), so applying
+    /// the event again would undo what came after it.
+    pub(super) fn taken_ahead(&self, ev: &ProjectEvent) -> bool {
+        let upto = self.ahead.get(ev.change.path.as_str());
+        let done = upto.is_some_and(|&s| ev.seq <= s);
+        if done {
+            tracing::debug!(project = %self.pid(), seq = ev.seq, path = %ev.change.path, ?upto, "already taken ahead after a conflict");
+        }
+        done
+    }
+
     /// Applies one event. `Err`: it must wait (nothing was set aside).
     async fn take_in(&mut self, applier: &Applier, ev: &ProjectEvent) -> Result<(), String> {
+        if self.taken_ahead(ev) {
+            return Ok(());
+        }
         let own = ev.origin.client_id == self.ctx.client_id;
         // Told once, even when the event must wait and is tried again.
         if !own && ev.seq > self.announced_seq {
@@ -290,7 +306,11 @@ impl FolderLoop {
         };
         let applier = self.applier();
         for ev in events {
-            match applier.apply(&ev, |_| {}).await {
+            let result = match self.taken_ahead(&ev) {
+                true => Ok(crate::apply::Applied::Ignored),
+                false => applier.apply(&ev, |_| {}).await,
+            };
+            match result {
                 Ok(done) => {
                     tracing::info!(project = %self.pid(), seq = ev.seq, path = %ev.change.path, "set-aside event applied");
                     let cleared = self

@@ -175,6 +175,26 @@ impl FolderLoop {
                 continue;
             }
             let taken = applier.take_current(&path, entry.current.as_ref()).await;
+            if let (Ok(_), Some(current)) = (&taken, &entry.current) {
+                // Taken before the feed brings it: the feed must not apply
+                // it (or an older event of the path) again once the user
+                // has moved on from it.
+                let seq = current.seq;
+                let at = self.ahead.entry(path.to_string()).or_insert(seq);
+                *at = (*at).max(seq);
+                if let Err(e) = self
+                    .ctx
+                    .state
+                    .set_taken_ahead(pid, path.as_str(), seq)
+                    .await
+                {
+                    tracing::error!(%e, %path, "remembering a version taken ahead");
+                }
+                // Looked at again after the debounce even if the watcher
+                // folds the placing and a quick change after it into nothing.
+                self.placed
+                    .insert(path.under(&self.link.path), self.ctx.debounce);
+            }
             match taken {
                 Ok(Some(copy)) => {
                     self.to_look.insert(self.link.path.join(&copy));

@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use vidsync_protocol::{Change, ContentHash, ProjectPath};
 
+mod ahead;
 mod aside;
 mod batch;
 mod chunks;
