@@ -19,8 +19,8 @@ pub use path::{
     is_bidi_control, is_zero_width, PathError, ProjectPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES,
 };
 pub use types::{
-    check_id, Change, ChangeError, EventsPage, Health, Invite, Op, Origin, Presence, Present,
-    Project, ProjectEvent, RawChange, Role, SocketUpdate, SubscribeAck, SubscribeRequest,
+    check_id, Change, ChangeError, EventsPage, Health, Invite, Limits, Op, Origin, Presence,
+    Present, Project, ProjectEvent, RawChange, Role, SocketUpdate, SubscribeAck, SubscribeRequest,
     UpdateAck, UpdateRequest, UpdateResponse, MAX_ID_BYTES,
 };
 

@@ -411,6 +411,16 @@ pub struct Presence {
     pub present: Vec<Present>,
 }
 
+/// Body of `GET /api/limits`: what this server accepts, so a client can
+/// refuse early and say why (a browser cannot read a 413 sent before it has
+/// finished sending the body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Limits {
+    /// The largest file content `PUT blobs/{hash}` takes, in bytes.
+    pub max_blob_bytes: u64,
+}
+
 /// Body of `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

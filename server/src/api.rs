@@ -13,8 +13,8 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vidsync_protocol::{
-    is_bidi_control, is_zero_width, EventsPage, Health, Invite, Project, Role, UpdateRequest,
-    UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE,
+    is_bidi_control, is_zero_width, EventsPage, Health, Invite, Limits, Project, Role,
+    UpdateRequest, UpdateResponse, DEFAULT_EVENTS_PAGE, MAX_EVENTS_PAGE,
 };
 
 use crate::auth::{random_hex, AuthUser};
@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accept_invite))
         .routes(routes!(post_changes))
         .routes(routes!(get_events))
+        .routes(routes!(limits))
         .layer(axum::middleware::map_response(crate::error::json_errors))
 }
 
@@ -102,6 +103,14 @@ async fn create_project(
     };
     tracing::info!(project = %id, user = %user.name, "project created");
     Ok((StatusCode::CREATED, Json(project)))
+}
+
+#[utoipa::path(get, path = "/api/limits", tag = "projects", security(("token" = [])),
+    responses((status = 200, description = "What this server accepts", body = Limits), openapi::Refusals))]
+async fn limits(State(state): State<AppState>, AuthUser(_user): AuthUser) -> Json<Limits> {
+    Json(Limits {
+        max_blob_bytes: state.blobs.max_bytes,
+    })
 }
 
 #[utoipa::path(get, path = "/api/projects", tag = "projects", security(("token" = [])),

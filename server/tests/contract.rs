@@ -204,3 +204,14 @@ async fn the_project_limit_holds_under_concurrent_creates() {
     }
     assert_eq!(created, 5);
 }
+
+#[tokio::test]
+async fn limits_tell_the_blob_limit_to_a_signed_in_caller() {
+    let app = App::with(|c| c.max_blob_bytes = 12_345).await;
+    let t = app.user("alice").await;
+    let r = app.get("/api/limits", &t).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, json!({ "max_blob_bytes": 12_345 }));
+    let r = app.get("/api/limits", "not-a-token").await;
+    assert_error(&r, 401, "unauthorized");
+}

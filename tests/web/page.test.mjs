@@ -120,16 +120,16 @@ test("the page: sign in, live feed and tree, the past, verified downloads, drag 
     );
     await until("the bad name refused", async () => (await b.text("#message"))?.includes("Cannot upload"));
     assert.equal(await head(), n);
-    // A file over the server's limit: refused visibly, nothing posted. (The
-    // message is the server's reason, or "Failed to fetch" when the server
-    // answers 413 and closes before Chromium has sent the whole body: see
-    // the closing note of 2026-12-06.)
+    // A file over the server's limit: refused before it is sent, with the
+    // limit the server gave (GET /api/limits), nothing posted.
     await b.script(
       `const dt = new DataTransfer();
        dt.items.add(new File([new Uint8Array(2 << 20)], "too-big.bin"));
        document.getElementById('tree').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));`,
     );
-    await until("the server's refusal", async () => (await b.text("#message"))?.includes("Cannot upload too-big.bin"));
+    await until("the refusal with the server's limit", async () =>
+      (await b.text("#message"))?.includes("Cannot upload too-big.bin: 2.0 MiB is over this server's limit of 1.0 MiB per file."),
+    );
     assert.equal(await head(), n);
     await b.shot("6-dropped");
 

@@ -562,6 +562,23 @@ async function showDiff(older: ProjectEvent, newer: ProjectEvent) {
 
 // ----- upload by drag and drop -----------------------------------------
 
+let limits: Promise<{ max_blob_bytes: number } | undefined> | undefined;
+
+/** The server's per-file limit (`GET /api/limits`), asked once. A file over
+ * it is refused here: the server's 413 comes before the browser has sent the
+ * body, and the browser then reports only "Failed to fetch". */
+async function maxBlobBytes(): Promise<number | undefined> {
+  limits ??= json<{ max_blob_bytes: number }>("/api/limits").catch(() => {
+    limits = undefined; // asked again next time
+    return undefined;
+  });
+  return (await limits)?.max_blob_bytes;
+}
+
+function mib(n: number): string {
+  return `${(n / (1 << 20)).toFixed(1)} MiB`;
+}
+
 async function upload(dir: string, files: FileList) {
   if (!current || !socket) return;
   if (current.atSeq !== null) {
@@ -574,6 +591,11 @@ async function upload(dir: string, files: FileList) {
       path = check_path(dir + file.name);
     } catch (e) {
       say(`Cannot upload ${file.name}: ${e}`);
+      continue;
+    }
+    const max = await maxBlobBytes();
+    if (max !== undefined && file.size > max) {
+      say(`Cannot upload ${path}: ${mib(file.size)} is over this server's limit of ${mib(max)} per file.`);
       continue;
     }
     const bytes = new Uint8Array(await file.arrayBuffer());
