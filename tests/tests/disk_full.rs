@@ -167,6 +167,65 @@ async fn blob_upload_on_a_nearly_full_disk_is_whole_or_refused() -> Result<()> {
     Ok(())
 }
 
+/// Every stored chunk file under `root` holds exactly the bytes its name
+/// says; returns how many there are.
+fn whole_chunks(root: &std::path::Path) -> Result<usize> {
+    let files = tree_hashes(root)?;
+    for (path, hash) in &files {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        assert_eq!(name, hash, "{path} holds other bytes than its name says");
+    }
+    Ok(files.len())
+}
+
+/// A batch of chunks (stored with one flush of the filesystem for the whole
+/// batch, not an fsync each) on a disk without room for all of them: 507,
+/// no chunk file that is not whole, and the same batch stored once space
+/// is back.
+#[tokio::test]
+async fn a_chunk_batch_on_a_nearly_full_disk_is_whole_or_refused() -> Result<()> {
+    let Some(fs) = mount_or_skip(24) else {
+        return Ok(());
+    };
+    let mut server = TestServer::start_in(Some(fs.path()), &[]).await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let project = api.new_project("chunks").await?;
+    // 64 chunks of 16 KiB, 1 MiB in all.
+    let mut frames = Vec::new();
+    for i in 0..64u32 {
+        let bytes: Vec<u8> = (0..16 * 1024u32)
+            .map(|j| (j.wrapping_mul(2_654_435_761) ^ i.wrapping_mul(40_503)) as u8)
+            .collect();
+        frames.extend_from_slice(blake3::hash(&bytes).as_bytes());
+        frames.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&bytes);
+    }
+    let chunks = fs.path().join("chunks");
+
+    // Leave about 600 KiB: room for some of the batch, not all.
+    let total = fs.fill("filler")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fs.path().join("filler"))?
+        .set_len(total.saturating_sub(600 * 1024))?;
+    let (s, body) = api.post_frames(&project, frames.clone()).await?;
+    assert_disk_full_body(s, &body);
+    whole_chunks(&chunks)?;
+
+    std::fs::remove_file(fs.path().join("filler"))?;
+    let (s, body) = api.post_frames(&project, frames).await?;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["stored"].as_u64().unwrap_or(0) + body["present"].as_u64().unwrap_or(0),
+        64,
+        "{body}"
+    );
+    assert_eq!(whole_chunks(&chunks)?, 64);
+    server.kill9().await?;
+    Ok(())
+}
+
 /// The receiver's own state (`state.db`) is on a disk that fills while it
 /// applies a run of events: the files may land, but the events are not done
 /// until their state is written — they wait, the cursor does not pass them —

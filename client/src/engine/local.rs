@@ -91,7 +91,10 @@ impl FolderLoop {
             );
             let root = &self.link.path;
             self.recheck.extend(unstable.iter().map(|p| p.under(root)));
-            self.recheck_at = Some(Instant::now() + self.ctx.debounce);
+            // A file is taken once its last write is `quiet` old: look again
+            // then, not a whole debounce later (the tail of a burst waited
+            // 250 ms more than it had to at the default 500 ms).
+            self.recheck_at = Some(Instant::now() + quiet);
         }
     }
 

@@ -19,7 +19,7 @@ use vidsync_protocol::{
 };
 
 use super::content::{insert_manifests, locate, manifest_row, Content};
-use super::frames::{parse_frames, Frame};
+use super::frames::parse_frames;
 use crate::api::require_member;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
@@ -178,18 +178,8 @@ async fn upload(
         .claim(&project_id, frames.iter().map(|f| &f.hash));
     let store = state.chunks.clone();
     let (stored, present) = blocking(
-        move || {
-            let (mut stored, mut present) = (0u64, 0u64);
-            for Frame { hash, bytes } in frames {
-                // Each frame was hashed by `parse_frames`.
-                if store.put_hashed(&project_id, &hash, &bytes)? {
-                    stored += 1;
-                } else {
-                    present += 1;
-                }
-            }
-            Ok((stored, present))
-        },
+        // Each frame was hashed by `parse_frames`.
+        move || store.put_many(&project_id, frames.iter().map(|f| (&f.hash, &f.bytes[..]))),
         "storing chunk",
     )
     .await?;

@@ -120,6 +120,78 @@ impl ChunkStore {
         Ok(true)
     }
 
+    /// Stores many chunks the caller has just hashed, durably, with two
+    /// flushes of the filesystem for the whole batch instead of two
+    /// `fsync`s per chunk (a 500-file upload spent most of its time in
+    /// them): every temp file is written and its length checked, all are
+    /// synced, renamed into place, and the renames synced. Same rule as
+    /// [`Self::put_hashed`]: a chunk under its hash name is always whole.
+    /// Returns how many were written now and how many were already there.
+    pub fn put_many<'a>(
+        &self,
+        project_id: &str,
+        chunks: impl IntoIterator<Item = (&'a ContentHash, &'a [u8])>,
+    ) -> std::io::Result<(u64, u64)> {
+        let mut present = 0u64;
+        // (temp guard, destination), in order.
+        let mut written: Vec<(TempGuard, PathBuf)> = Vec::new();
+        for (hash, bytes) in chunks {
+            let dest = self.path_of(project_id, hash);
+            match std::fs::metadata(&dest) {
+                Ok(m) if m.len() == bytes.len() as u64 => {
+                    present += 1;
+                    continue;
+                }
+                Ok(m) => tracing::warn!(
+                    chunk = %hash, stored = m.len(), whole = bytes.len(),
+                    "replacing a damaged stored chunk"
+                ),
+                Err(_) => {}
+            }
+            if written.iter().any(|(_, d)| *d == dest) {
+                present += 1; // the same chunk twice in one batch
+                continue;
+            }
+            let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
+            let guard = TempGuard(Some(tmp_path.clone()));
+            let mut file = std::fs::File::create(&tmp_path)?;
+            file.write_all(bytes)?;
+            file.flush()?;
+            let on_disk = file.metadata()?.len();
+            if on_disk != bytes.len() as u64 {
+                return Err(std::io::Error::other(format!(
+                    "{on_disk} bytes on disk after writing {}",
+                    bytes.len()
+                )));
+            }
+            written.push((guard, dest));
+        }
+        if written.is_empty() {
+            return Ok((0, present));
+        }
+        sync_filesystem(
+            &self.tmp,
+            written.iter().filter_map(|(g, _)| g.0.as_deref()),
+        )?;
+        let mut parents: Vec<PathBuf> = Vec::new();
+        for (mut guard, dest) in std::mem::take(&mut written) {
+            let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+            if !parents.contains(&parent) {
+                std::fs::create_dir_all(&parent)?;
+                parents.push(parent);
+            }
+            if let Some(tmp) = guard.0.take() {
+                if let Err(e) = std::fs::rename(&tmp, &dest) {
+                    guard.0 = Some(tmp);
+                    return Err(e);
+                }
+            }
+            written.push((guard, dest));
+        }
+        sync_filesystem(&self.root, parents.iter().map(PathBuf::as_path))?;
+        Ok((written.len() as u64, present))
+    }
+
     /// Whether chunk `hash` is stored with its `size`. One of another size
     /// is quarantined (and so `false`): a stat, no read.
     pub fn intact(&self, project_id: &str, hash: &ContentHash, size: u64) -> std::io::Result<bool> {
@@ -186,6 +258,27 @@ impl ChunkStore {
             chunk = %path.display(), moved_to = %dest.display(), %reason,
             "damaged chunk quarantined: no longer served, clients upload it again"
         );
+        Ok(())
+    }
+}
+
+/// Makes what was written under `dir` durable: on Linux one `syncfs(2)` of
+/// `dir`'s filesystem (it reports a failed write-back since Linux 5.8);
+/// elsewhere an `fsync` of each of `each` (files, or directories whose
+/// entries changed).
+fn sync_filesystem<'a>(dir: &Path, each: impl Iterator<Item = &'a Path>) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = each;
+        let d = std::fs::File::open(dir)?;
+        rustix::fs::syncfs(&d).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        for p in each {
+            std::fs::File::open(p)?.sync_all()?;
+        }
         Ok(())
     }
 }
