@@ -65,7 +65,7 @@ run: ui web
 	@$(SERVER_RELEASE) serve --listen $(LISTEN) --data-dir $(DATA_DIR) & srv=$$!; \
 	  trap 'kill $$srv 2>/dev/null; wait $$srv' EXIT INT TERM; \
 	  scripts/local-signin.sh http://$(LISTEN) $(DATA_DIR) $(SERVER_RELEASE) $(CLIENT_RELEASE) $(RUN_USER) || exit 1; \
-	  echo "The CLI shares the app's sign-in: $(CLIENT_RELEASE) share ~/some/folder && $(CLIENT_RELEASE) run"; \
+	  echo "The CLI shares the app's sign-in and folders: $(CLIENT_RELEASE) share ~/some/folder (the app syncs it from its next start; the app and '$(CLIENT_RELEASE) run' never sync one config dir at once)"; \
 	  if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
 	    $(DESKTOP_RELEASE); \
 	  else \

@@ -48,6 +48,10 @@ pub enum Error {
     Api(#[from] api::ApiError),
     #[error("file watcher: {0}")]
     Watch(String),
+    /// Another engine (the desktop app or `vidsync run`) holds this config
+    /// dir: two would both watch, send and write the same folders.
+    #[error("another Vidsync is already syncing with {0} (the desktop app, or `vidsync run`): stop it first, or give this one its own config dir (--config-dir)")]
+    AlreadyRunning(String),
 }
 
 impl Error {

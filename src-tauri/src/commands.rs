@@ -3,7 +3,7 @@
 //! `{kind, message}`.
 
 use serde::Serialize;
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Emitter, State};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_opener::OpenerExt as _;
 use vidsync_client::usecase::overview::Overview;
@@ -52,10 +52,24 @@ async fn snapshot_of(app: &AppHandle, state: &AppState) -> Res<Snapshot> {
 /// hand over the current state.
 #[tauri::command]
 pub async fn ready(app: AppHandle, state: State<'_, AppState>) -> Res<Snapshot> {
+    let mut not_started = None;
     if state.engine().await.is_none() {
-        state.restart(&app).await?;
+        // E.g. `vidsync run` already syncs with this config dir: the page
+        // still shows the settings and folders, and says why nothing syncs.
+        not_started = state.restart(&app).await.err();
     }
-    snapshot_of(&app, &state).await
+    let snap = snapshot_of(&app, &state).await?;
+    if let Some(e) = not_started {
+        tracing::warn!(%e, "the engine did not start");
+        let notice = crate::tray::Notice {
+            title: "Vidsync is not syncing".into(),
+            body: format!("Not syncing: {e}"),
+        };
+        if let Err(e) = app.emit("notified", &notice) {
+            tracing::warn!(%e, "emit to the page");
+        }
+    }
+    Ok(snap)
 }
 
 #[tauri::command]

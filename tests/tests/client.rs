@@ -443,3 +443,40 @@ async fn log_follow_prints_past_then_new_events() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Two engines on one config dir (the desktop app and `vidsync run`, or two
+/// `run`s) would both watch, send and write the same folders through one
+/// local state. The second is refused with a clear reason and changes
+/// nothing; the first goes on syncing; once it has stopped, a new one starts.
+#[tokio::test]
+async fn a_second_engine_on_one_config_dir_is_refused_and_the_first_goes_on() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let (a, b, _id, _api) = pair(&server, "receive").await?;
+    let mut ra = a.run(&[])?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    let second = a.cmd(&["run"]).await?;
+    assert!(!second.ok, "a second engine ran: {}", second.stdout);
+    assert!(
+        second
+            .stderr
+            .contains("another Vidsync is already syncing with"),
+        "{}",
+        second.stderr
+    );
+    let mut rb = b.run(&[])?;
+    a.write("after.txt", b"still syncing")?;
+    vidsync_e2e::wait_for("A's file at B", || async {
+        (std::fs::read(b.folder.join("after.txt")).ok()? == b"still syncing").then_some(())
+    })
+    .await?;
+    ra.stop().await?;
+    let mut again = a.run(&[])?;
+    again
+        .wait_status("A again live", |s| s["connection"] == "live")
+        .await?;
+    again.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}

@@ -91,10 +91,11 @@ impl FolderLoop {
             );
             let root = &self.link.path;
             self.recheck.extend(unstable.iter().map(|p| p.under(root)));
-            // A file is taken once its last write is `quiet` old: look again
-            // then, not a whole debounce later (the tail of a burst waited
-            // 250 ms more than it had to at the default 500 ms).
-            self.recheck_at = Some(Instant::now() + quiet);
+            // A whole debounce, not just `quiet`: looking again after
+            // `quiet` (tried for the burst's tail) made the desktop conflict
+            // test fail every time (a receiver kept a conflict copy the
+            // sender had deleted); not understood yet, see the notes.
+            self.recheck_at = Some(Instant::now() + self.ctx.debounce);
         }
     }
 

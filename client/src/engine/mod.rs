@@ -53,6 +53,9 @@ struct FolderRun {
 }
 
 struct Inner {
+    /// `engine.lock` in the config dir, locked while this engine runs
+    /// (released by [`Engine::shutdown`], or by the OS if the process dies).
+    lock: Mutex<Option<std::fs::File>>,
     ctx: Arc<Ctx>,
     folders_cfg: Mutex<Vec<FolderLink>>,
     running: tokio::sync::Mutex<HashMap<String, FolderRun>>,
@@ -74,6 +77,7 @@ impl Engine {
     /// themselves start with [`Engine::start_all`] / [`Engine::start_folder`]).
     pub async fn open(dir: &Path, config: Config) -> Result<Engine> {
         let (server, token) = config.credentials()?;
+        let lock = lock_dir(dir)?;
         let api = ApiClient::with_ca(&server, &token, config.ca_file.as_deref())?;
         let state = LocalState::open(dir).await?;
         let cancel = CancellationToken::new();
@@ -100,6 +104,7 @@ impl Engine {
             aside_retry: Duration::from_millis(aside_ms.max(100)),
         });
         let inner = Arc::new(Inner {
+            lock: Mutex::new(Some(lock)),
             ctx,
             folders_cfg: Mutex::new(config.folders.clone()),
             running: Default::default(),
@@ -209,6 +214,11 @@ impl Engine {
         self.inner.tracker.wait().await;
         self.inner.ctx.board.flush();
         self.inner.ctx.state.close().await;
+        // Another engine may start on this dir now (the desktop app's
+        // restart opens the next one while clones of this one live on).
+        if let Ok(mut l) = self.inner.lock.lock() {
+            l.take();
+        }
     }
 
     /// The feed's events, each to the loop of its project. An event for a
@@ -247,5 +257,24 @@ impl Engine {
                 let _ = tx.send(msg);
             }
         }
+    }
+}
+
+/// Locks `dir/engine.lock` for this engine, or says who has it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join("engine.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::AlreadyRunning(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
