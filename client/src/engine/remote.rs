@@ -255,8 +255,14 @@ impl FolderLoop {
             self.placed.insert(path, self.ctx.debounce);
         }
         if let Some(copy) = &conflict {
-            // The kept copy is a new local file: send it.
-            self.to_look.insert(self.link.path.join(copy));
+            // The kept copy is a new local file: send it. And look at it
+            // again after the debounce: if the user renames it back over
+            // the file within the watcher's window ("keep mine"),
+            // notify-debouncer-full folds the chain `f → copy → f` into one
+            // event for `f`, and the copy's removal would never be seen.
+            let copy = self.link.path.join(copy);
+            self.to_look.insert(copy.clone());
+            self.placed.insert(copy, self.ctx.debounce);
         }
         self.emit(EngineEvent::Applied {
             project_id: ev.project_id.clone(),

@@ -197,7 +197,11 @@ impl FolderLoop {
             }
             match taken {
                 Ok(Some(copy)) => {
-                    self.to_look.insert(self.link.path.join(&copy));
+                    // Looked at again after the debounce as well (see
+                    // `after_applied`: a quick rename back is folded away).
+                    let copy_path = self.link.path.join(&copy);
+                    self.to_look.insert(copy_path.clone());
+                    self.placed.insert(copy_path, self.ctx.debounce);
                     let (op, seq) = entry
                         .current
                         .as_ref()
