@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use vidsync_e2e::{create_change, linked_pair as pair, ClientDir, RunningClient, TestServer};
+use vidsync_e2e::{
+    create_change, linked_pair as pair, wait_for, ClientDir, RunningClient, TestServer,
+};
 
 fn remote_path(v: &Value, path: &str) -> bool {
     v["type"] == "remote_event" && v["event"]["change"]["path"] == path
@@ -467,7 +469,7 @@ async fn a_second_engine_on_one_config_dir_is_refused_and_the_first_goes_on() ->
     );
     let mut rb = b.run(&[])?;
     a.write("after.txt", b"still syncing")?;
-    vidsync_e2e::wait_for("A's file at B", || async {
+    wait_for("A's file at B", || async {
         (std::fs::read(b.folder.join("after.txt")).ok()? == b"still syncing").then_some(())
     })
     .await?;

@@ -97,13 +97,13 @@ async fn a_just_downloaded_file_renamed_then_deleted_is_deleted_everywhere() -> 
 #[tokio::test]
 async fn a_file_renamed_over_a_just_placed_path_sends_both_changes() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "send-receive").await?;
+    let (a, b, _id, _api) = linked_pair(&server, "send-receive").await?;
     a.ok(&["set", "--debounce-ms", "3000"]).await?;
     let mut ra = a.run(&[])?;
     let mut rb = b.run(&["--debounce-ms", "50"])?;
     a.write("keep.txt", b"mine\n")?;
     a.write("f.txt", b"base\n")?;
-    vidsync_e2e::wait_for("both at B", || async {
+    wait_for("both at B", || async {
         (std::fs::read(b.folder.join("keep.txt")).ok()? == b"mine\n"
             && std::fs::read(b.folder.join("f.txt")).ok()? == b"base\n")
             .then_some(())
@@ -111,13 +111,13 @@ async fn a_file_renamed_over_a_just_placed_path_sends_both_changes() -> anyhow::
     .await?;
     // B changes f.txt; A applies it (A's engine has just written f.txt).
     b.write("f.txt", b"theirs\n")?;
-    vidsync_e2e::wait_for("B's version at A", || async {
+    wait_for("B's version at A", || async {
         (std::fs::read(a.folder.join("f.txt")).ok()? == b"theirs\n").then_some(())
     })
     .await?;
     // At once, A's user puts keep.txt in f.txt's place.
     std::fs::rename(a.folder.join("keep.txt"), a.folder.join("f.txt"))?;
-    vidsync_e2e::wait_for("A's rename at B", || async {
+    wait_for("A's rename at B", || async {
         (std::fs::read(b.folder.join("f.txt")).ok()? == b"mine\n"
             && !b.folder.join("keep.txt").exists())
         .then_some(())
@@ -135,18 +135,18 @@ async fn a_file_renamed_over_a_just_placed_path_sends_both_changes() -> anyhow::
 #[tokio::test]
 async fn keep_mine_after_a_conflict_sends_the_file_and_the_copy_s_removal() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let (a, b, _id, _api) = vidsync_e2e::linked_pair(&server, "send-receive").await?;
+    let (a, b, _id, _api) = linked_pair(&server, "send-receive").await?;
     a.ok(&["set", "--debounce-ms", "3000"]).await?;
     let mut ra = a.run(&[])?;
     let mut rb = b.run(&["--debounce-ms", "50"])?;
     a.write("f.txt", b"base\n")?;
-    vidsync_e2e::wait_for("f at B", || async {
+    wait_for("f at B", || async {
         (std::fs::read(b.folder.join("f.txt")).ok()? == b"base\n").then_some(())
     })
     .await?;
     a.write("f.txt", b"A's version\n")?;
     b.write("f.txt", b"B's version\n")?;
-    let copy = vidsync_e2e::wait_for("A's conflict copy at B", || async {
+    let copy = wait_for("A's conflict copy at B", || async {
         std::fs::read_dir(&b.folder)
             .ok()?
             .filter_map(|e| e.ok())
@@ -154,7 +154,7 @@ async fn keep_mine_after_a_conflict_sends_the_file_and_the_copy_s_removal() -> a
             .find(|n| n.contains(".sync-conflict-"))
     })
     .await?;
-    vidsync_e2e::wait_for("the copy at A too", || async {
+    wait_for("the copy at A too", || async {
         a.folder.join(&copy).exists().then_some(())
     })
     .await?;
@@ -165,7 +165,7 @@ async fn keep_mine_after_a_conflict_sends_the_file_and_the_copy_s_removal() -> a
         "mine",
     ])
     .await?;
-    vidsync_e2e::wait_for("A's version in place at B, the copy gone", || async {
+    wait_for("A's version in place at B, the copy gone", || async {
         (std::fs::read(b.folder.join("f.txt")).ok()? == b"A's version\n"
             && !b.folder.join(&copy).exists())
         .then_some(())

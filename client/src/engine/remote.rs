@@ -255,14 +255,7 @@ impl FolderLoop {
             self.placed.insert(path, self.ctx.debounce);
         }
         if let Some(copy) = &conflict {
-            // The kept copy is a new local file: send it. And look at it
-            // again after the debounce: if the user renames it back over
-            // the file within the watcher's window ("keep mine"),
-            // notify-debouncer-full folds the chain `f → copy → f` into one
-            // event for `f`, and the copy's removal would never be seen.
-            let copy = self.link.path.join(copy);
-            self.to_look.insert(copy.clone());
-            self.placed.insert(copy, self.ctx.debounce);
+            self.copy_made(copy);
         }
         self.emit(EngineEvent::Applied {
             project_id: ev.project_id.clone(),
@@ -271,6 +264,18 @@ impl FolderLoop {
             seq: ev.seq,
             conflict,
         });
+    }
+
+    /// A conflict copy this loop made (a new local file): looked at now, to
+    /// send it, and again after the debounce like any path the loop placed.
+    /// If the user renames it back over the file within the watcher's
+    /// window ("keep mine"), notify-debouncer-full folds the chain
+    /// `f → copy → f` into one event for `f`, and the copy's removal would
+    /// never be seen.
+    pub(super) fn copy_made(&mut self, copy: &str) {
+        let copy = self.link.path.join(copy);
+        self.to_look.insert(copy.clone());
+        self.placed.insert(copy, self.ctx.debounce);
     }
 
     /// Keeps an event aside with its reason. `Err` if even that failed

@@ -197,11 +197,7 @@ impl FolderLoop {
             }
             match taken {
                 Ok(Some(copy)) => {
-                    // Looked at again after the debounce as well (see
-                    // `after_applied`: a quick rename back is folded away).
-                    let copy_path = self.link.path.join(&copy);
-                    self.to_look.insert(copy_path.clone());
-                    self.placed.insert(copy_path, self.ctx.debounce);
+                    self.copy_made(&copy);
                     let (op, seq) = entry
                         .current
                         .as_ref()

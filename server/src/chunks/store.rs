@@ -7,6 +7,7 @@
 //! served, and the next upload of it stores it again. Blocking (run it in
 //! `spawn_blocking`); HTTP lives in [`super::routes`].
 
+use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -90,31 +91,17 @@ impl ChunkStore {
         bytes: &[u8],
     ) -> std::io::Result<bool> {
         let dest = self.path_of(project_id, hash);
-        match std::fs::metadata(&dest) {
-            Ok(m) if m.len() == bytes.len() as u64 => return Ok(false),
-            Ok(m) => tracing::warn!(
-                chunk = %hash, stored = m.len(), whole = bytes.len(),
-                "replacing a damaged stored chunk"
-            ),
-            Err(_) => {}
+        if stored_whole(&dest, hash, bytes.len()) {
+            return Ok(false);
         }
-        let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
-        let mut guard = TempGuard(Some(tmp_path.clone()));
-        let mut file = std::fs::File::create(&tmp_path)?;
-        file.write_all(bytes)?;
-        file.flush()?;
+        let (mut guard, file) = self.write_temp(bytes)?;
         file.sync_all()?;
-        let on_disk = file.metadata()?.len();
         drop(file);
-        if on_disk != bytes.len() as u64 {
-            return Err(std::io::Error::other(format!(
-                "{on_disk} bytes on disk after writing {}",
-                bytes.len()
-            )));
-        }
         let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
         std::fs::create_dir_all(&parent)?;
-        std::fs::rename(&tmp_path, &dest)?;
+        if let Some(tmp) = &guard.0 {
+            std::fs::rename(tmp, &dest)?;
+        }
         guard.0 = None;
         std::fs::File::open(&parent)?.sync_all()?;
         Ok(true)
@@ -133,39 +120,21 @@ impl ChunkStore {
         chunks: impl IntoIterator<Item = (&'a ContentHash, &'a [u8])>,
     ) -> std::io::Result<(u64, u64)> {
         let mut present = 0u64;
+        let mut seen = HashSet::new();
         // (temp guard, destination), in order.
         let mut written: Vec<(TempGuard, PathBuf)> = Vec::new();
         for (hash, bytes) in chunks {
             let dest = self.path_of(project_id, hash);
-            match std::fs::metadata(&dest) {
-                Ok(m) if m.len() == bytes.len() as u64 => {
-                    present += 1;
-                    continue;
-                }
-                Ok(m) => tracing::warn!(
-                    chunk = %hash, stored = m.len(), whole = bytes.len(),
-                    "replacing a damaged stored chunk"
-                ),
-                Err(_) => {}
-            }
-            if written.iter().any(|(_, d)| *d == dest) {
-                present += 1; // the same chunk twice in one batch
+            // The same chunk twice in one batch is stored once.
+            if seen.contains(&dest) || stored_whole(&dest, hash, bytes.len()) {
+                present += 1;
                 continue;
             }
-            let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
-            let guard = TempGuard(Some(tmp_path.clone()));
-            let mut file = std::fs::File::create(&tmp_path)?;
-            file.write_all(bytes)?;
-            file.flush()?;
-            let on_disk = file.metadata()?.len();
-            if on_disk != bytes.len() as u64 {
-                return Err(std::io::Error::other(format!(
-                    "{on_disk} bytes on disk after writing {}",
-                    bytes.len()
-                )));
-            }
+            let (guard, _file) = self.write_temp(bytes)?;
+            seen.insert(dest.clone());
             written.push((guard, dest));
         }
+        let stored = written.len() as u64;
         if written.is_empty() {
             return Ok((0, present));
         }
@@ -173,23 +142,40 @@ impl ChunkStore {
             &self.tmp,
             written.iter().filter_map(|(g, _)| g.0.as_deref()),
         )?;
-        let mut parents: Vec<PathBuf> = Vec::new();
-        for (mut guard, dest) in std::mem::take(&mut written) {
+        let mut parents = BTreeSet::new();
+        for (mut guard, dest) in written {
             let parent = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             if !parents.contains(&parent) {
                 std::fs::create_dir_all(&parent)?;
-                parents.push(parent);
+                parents.insert(parent);
             }
-            if let Some(tmp) = guard.0.take() {
-                if let Err(e) = std::fs::rename(&tmp, &dest) {
-                    guard.0 = Some(tmp);
-                    return Err(e);
-                }
+            if let Some(tmp) = &guard.0 {
+                // On an error, this and the later temp files are removed.
+                std::fs::rename(tmp, &dest)?;
             }
-            written.push((guard, dest));
+            guard.0 = None;
         }
         sync_filesystem(&self.root, parents.iter().map(PathBuf::as_path))?;
-        Ok((written.len() as u64, present))
+        Ok((stored, present))
+    }
+
+    /// Writes `bytes` to a new temp file (flushed, not synced) and checks
+    /// the length on disk; the guard removes the file unless it is moved
+    /// into place.
+    fn write_temp(&self, bytes: &[u8]) -> std::io::Result<(TempGuard, std::fs::File)> {
+        let tmp_path = self.tmp.join(format!("chunk-{}", random_hex(12)));
+        let guard = TempGuard(Some(tmp_path.clone()));
+        let mut file = std::fs::File::create(&tmp_path)?;
+        file.write_all(bytes)?;
+        file.flush()?;
+        let on_disk = file.metadata()?.len();
+        if on_disk != bytes.len() as u64 {
+            return Err(std::io::Error::other(format!(
+                "{on_disk} bytes on disk after writing {}",
+                bytes.len()
+            )));
+        }
+        Ok((guard, file))
     }
 
     /// Whether chunk `hash` is stored with its `size`. One of another size
@@ -259,6 +245,19 @@ impl ChunkStore {
             "damaged chunk quarantined: no longer served, clients upload it again"
         );
         Ok(())
+    }
+}
+
+/// Whether `dest` already holds a chunk of `len` bytes. One of another
+/// length is damaged: said so, and to be replaced.
+fn stored_whole(dest: &Path, hash: &ContentHash, len: usize) -> bool {
+    match std::fs::metadata(dest) {
+        Ok(m) if m.len() == len as u64 => true,
+        Ok(m) => {
+            tracing::warn!(chunk = %hash, stored = m.len(), whole = len, "replacing a damaged stored chunk");
+            false
+        }
+        Err(_) => false,
     }
 }
 
