@@ -19,6 +19,42 @@ pub struct Burst {
     /// Events in the log by origin: A's and B's.
     pub posted_a: usize,
     pub posted_b: usize,
+    /// When, from the first write, each stage was first seen.
+    pub phases: Phases,
+}
+
+/// When each stage of a burst was first seen, from the first write (the
+/// bench looks every 20 ms, so each is late by up to that).
+#[derive(Default)]
+pub struct Phases {
+    /// The bench's own writes were done.
+    pub written: Duration,
+    /// The server had A's first event.
+    pub first_event: Option<Duration>,
+    /// The server had all of A's events.
+    pub all_events: Option<Duration>,
+    /// B had its first file.
+    pub first_at_b: Option<Duration>,
+    /// B had as many files as A.
+    pub all_at_b: Option<Duration>,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |d: Option<Duration>| match d {
+            Some(d) => format!("{:.2}", d.as_secs_f64()),
+            None => "-".into(),
+        };
+        write!(
+            f,
+            "writes done {:.2} s, server's first event {} s, all events {} s, B's first file {} s, all files {} s",
+            self.written.as_secs_f64(),
+            s(self.first_event),
+            s(self.all_events),
+            s(self.first_at_b),
+            s(self.all_at_b)
+        )
+    }
 }
 
 /// User + system CPU seconds a process has used so far.
@@ -65,6 +101,10 @@ pub async fn run(files: usize, debounce_ms: u64) -> Result<Burst> {
         body[..8].copy_from_slice(&(i as u64).to_le_bytes());
         a.write(&format!("d{:02}/f{i:05}.txt", i % 20), &body)?;
     }
+    let mut phases = Phases {
+        written: started.elapsed(),
+        ..Phases::default()
+    };
     let want = tree_hashes(&a.folder)?;
     let deadline = Instant::now() + Duration::from_secs(600);
     // B's folder is read while B writes into it: a temp file that is renamed
@@ -72,9 +112,26 @@ pub async fn run(files: usize, debounce_ms: u64) -> Result<Burst> {
     // Its files are only read and hashed once there are as many as A's: a
     // bench that hashed 2,000 files every 20 ms took a good part of the
     // 2 cores it was measuring.
-    while file_count(&b.folder) != Some(want.len())
-        || tree_hashes(&b.folder).ok().as_ref() != Some(&want)
-    {
+    loop {
+        let count = file_count(&b.folder);
+        if phases.all_events.is_none() {
+            let head = api.head_seq(&id).await;
+            if head > 0 {
+                phases.first_event.get_or_insert(started.elapsed());
+            }
+            if head >= files as u64 {
+                phases.all_events = Some(started.elapsed());
+            }
+        }
+        if count.is_some_and(|n| n > 0) {
+            phases.first_at_b.get_or_insert(started.elapsed());
+        }
+        if count == Some(want.len()) {
+            phases.all_at_b.get_or_insert(started.elapsed());
+            if tree_hashes(&b.folder).ok().as_ref() == Some(&want) {
+                break;
+            }
+        }
         if Instant::now() > deadline {
             bail!("B was not identical to A within 10 minutes");
         }
@@ -106,6 +163,7 @@ pub async fn run(files: usize, debounce_ms: u64) -> Result<Burst> {
         cpu_b,
         posted_a,
         posted_b,
+        phases,
     })
 }
 

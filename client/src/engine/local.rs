@@ -13,7 +13,7 @@ use super::folder::FolderLoop;
 use super::status::EngineEvent;
 use crate::plan::{plan_local, LocalAction};
 use crate::scan::{self, Diff, IgnoreRules, Looked};
-use crate::state::Batch;
+use crate::state::{Batch, Known};
 
 impl FolderLoop {
     /// Looks at the folder (all of it after a rescan request, else the
@@ -52,6 +52,7 @@ impl FolderLoop {
         self.to_look.clear();
         let rules = self.rules.clone();
         let quiet = self.ctx.debounce / 2;
+        let started = std::time::Instant::now();
         let looked = tokio::task::spawn_blocking(move || match paths {
             None => scan::scan(&root, &rules, &index, quiet),
             Some(paths) => scan::rescan(&root, &rules, &index, &paths, quiet),
@@ -65,9 +66,12 @@ impl FolderLoop {
                 return;
             }
         };
-        tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), "looked");
+        tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), took = ?started.elapsed(), "looked");
         if !diffs.is_empty() {
-            match self.record_all(&pid, diffs).await {
+            let t = std::time::Instant::now();
+            let recorded = self.record_all(&pid, diffs).await;
+            tracing::debug!(project = %pid, took = ?t.elapsed(), "changes recorded");
+            match recorded {
                 Ok(queued) => {
                     self.outbox_dirty |= !queued.is_empty();
                     for (path, op) in queued {
@@ -108,9 +112,15 @@ impl FolderLoop {
         diffs: Vec<Diff>,
     ) -> crate::Result<Vec<(String, vidsync_protocol::Op)>> {
         let mut batch = self.ctx.state.batch().await?;
+        let changed: Vec<&str> = diffs
+            .iter()
+            .filter(|d| d.change.is_some())
+            .map(|d| d.path.as_str())
+            .collect();
+        let known = batch.known(pid, &changed).await?;
         let mut queued = Vec::new();
         for d in diffs {
-            if let Some(change) = record_one(&mut batch, pid, d, self.link.mode).await? {
+            if let Some(change) = record_one(&mut batch, &known, pid, d, self.link.mode).await? {
                 queued.push((change.path.to_string(), change.op));
             }
         }
@@ -123,13 +133,14 @@ impl FolderLoop {
 /// chunk index); returns the change queued, if any.
 async fn record_one(
     batch: &mut Batch,
+    known: &Known,
     pid: &str,
     mut d: Diff,
     mode: crate::Mode,
 ) -> crate::Result<Option<Change>> {
     let chunks = std::mem::take(&mut d.chunks);
     let (path, hash) = (d.path.clone(), d.entry.as_ref().map(|e| e.hash));
-    let queued = record_planned(batch, pid, d, mode).await?;
+    let queued = record_planned(batch, known, pid, d, mode).await?;
     if let Some(hash) = hash.filter(|_| !chunks.is_empty()) {
         batch.set_chunks(pid, &path, &hash, &chunks).await?;
     }
@@ -139,6 +150,7 @@ async fn record_one(
 /// Plans one difference and records it; returns the change queued, if any.
 async fn record_planned(
     batch: &mut Batch,
+    known: &Known,
     pid: &str,
     d: Diff,
     mode: crate::Mode,
@@ -148,10 +160,11 @@ async fn record_planned(
         return Ok(None);
     };
     let now = d.entry.as_ref().map(|e| e.hash);
-    let agreed = batch.base(pid, d.path.as_str()).await?;
-    let last = batch
-        .last_queued(pid, d.path.as_str())
-        .await?
+    let agreed = known.bases.get(d.path.as_str()).copied();
+    let last = known
+        .queued
+        .get(d.path.as_str())
+        .copied()
         .unwrap_or(agreed);
     match plan_local(now, last, agreed, mode) {
         LocalAction::IndexOnly => {

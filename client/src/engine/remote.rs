@@ -18,6 +18,10 @@ use super::folder::{FolderLoop, Pending};
 const LOCAL_STATE_RETRY: Duration = Duration::from_secs(1);
 /// Pending events whose small files are fetched in one go.
 const PREFETCH_EVENTS: usize = 2_000;
+/// Events applied at once at most (see [`FolderLoop::group_at_front`]).
+const GROUP: usize = 16;
+/// Events applied between two writes of the cursor and the status.
+const FLUSH_EVERY: usize = 256;
 use super::status::EngineEvent;
 use crate::apply::{Applied, Applier};
 
@@ -88,6 +92,7 @@ impl FolderLoop {
 
     async fn take_in_run(&mut self, applier: &Applier) {
         let mut fetched_until = 0u64;
+        let mut since_flush = 0usize;
         while let Some(next) = self.pending.front() {
             let seq = match next {
                 Pending::Event(ev) => ev.seq,
@@ -102,37 +107,53 @@ impl FolderLoop {
                 self.pending.pop_front();
                 continue;
             }
-            let outcome = match next {
-                Pending::Event(ev) => {
-                    let ev = ev.clone();
-                    self.take_in(applier, &ev).await
-                }
-                Pending::Invalid { seq, message } => {
-                    let (seq, message) = (*seq, message.clone());
-                    self.set_aside(applier, seq, "?", &message, None).await
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    if let Some(Pending::Event(ev)) = self.pending.pop_front() {
-                        self.unflushed.push(ev);
+            let group = self.group_at_front(fetched_until);
+            let (done, wait) = match group.len() {
+                0 | 1 => {
+                    let outcome = match next {
+                        Pending::Event(ev) => {
+                            let ev = ev.clone();
+                            self.take_in(applier, &ev).await
+                        }
+                        Pending::Invalid { seq, message } => {
+                            let (seq, message) = (*seq, message.clone());
+                            self.set_aside(applier, seq, "?", &message, None).await
+                        }
+                    };
+                    match outcome {
+                        Ok(()) => (1, None),
+                        Err(why) => (0, Some(why)),
                     }
-                    self.done_seq = seq;
-                    self.waiting = None;
-                    self.feed_error = None;
-                    self.remote_retry_at = None;
-                    self.remote_delays = super::folder::delays();
                 }
-                Err(why) => {
-                    let wait = self.remote_delays.next().unwrap_or(Duration::from_secs(10));
-                    tracing::info!(project = %self.pid(), seq, %why, ?wait, "event waits; will retry");
-                    self.waiting = Some(why);
-                    self.remote_retry_at = Some(Instant::now() + wait);
-                    return;
-                }
+                _ => self.take_in_group(applier, &group).await,
+            };
+            for _ in 0..done {
+                let Some(Pending::Event(ev)) = self.pending.pop_front() else {
+                    continue;
+                };
+                self.done_seq = ev.seq;
+                self.unflushed.push(ev);
+            }
+            if done > 0 {
+                // An invalid event popped above moves the cursor too.
+                self.done_seq = self.done_seq.max(seq);
+                self.waiting = None;
+                self.feed_error = None;
+                self.remote_retry_at = None;
+                self.remote_delays = super::folder::delays();
+            }
+            if let Some(why) = wait {
+                let wait = self.remote_delays.next().unwrap_or(Duration::from_secs(10));
+                let seq = self.done_seq + 1;
+                tracing::info!(project = %self.pid(), seq, %why, ?wait, "event waits; will retry");
+                self.waiting = Some(why);
+                self.remote_retry_at = Some(Instant::now() + wait);
+                return;
             }
             // Tell progress during long bursts without a status per event.
-            if self.pending.len().is_multiple_of(256) {
+            since_flush += done;
+            if since_flush >= FLUSH_EVERY {
+                since_flush = 0;
                 if !self.flush(applier).await {
                     return;
                 }
@@ -141,6 +162,87 @@ impl FolderLoop {
             }
         }
         self.remote_retry_at = None;
+    }
+
+    /// The events at the front of the line that may be applied at once:
+    /// small files already fetched ahead, all deletes or all writes, none
+    /// at or above another's path (a file and a directory of the same
+    /// name, or a delete emptying a directory another event writes into,
+    /// must go in order). Fewer than two: apply the front alone.
+    fn group_at_front(&self, fetched_until: u64) -> Vec<ProjectEvent> {
+        let mut group: Vec<ProjectEvent> = Vec::new();
+        let mut paths = std::collections::HashSet::new();
+        let mut dirs = std::collections::HashSet::new();
+        for p in self.pending.iter().take(GROUP) {
+            let Pending::Event(ev) = p else { break };
+            let deletes = ev.change.op == Op::Delete;
+            let fits = ev.seq > self.done_seq
+                && ev.seq <= fetched_until
+                && ev.change.size.unwrap_or(0) < BIG_FILE
+                && !self.taken_ahead(ev)
+                && group
+                    .first()
+                    .is_none_or(|f| (f.change.op == Op::Delete) == deletes);
+            let path = ev.change.path.as_str();
+            let above: Vec<&str> = path
+                .match_indices('/')
+                .map(|(i, _)| &path[..i])
+                .collect();
+            if !fits
+                || paths.contains(path)
+                || dirs.contains(path)
+                || above.iter().any(|d| paths.contains(d))
+            {
+                break;
+            }
+            paths.insert(path);
+            dirs.extend(above);
+            group.push(ev.clone());
+        }
+        group
+    }
+
+    /// Applies a group from [`FolderLoop::group_at_front`] at once; returns
+    /// how many of its events, from the first, are done, and why the next
+    /// one must wait, if one must. An event after one that must wait is
+    /// applied again with it later: if it was applied now, that finds its
+    /// version in place.
+    async fn take_in_group(
+        &mut self,
+        applier: &Applier,
+        group: &[ProjectEvent],
+    ) -> (usize, Option<String>) {
+        for ev in group {
+            self.announce(ev);
+        }
+        let results =
+            futures_util::future::join_all(group.iter().map(|ev| applier.apply(ev, |_| {}))).await;
+        let (mut done, mut wait) = (0, None);
+        for (ev, result) in group.iter().zip(results) {
+            match result {
+                Ok(applied) => {
+                    self.after_applied(ev, applied);
+                    if wait.is_none() {
+                        done += 1;
+                    }
+                }
+                Err(e) if wait.is_some() => {
+                    tracing::debug!(seq = ev.seq, %e, "not applied; tried again after the one that waits");
+                }
+                Err(e) if e.retry_soon() => wait = Some(e.to_string()),
+                Err(e) => {
+                    let path = ev.change.path.to_string();
+                    match self
+                        .set_aside(applier, ev.seq, &path, &e.to_string(), Some(ev))
+                        .await
+                    {
+                        Ok(()) => done += 1,
+                        Err(why) => wait = Some(why),
+                    }
+                }
+            }
+        }
+        (done, wait)
     }
 
     /// Fetches the small files of the next pending events in few requests
@@ -182,15 +284,8 @@ impl FolderLoop {
         if self.taken_ahead(ev) {
             return Ok(());
         }
+        self.announce(ev);
         let own = ev.origin.client_id == self.ctx.client_id;
-        // Told once, even when the event must wait and is tried again.
-        if !own && ev.seq > self.announced_seq {
-            self.announced_seq = ev.seq;
-            self.emit(EngineEvent::RemoteEvent {
-                project_id: ev.project_id.clone(),
-                event: ev.clone(),
-            });
-        }
         // While a file comes in, its bytes show on the status, at most
         // four times a second.
         let theirs = !own && matches!(ev.change.op, Op::Create | Op::Update);
@@ -236,6 +331,18 @@ impl FolderLoop {
                 self.set_aside(applier, ev.seq, &path, &e.to_string(), Some(ev))
                     .await
             }
+        }
+    }
+
+    /// Tells a remote event, once, even when it must wait and is tried again.
+    fn announce(&mut self, ev: &ProjectEvent) {
+        let own = ev.origin.client_id == self.ctx.client_id;
+        if !own && ev.seq > self.announced_seq {
+            self.announced_seq = ev.seq;
+            self.emit(EngineEvent::RemoteEvent {
+                project_id: ev.project_id.clone(),
+                event: ev.clone(),
+            });
         }
     }
 

@@ -58,7 +58,10 @@ impl FolderLoop {
             }
             // What waits to go up shows while its content is sent.
             self.refresh_status(false).await;
+            let t = std::time::Instant::now();
+            let n = batch.len();
             let send = self.blobs_for(&pid, batch).await?;
+            tracing::debug!(project = %pid, n, took = ?t.elapsed(), "content sent");
             if send.is_empty() {
                 continue;
             }

@@ -3,6 +3,8 @@
 //! commit instead of one per file). The same statements back the
 //! one-at-a-time methods of [`LocalState`].
 
+use std::collections::HashMap;
+
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use vidsync_protocol::{Change, ContentHash, ProjectPath};
 
@@ -66,7 +68,57 @@ impl LocalState {
     }
 }
 
+/// What planning a local change needs, for many paths at once: the agreed
+/// version of each path that has one, and the last change queued for each
+/// path that has one (`None`: a delete).
+#[derive(Debug, Default)]
+pub struct Known {
+    pub bases: HashMap<String, ContentHash>,
+    pub queued: HashMap<String, Option<ContentHash>>,
+}
+
 impl Batch {
+    /// [`Batch::base`] and [`Batch::last_queued`] of many paths in two
+    /// queries instead of two per path.
+    pub async fn known(&mut self, project_id: &str, paths: &[&str]) -> Result<Known> {
+        let mut known = Known::default();
+        if paths.is_empty() {
+            return Ok(known);
+        }
+        let list = serde_json::to_string(paths).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let rows = sqlx::query(
+            "SELECT path, hash FROM synced
+             WHERE project_id = ? AND path IN (SELECT value FROM json_each(?))",
+        )
+        .bind(project_id)
+        .bind(&list)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            if let Ok(h) = r.get::<String, _>(1).parse() {
+                known.bases.insert(r.get(0), h);
+            }
+        }
+        // Oldest first, so each path ends with its last queued change.
+        let rows = sqlx::query(
+            "SELECT path, hash FROM outbox
+             WHERE project_id = ? AND failed IS NULL
+               AND path IN (SELECT value FROM json_each(?))
+             ORDER BY id",
+        )
+        .bind(project_id)
+        .bind(&list)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for r in rows {
+            let hash = r
+                .get::<Option<String>, _>(1)
+                .and_then(|h| h.parse::<ContentHash>().ok());
+            known.queued.insert(r.get(0), hash);
+        }
+        Ok(known)
+    }
+
     pub async fn base(&mut self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
         base_in(&mut self.tx, project_id, path).await
     }

@@ -226,6 +226,7 @@ async fn burst_bench() -> Result<()> {
             r.posted_a,
             r.posted_b
         );
+        println!("  {}", r.phases);
     }
     Ok(())
 }
