@@ -161,11 +161,7 @@ async fn record_planned(
     };
     let now = d.entry.as_ref().map(|e| e.hash);
     let agreed = known.bases.get(d.path.as_str()).copied();
-    let last = known
-        .queued
-        .get(d.path.as_str())
-        .copied()
-        .unwrap_or(agreed);
+    let last = known.queued.get(d.path.as_str()).copied().unwrap_or(agreed);
     match plan_local(now, last, agreed, mode) {
         LocalAction::IndexOnly => {
             batch.record(pid, &d.path, None, d.entry.as_ref()).await?;

@@ -30,6 +30,28 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// A file from this size on shows as a transfer as soon as it starts.
 const BIG_FILE: u64 = 1024 * 1024;
 
+/// How many of `events`, from the first, may be applied at once: all
+/// deletes or all writes, and no path equal to or above another's.
+fn independent_prefix(events: &[&ProjectEvent]) -> usize {
+    let mut paths = std::collections::HashSet::new();
+    let mut dirs = std::collections::HashSet::new();
+    let deletes = events.first().map(|e| e.change.op == Op::Delete);
+    for (n, ev) in events.iter().enumerate() {
+        let path = ev.change.path.as_str();
+        let above: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+        if Some(ev.change.op == Op::Delete) != deletes
+            || paths.contains(path)
+            || dirs.contains(path)
+            || above.iter().any(|d| paths.contains(d))
+        {
+            return n;
+        }
+        paths.insert(path);
+        dirs.extend(above);
+    }
+    events.len()
+}
+
 impl FolderLoop {
     pub(super) fn applier(&self) -> Applier {
         Applier {
@@ -170,36 +192,20 @@ impl FolderLoop {
     /// name, or a delete emptying a directory another event writes into,
     /// must go in order). Fewer than two: apply the front alone.
     fn group_at_front(&self, fetched_until: u64) -> Vec<ProjectEvent> {
-        let mut group: Vec<ProjectEvent> = Vec::new();
-        let mut paths = std::collections::HashSet::new();
-        let mut dirs = std::collections::HashSet::new();
+        let mut candidates = Vec::new();
         for p in self.pending.iter().take(GROUP) {
             let Pending::Event(ev) = p else { break };
-            let deletes = ev.change.op == Op::Delete;
             let fits = ev.seq > self.done_seq
                 && ev.seq <= fetched_until
                 && ev.change.size.unwrap_or(0) < BIG_FILE
-                && !self.taken_ahead(ev)
-                && group
-                    .first()
-                    .is_none_or(|f| (f.change.op == Op::Delete) == deletes);
-            let path = ev.change.path.as_str();
-            let above: Vec<&str> = path
-                .match_indices('/')
-                .map(|(i, _)| &path[..i])
-                .collect();
-            if !fits
-                || paths.contains(path)
-                || dirs.contains(path)
-                || above.iter().any(|d| paths.contains(d))
-            {
+                && !self.taken_ahead(ev);
+            if !fits {
                 break;
             }
-            paths.insert(path);
-            dirs.extend(above);
-            group.push(ev.clone());
+            candidates.push(ev);
         }
-        group
+        let n = independent_prefix(&candidates);
+        candidates[..n].iter().map(|ev| (*ev).clone()).collect()
     }
 
     /// Applies a group from [`FolderLoop::group_at_front`] at once; returns
@@ -466,5 +472,68 @@ impl FolderLoop {
             self.stale.push((ev.change.path.clone(), h));
         }
         self.to_look.insert(ev.change.path.under(&self.link.path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, op: Op, path: &str) -> ProjectEvent {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq,
+            "project_id": "p",
+            "change": {
+                "op": op.as_str(),
+                "path": path,
+                "hash": (op != Op::Delete).then(|| vidsync_protocol::ContentHash::of(path.as_bytes()).to_hex()),
+                "size": (op != Op::Delete).then_some(1),
+            },
+            "origin": {"user": "u", "client_id": "c"},
+            "created_at": "2026-12-06T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    fn prefix(events: &[ProjectEvent]) -> usize {
+        independent_prefix(&events.iter().collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn distinct_files_go_together() {
+        let evs = [
+            ev(1, Op::Create, "a/x"),
+            ev(2, Op::Create, "a/y"),
+            ev(3, Op::Update, "b"),
+        ];
+        assert_eq!(prefix(&evs), 3);
+    }
+
+    #[test]
+    fn a_path_twice_or_under_another_waits_its_turn() {
+        let twice = [ev(1, Op::Create, "a"), ev(2, Op::Update, "a")];
+        assert_eq!(prefix(&twice), 1);
+        // A file, then a directory of the same name (after its delete), in
+        // either order of nesting.
+        let below = [ev(1, Op::Create, "a"), ev(2, Op::Create, "a/b")];
+        assert_eq!(prefix(&below), 1);
+        let above = [ev(1, Op::Create, "a/b/c"), ev(2, Op::Create, "a/b")];
+        assert_eq!(prefix(&above), 1);
+        // Only whole components count: "ab" is not under "a".
+        let sibling = [ev(1, Op::Create, "a"), ev(2, Op::Create, "ab/c")];
+        assert_eq!(prefix(&sibling), 2);
+    }
+
+    #[test]
+    fn deletes_and_writes_never_mix() {
+        // A delete may empty a directory another event is writing into.
+        let evs = [
+            ev(1, Op::Delete, "d/x"),
+            ev(2, Op::Delete, "d/y"),
+            ev(3, Op::Create, "d/z"),
+        ];
+        assert_eq!(prefix(&evs), 2);
+        let evs = [ev(1, Op::Create, "d/z"), ev(2, Op::Delete, "d/x")];
+        assert_eq!(prefix(&evs), 1);
     }
 }

@@ -20,8 +20,8 @@ mod chunks;
 mod outbox;
 
 pub use aside::SetAside;
-pub use batch::{Batch, Known};
 pub(crate) use batch::{applied_in, base_in, set_base_in};
+pub use batch::{Batch, Known};
 pub(crate) use chunks::set_chunks_in;
 pub use chunks::ChunkSource;
 
