@@ -34,6 +34,7 @@ impl LocalState {
         writes: &[crate::apply::StateWrite],
     ) -> Result<()> {
         use crate::apply::StateWrite;
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         for w in writes {
             match w {
@@ -64,6 +65,7 @@ impl LocalState {
             }
         }
         tx.commit().await?;
+        tracing::debug!(n = writes.len(), took = ?started.elapsed(), "applied events written");
         Ok(())
     }
 }
