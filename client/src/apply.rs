@@ -163,6 +163,30 @@ impl Applier {
         Ok(self.state.base(&self.project_id, path.as_str()).await?)
     }
 
+    /// Reads the agreed versions of `paths` in one query before they are
+    /// applied at once (with deferred writes only; a path with a deferred
+    /// write keeps that). Saves a query per event; on error each event
+    /// reads its own.
+    pub async fn preload_agreed(&self, paths: &[&str]) {
+        let Some(d) = &self.deferred else {
+            return;
+        };
+        let bases = match self.state.bases_of(&self.project_id, paths).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(%e, "reading agreed versions ahead");
+                return;
+            }
+        };
+        if let Ok(mut d) = d.lock() {
+            for p in paths {
+                d.bases
+                    .entry(p.to_string())
+                    .or_insert_with(|| bases.get(*p).copied());
+            }
+        }
+    }
+
     /// Records what applying an event wrote: kept for [`Applier::flush`],
     /// or written now.
     async fn record(&self, w: StateWrite) -> Result<(), ApplyError> {
@@ -409,7 +433,7 @@ impl Applier {
             .change
             .hash
             .ok_or(ApplyError::SetAside(ev.seq, "no hash"))?;
-        let t = parent.join(format!("{TEMP_PREFIX}{}", &hash.to_hex()[..24]));
+        let t = parent.join(temp_name(path, &hash));
         if temp.is_none() {
             let chunks = self
                 .content
@@ -473,6 +497,16 @@ impl Applier {
             }
         }
     }
+}
+
+/// The temp file a version of `path` is built in, beside it: named by the
+/// version and by the file's name, so a build that was cut off resumes in
+/// it, and two files of the same content in one directory, built at once,
+/// never share one (they did: one renamed it away under the other).
+fn temp_name(path: &ProjectPath, hash: &ContentHash) -> String {
+    let name = path.components().last().unwrap_or_default();
+    let tag = ContentHash::of(name.as_bytes()).to_hex();
+    format!("{TEMP_PREFIX}{}-{}", &hash.to_hex()[..24], &tag[..8])
 }
 
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {

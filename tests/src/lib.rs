@@ -862,6 +862,14 @@ impl RunningClient {
         .await
     }
 
+    /// Every engine event received so far (the ones not waited for too).
+    pub fn all_seen(&mut self) -> &[Value] {
+        while let Ok(v) = self.events.try_recv() {
+            self.seen.push(v);
+        }
+        &self.seen
+    }
+
     /// Forgets the events seen so far (so later waits look only forward).
     pub fn forget(&mut self) {
         while let Ok(v) = self.events.try_recv() {

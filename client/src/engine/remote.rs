@@ -6,6 +6,11 @@
 //! with back-off — nothing after it is taken in); or set aside (it cannot
 //! be applied here: kept in the database with its reason, shown as badge
 //! `error` and by `vidsync status`, and tried again on a timer).
+//!
+//! Events that cannot touch each other (small files, distinct paths none
+//! of which is above another, all writes or all deletes) are applied at
+//! once, up to [`GROUP`]; their outcomes are still taken in seq order, so
+//! the cursor only ever passes a done prefix.
 
 use std::time::Duration;
 
@@ -221,6 +226,8 @@ impl FolderLoop {
         for ev in group {
             self.announce(ev);
         }
+        let paths: Vec<&str> = group.iter().map(|e| e.change.path.as_str()).collect();
+        applier.preload_agreed(&paths).await;
         let results =
             futures_util::future::join_all(group.iter().map(|ev| applier.apply(ev, |_| {}))).await;
         let (mut done, mut wait) = (0, None);

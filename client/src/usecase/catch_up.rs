@@ -119,6 +119,8 @@ async fn bring_over(
             .filter_map(|e| Some((e.change.hash?, e.change.size?)))
             .collect();
         content.prefetch(&wanted).await;
+        let paths: Vec<&str> = window.iter().map(|e| e.change.path.as_str()).collect();
+        applier.preload_agreed(&paths).await;
         // The futures are made first: a stream of closures over borrowed
         // events would not be `Send` (a shell may run this on any thread).
         let downloads: Vec<_> = window
