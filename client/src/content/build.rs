@@ -257,7 +257,8 @@ impl Content {
         self.finish(sink, hash).await
     }
 
-    /// Checks the whole file's hash and syncs it; a wrong file is removed.
+    /// Checks the whole file's hash and makes it durable (see
+    /// [`super::durable`]); a wrong file is removed.
     async fn finish(&self, sink: Sink, hash: &ContentHash) -> Result<Vec<ChunkRef>, DownloadError> {
         let Sink {
             file,
@@ -271,11 +272,7 @@ impl Content {
             let _ = std::fs::remove_file(&path);
             return Err(DownloadError::Mismatch(*hash));
         }
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || file.sync_all())
-            .await
-            .map_err(|e| joined(&p, e))?
-            .map_err(io_err(&path))?;
+        self.syncer.sync(file).await.map_err(io_err(&path))?;
         Ok(chunks)
     }
 }

@@ -27,6 +27,7 @@ use crate::api::{ApiClient, DownloadError};
 use crate::state::{ChunkSource, LocalState};
 
 mod build;
+mod durable;
 pub mod frames;
 pub mod send;
 
@@ -48,6 +49,8 @@ pub struct Content {
     pub project_id: String,
     /// Small files fetched ahead, by hash (see [`Content::prefetch`]).
     ahead: Arc<Mutex<HashMap<ContentHash, Bytes>>>,
+    /// Makes built files durable, sharing flushes between builds.
+    syncer: durable::Syncer,
 }
 
 impl Content {
@@ -58,6 +61,7 @@ impl Content {
             root,
             project_id,
             ahead: Arc::default(),
+            syncer: durable::Syncer::default(),
         }
     }
 

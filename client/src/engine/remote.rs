@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+use vidsync_protocol::chunking::CHUNK_MAX;
 use vidsync_protocol::{Op, ProjectEvent};
 
 use super::folder::{FolderLoop, Pending};
@@ -23,8 +24,9 @@ use super::folder::{FolderLoop, Pending};
 const LOCAL_STATE_RETRY: Duration = Duration::from_secs(1);
 /// Pending events whose small files are fetched in one go.
 const PREFETCH_EVENTS: usize = 2_000;
-/// Events applied at once at most (see [`FolderLoop::group_at_front`]).
-const GROUP: usize = 16;
+/// Events applied at once at most (see [`FolderLoop::group_at_front`]):
+/// many, so that one flush to disk covers many files (`content::durable`).
+const GROUP: usize = 128;
 /// Events applied between two writes of the cursor and the status.
 const FLUSH_EVERY: usize = 256;
 use super::status::EngineEvent;
@@ -192,7 +194,7 @@ impl FolderLoop {
     }
 
     /// The events at the front of the line that may be applied at once:
-    /// small files already fetched ahead, all deletes or all writes, none
+    /// files of at most one chunk, fetched ahead, all deletes or all writes, none
     /// at or above another's path (a file and a directory of the same
     /// name, or a delete emptying a directory another event writes into,
     /// must go in order). Fewer than two: apply the front alone.
@@ -202,7 +204,7 @@ impl FolderLoop {
             let Pending::Event(ev) = p else { break };
             let fits = ev.seq > self.done_seq
                 && ev.seq <= fetched_until
-                && ev.change.size.unwrap_or(0) < BIG_FILE
+                && ev.change.size.unwrap_or(0) <= CHUNK_MAX as u64
                 && !self.taken_ahead(ev);
             if !fits {
                 break;

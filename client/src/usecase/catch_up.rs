@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
+use vidsync_protocol::chunking::CHUNK_MAX;
 use vidsync_protocol::{Change, ContentHash, Op, Origin, ProjectEvent, ProjectPath};
 
 use super::Result;
@@ -18,8 +19,13 @@ use crate::apply::{Applier, ApplyError};
 use crate::state::LocalState;
 use crate::{Config, FolderLink};
 
-/// How many downloads run at once (distinct paths, so they never race).
+/// How many downloads of bigger files run at once (distinct paths, so they
+/// never race).
 const PARALLEL: usize = 8;
+/// How many files of at most one chunk (fetched ahead, held in memory
+/// anyway) are built at once: many, so that one flush to disk covers many
+/// of them (see `content::durable`).
+const PARALLEL_SMALL: usize = 128;
 /// Page size when reading the tree.
 const PAGE: u32 = 5_000;
 /// Paths whose small files are fetched ahead in one go.
@@ -123,15 +129,27 @@ async fn bring_over(
         applier.preload_agreed(&paths).await;
         // The futures are made first: a stream of closures over borrowed
         // events would not be `Send` (a shell may run this on any thread).
-        let downloads: Vec<_> = window
+        let (small, big): (Vec<&ProjectEvent>, Vec<&ProjectEvent>) = window
             .iter()
+            .partition(|ev| ev.change.size.unwrap_or(0) <= CHUNK_MAX as u64);
+        let small: Vec<_> = small
+            .into_iter()
             .map(|ev| apply_one(&applier, ev, &done, files, progress))
             .collect();
-        let window_oks: Vec<bool> = futures_util::stream::iter(downloads)
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        oks.extend(window_oks);
+        let big: Vec<_> = big
+            .into_iter()
+            .map(|ev| apply_one(&applier, ev, &done, files, progress))
+            .collect();
+        let (small_oks, big_oks) = futures_util::join!(
+            futures_util::stream::iter(small)
+                .buffer_unordered(PARALLEL_SMALL)
+                .collect::<Vec<bool>>(),
+            futures_util::stream::iter(big)
+                .buffer_unordered(PARALLEL)
+                .collect::<Vec<bool>>(),
+        );
+        oks.extend(small_oks);
+        oks.extend(big_oks);
         applier.flush().await?;
     }
     progress.finished();
