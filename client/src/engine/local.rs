@@ -13,7 +13,7 @@ use super::folder::FolderLoop;
 use super::status::EngineEvent;
 use crate::plan::{plan_local, LocalAction};
 use crate::scan::{self, Diff, IgnoreRules, Looked};
-use crate::state::{Batch, Known};
+use crate::state::Known;
 
 impl FolderLoop {
     /// Looks at the folder (all of it after a rescan request, else the
@@ -105,11 +105,13 @@ impl FolderLoop {
 
     /// Plans each difference and records it (index, and the change if
     /// any), all in one transaction; returns what was queued. On error
-    /// nothing is kept and the caller rescans.
+    /// nothing is kept and the caller rescans. The paths are distinct (one
+    /// difference each), so all is written at once (a few queries, see
+    /// [`crate::state::Batch::record_many`]), not query by query.
     async fn record_all(
         &self,
         pid: &str,
-        diffs: Vec<Diff>,
+        mut diffs: Vec<Diff>,
     ) -> crate::Result<Vec<(String, vidsync_protocol::Op)>> {
         let mut batch = self.ctx.state.batch().await?;
         let changed: Vec<&str> = diffs
@@ -118,73 +120,61 @@ impl FolderLoop {
             .map(|d| d.path.as_str())
             .collect();
         let known = batch.known(pid, &changed).await?;
-        let mut queued = Vec::new();
-        for d in diffs {
-            if let Some(change) = record_one(&mut batch, &known, pid, d, self.link.mode).await? {
-                queued.push((change.path.to_string(), change.op));
+        let chunks: Vec<_> = diffs
+            .iter_mut()
+            .map(|d| std::mem::take(&mut d.chunks))
+            .collect();
+        let mut index = Vec::with_capacity(diffs.len());
+        let mut agreed = Vec::new();
+        let mut queue = Vec::new();
+        for d in &diffs {
+            index.push((d.path.as_str(), d.entry.as_ref()));
+            match plan_one(&known, d, self.link.mode) {
+                Recorded::Index => {}
+                Recorded::Agreed(base) => agreed.push((d.path.as_str(), base)),
+                Recorded::Queued(change) => queue.push(change),
+            }
+        }
+        batch.record_many(pid, &index, &agreed, &queue).await?;
+        for (d, chunks) in diffs.iter().zip(&chunks) {
+            if let (Some(e), false) = (&d.entry, chunks.is_empty()) {
+                batch.set_chunks(pid, &d.path, &e.hash, chunks).await?;
             }
         }
         batch.commit().await?;
-        Ok(queued)
+        Ok(queue
+            .into_iter()
+            .map(|c| (c.path.to_string(), c.op))
+            .collect())
     }
 }
 
-/// Plans one difference and records it (with the file's chunks, for the
-/// chunk index); returns the change queued, if any.
-async fn record_one(
-    batch: &mut Batch,
-    known: &Known,
-    pid: &str,
-    mut d: Diff,
-    mode: crate::Mode,
-) -> crate::Result<Option<Change>> {
-    let chunks = std::mem::take(&mut d.chunks);
-    let (path, hash) = (d.path.clone(), d.entry.as_ref().map(|e| e.hash));
-    let queued = record_planned(batch, known, pid, d, mode).await?;
-    if let Some(hash) = hash.filter(|_| !chunks.is_empty()) {
-        batch.set_chunks(pid, &path, &hash, &chunks).await?;
-    }
-    Ok(queued)
+/// What one difference records besides its index entry.
+enum Recorded {
+    /// Nothing more.
+    Index,
+    /// Back at the agreed version (e.g. just applied): nothing to send,
+    /// and anything queued for the path is moot.
+    Agreed(Option<vidsync_protocol::ContentHash>),
+    /// A change to send.
+    Queued(Change),
 }
 
-/// Plans one difference and records it; returns the change queued, if any.
-async fn record_planned(
-    batch: &mut Batch,
-    known: &Known,
-    pid: &str,
-    d: Diff,
-    mode: crate::Mode,
-) -> crate::Result<Option<Change>> {
-    let Some(scanned) = d.change else {
-        batch.record(pid, &d.path, None, d.entry.as_ref()).await?;
-        return Ok(None);
+/// Plans one difference from what is agreed and queued for its path.
+fn plan_one(known: &Known, d: &Diff, mode: crate::Mode) -> Recorded {
+    let Some(scanned) = &d.change else {
+        return Recorded::Index;
     };
     let now = d.entry.as_ref().map(|e| e.hash);
     let agreed = known.bases.get(d.path.as_str()).copied();
     let last = known.queued.get(d.path.as_str()).copied().unwrap_or(agreed);
     match plan_local(now, last, agreed, mode) {
-        LocalAction::IndexOnly => {
-            batch.record(pid, &d.path, None, d.entry.as_ref()).await?;
-            Ok(None)
-        }
-        LocalAction::Agreed => {
-            // Back at the agreed version (e.g. just applied): nothing to
-            // send, and anything queued for the path is moot.
-            batch
-                .applied(pid, &d.path, d.entry.as_ref(), agreed.as_ref())
-                .await?;
-            Ok(None)
-        }
-        LocalAction::Upload { op, base } => {
-            let change = Change {
-                op,
-                base_hash: base,
-                ..scanned
-            };
-            batch
-                .record(pid, &d.path, Some(&change), d.entry.as_ref())
-                .await?;
-            Ok(Some(change))
-        }
+        LocalAction::IndexOnly => Recorded::Index,
+        LocalAction::Agreed => Recorded::Agreed(agreed),
+        LocalAction::Upload { op, base } => Recorded::Queued(Change {
+            op,
+            base_hash: base,
+            ..scanned.clone()
+        }),
     }
 }

@@ -39,79 +39,27 @@ impl LocalState {
         let started = std::time::Instant::now();
         let ends = path_ends(writes);
         let mut tx = self.pool.begin().await?;
-        let (mut entries, mut gone, mut bases, mut unbased) = (vec![], vec![], vec![], vec![]);
-        let mut applied = Vec::new();
+        let mut entries = Vec::new();
+        let mut bases = Vec::with_capacity(ends.len());
         for (path, end) in &ends {
             if let Some((entry, _)) = end.index {
-                applied.push(*path);
-                match entry {
-                    Some(e) => entries.push(serde_json::json!([
-                        path,
-                        e.size as i64,
-                        e.mtime_ns,
-                        e.hash.to_hex()
-                    ])),
-                    None => gone.push(*path),
-                }
+                entries.push((*path, entry));
             }
-            match end.base {
-                Some(h) => bases.push(serde_json::json!([path, h.to_hex()])),
-                None => unbased.push(*path),
-            }
+            bases.push((*path, end.base));
         }
-        sqlx::query(
-            "INSERT INTO file_index (project_id, path, size, mtime_ns, hash)
-             SELECT ?1, value->>0, value->>1, value->>2, value->>3 FROM json_each(?2) WHERE true
-             ON CONFLICT(project_id, path) DO UPDATE
-             SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
-        )
-        .bind(project_id)
-        .bind(json_list(&entries)?)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM file_index WHERE project_id = ?1
-             AND path IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(project_id)
-        .bind(json_list(&gone)?)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO synced (project_id, path, hash)
-             SELECT ?1, value->>0, value->>1 FROM json_each(?2) WHERE true
-             ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
-        )
-        .bind(project_id)
-        .bind(json_list(&bases)?)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM synced WHERE project_id = ?1
-             AND path IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(project_id)
-        .bind(json_list(&unbased)?)
-        .execute(&mut *tx)
-        .await?;
-        let applied_list = json_list(&applied)?;
+        let applied: Vec<&str> = entries.iter().map(|(p, _)| *p).collect();
+        set_index_many(&mut tx, project_id, &entries).await?;
+        set_bases_many(&mut tx, project_id, &bases).await?;
         // An applied path's queued changes are moot.
-        sqlx::query(
-            "DELETE FROM outbox WHERE project_id = ?1 AND failed IS NULL
-             AND path IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(project_id)
-        .bind(&applied_list)
-        .execute(&mut *tx)
-        .await?;
-        // Set-aside events and chunk rows are rare: found for all paths at
-        // once, then dropped path by path.
+        drop_queued_many(&mut tx, project_id, &applied).await?;
+        // Set-aside events are rare: found for all paths at once, then
+        // dropped path by path.
         let aside: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT path FROM set_aside WHERE project_id = ?1
              AND path IN (SELECT value FROM json_each(?2))",
         )
         .bind(project_id)
-        .bind(&applied_list)
+        .bind(json_list(&applied)?)
         .fetch_all(&mut *tx)
         .await?;
         for path in aside {
@@ -124,22 +72,6 @@ impl LocalState {
                     .await?;
             }
         }
-        let chunked: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT path FROM chunk_index WHERE project_id = ?1
-             AND path IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(project_id)
-        .bind(&applied_list)
-        .fetch_all(&mut *tx)
-        .await?;
-        for path in chunked {
-            let (Some(end), Ok(pp)) = (ends.get(path.as_str()), ProjectPath::new(path.clone()))
-            else {
-                continue;
-            };
-            let hash = end.index.and_then(|(e, _)| e.map(|e| &e.hash));
-            super::chunks::drop_stale_chunks_in(&mut tx, project_id, &pp, hash).await?;
-        }
         for (path, end) in &ends {
             if let Some((Some(e), chunks)) = end.index {
                 if chunks.len() > 1 {
@@ -151,6 +83,160 @@ impl LocalState {
         tracing::debug!(n = writes.len(), took = ?started.elapsed(), "applied events written");
         Ok(())
     }
+}
+
+/// Sets the index entries of many distinct paths (`None`: removed), and
+/// drops their chunk rows of any other version.
+async fn set_index_many(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    entries: &[(&str, Option<&IndexEntry>)],
+) -> Result<()> {
+    let (mut set, mut gone) = (Vec::new(), Vec::new());
+    for (path, entry) in entries {
+        match entry {
+            Some(e) => set.push(serde_json::json!([
+                path,
+                e.size as i64,
+                e.mtime_ns,
+                e.hash.to_hex()
+            ])),
+            None => gone.push(*path),
+        }
+    }
+    sqlx::query(
+        "INSERT INTO file_index (project_id, path, size, mtime_ns, hash)
+         SELECT ?1, value->>0, value->>1, value->>2, value->>3 FROM json_each(?2) WHERE true
+         ON CONFLICT(project_id, path) DO UPDATE
+         SET size = excluded.size, mtime_ns = excluded.mtime_ns, hash = excluded.hash",
+    )
+    .bind(project_id)
+    .bind(json_list(&set)?)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "DELETE FROM file_index WHERE project_id = ?1
+         AND path IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(project_id)
+    .bind(json_list(&gone)?)
+    .execute(&mut *c)
+    .await?;
+    // Chunk rows are kept for multi-chunk files only: found for all paths
+    // at once, then dropped path by path.
+    let paths: Vec<&str> = entries.iter().map(|(p, _)| *p).collect();
+    let chunked: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT path FROM chunk_index WHERE project_id = ?1
+         AND path IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(project_id)
+    .bind(json_list(&paths)?)
+    .fetch_all(&mut *c)
+    .await?;
+    let hash_of: HashMap<&str, Option<String>> = entries
+        .iter()
+        .map(|(p, e)| (*p, e.map(|e| e.hash.to_hex())))
+        .collect();
+    for path in chunked {
+        let Some(hash) = hash_of.get(path.as_str()) else {
+            continue;
+        };
+        sqlx::query(
+            "DELETE FROM chunk_index WHERE project_id = ? AND path = ? AND (? IS NULL OR file_hash != ?)",
+        )
+        .bind(project_id)
+        .bind(&path)
+        .bind(hash)
+        .bind(hash)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sets the agreed versions of many distinct paths (`None`: none).
+async fn set_bases_many(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    bases: &[(&str, Option<ContentHash>)],
+) -> Result<()> {
+    let (mut set, mut unset) = (Vec::new(), Vec::new());
+    for (path, base) in bases {
+        match base {
+            Some(h) => set.push(serde_json::json!([path, h.to_hex()])),
+            None => unset.push(*path),
+        }
+    }
+    sqlx::query(
+        "INSERT INTO synced (project_id, path, hash)
+         SELECT ?1, value->>0, value->>1 FROM json_each(?2) WHERE true
+         ON CONFLICT(project_id, path) DO UPDATE SET hash = excluded.hash",
+    )
+    .bind(project_id)
+    .bind(json_list(&set)?)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query(
+        "DELETE FROM synced WHERE project_id = ?1
+         AND path IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(project_id)
+    .bind(json_list(&unset)?)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Drops what is queued (and not failed) for `paths`.
+async fn drop_queued_many(
+    c: &mut SqliteConnection,
+    project_id: &str,
+    paths: &[&str],
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM outbox WHERE project_id = ?1 AND failed IS NULL
+         AND path IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(project_id)
+    .bind(json_list(paths)?)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Queues `changes`, in order.
+async fn queue_many(c: &mut SqliteConnection, project_id: &str, changes: &[Change]) -> Result<()> {
+    let now = crate::now_rfc3339();
+    let rows: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| {
+            let (base_set, base) = match &c.base_hash {
+                None => (0, None),
+                Some(b) => (1, b.map(|h| h.to_hex())),
+            };
+            serde_json::json!([
+                c.change_id.as_deref().unwrap_or_default(),
+                c.path.as_str(),
+                c.op.as_str(),
+                c.hash.map(|h| h.to_hex()),
+                c.size.map(|s| s as i64),
+                c.mtime.as_deref(),
+                base_set,
+                base,
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (project_id, change_id, path, op, hash, size, mtime, created_at, base_set, base)
+         SELECT ?1, value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, ?2, value->>6, value->>7
+         FROM json_each(?3) ORDER BY key",
+    )
+    .bind(project_id)
+    .bind(now)
+    .bind(json_list(&rows)?)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 /// `items` as a JSON array, for `json_each` in a query.
@@ -269,6 +355,23 @@ impl Batch {
             known.queued.insert(r.get(0), hash);
         }
         Ok(known)
+    }
+
+    /// What a look found, recorded for many distinct paths at once: their
+    /// index entries, the agreed versions of those back at them (their
+    /// queued changes dropped), and the changes to queue, in order.
+    pub async fn record_many(
+        &mut self,
+        project_id: &str,
+        index: &[(&str, Option<&IndexEntry>)],
+        agreed: &[(&str, Option<ContentHash>)],
+        queue: &[Change],
+    ) -> Result<()> {
+        set_index_many(&mut self.tx, project_id, index).await?;
+        set_bases_many(&mut self.tx, project_id, agreed).await?;
+        let back: Vec<&str> = agreed.iter().map(|(p, _)| *p).collect();
+        drop_queued_many(&mut self.tx, project_id, &back).await?;
+        queue_many(&mut self.tx, project_id, queue).await
     }
 
     pub async fn base(&mut self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
@@ -562,5 +665,53 @@ mod tests {
             state.chunks_of(pid, "b", &h("b2")).await.unwrap(),
             chunks("b2", 2)
         );
+    }
+
+    /// A look's records land at once: index entries, a path back at its
+    /// agreed version loses its queued change, new changes queue in order.
+    #[tokio::test]
+    async fn a_look_is_recorded_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::open(dir.path()).await.unwrap();
+        let pid = "p";
+        let change = |path: &str, what: &str| -> Change {
+            serde_json::from_value(serde_json::json!({
+                "op": "update", "path": path, "hash": h(what).to_hex(), "size": 4,
+                "change_id": format!("c-{path}-{what}"),
+            }))
+            .unwrap()
+        };
+        let mut b = state.batch().await.unwrap();
+        b.record(
+            pid,
+            &p("back"),
+            Some(&change("back", "x")),
+            Some(&entry("x")),
+        )
+        .await
+        .unwrap();
+        b.commit().await.unwrap();
+
+        let mut b = state.batch().await.unwrap();
+        let (e1, e2) = (entry("back"), entry("n2"));
+        let index = [("back", Some(&e1)), ("n2", Some(&e2)), ("gone", None)];
+        let agreed = [("back", Some(h("back")))];
+        let queue = [change("n2", "n2"), change("n1", "n1")];
+        b.record_many(pid, &index, &agreed, &queue).await.unwrap();
+        b.commit().await.unwrap();
+
+        let ix = state.index(pid).await.unwrap();
+        assert_eq!(ix.get("back"), Some(&e1));
+        assert_eq!(ix.get("n2"), Some(&e2));
+        assert!(!ix.contains_key("gone"));
+        assert_eq!(state.base(pid, "back").await.unwrap(), Some(h("back")));
+        let queued: Vec<String> = state
+            .outbox_batch(pid, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|q| q.change.path.to_string())
+            .collect();
+        assert_eq!(queued, ["n2", "n1"], "queued in order; 'back' is moot");
     }
 }
