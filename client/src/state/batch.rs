@@ -54,14 +54,7 @@ impl LocalState {
         drop_queued_many(&mut tx, project_id, &applied).await?;
         // Set-aside events are rare: found for all paths at once, then
         // dropped path by path.
-        let aside: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT path FROM set_aside WHERE project_id = ?1
-             AND path IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(project_id)
-        .bind(json_list(&applied)?)
-        .fetch_all(&mut *tx)
-        .await?;
+        let aside = paths_in(&mut tx, "set_aside", project_id, &applied).await?;
         for path in aside {
             if let Some(seq) = ends.get(path.as_str()).and_then(|e| e.applied_seq) {
                 sqlx::query("DELETE FROM set_aside WHERE project_id = ? AND path = ? AND seq <= ?")
@@ -114,25 +107,18 @@ async fn set_index_many(
     .bind(json_list(&set)?)
     .execute(&mut *c)
     .await?;
-    sqlx::query(
+    for_paths(
+        c,
         "DELETE FROM file_index WHERE project_id = ?1
          AND path IN (SELECT value FROM json_each(?2))",
+        project_id,
+        &gone,
     )
-    .bind(project_id)
-    .bind(json_list(&gone)?)
-    .execute(&mut *c)
     .await?;
     // Chunk rows are kept for multi-chunk files only: found for all paths
     // at once, then dropped path by path.
     let paths: Vec<&str> = entries.iter().map(|(p, _)| *p).collect();
-    let chunked: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT path FROM chunk_index WHERE project_id = ?1
-         AND path IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(project_id)
-    .bind(json_list(&paths)?)
-    .fetch_all(&mut *c)
-    .await?;
+    let chunked = paths_in(c, "chunk_index", project_id, &paths).await?;
     let hash_of: HashMap<&str, Option<String>> = entries
         .iter()
         .map(|(p, e)| (*p, e.map(|e| e.hash.to_hex())))
@@ -176,13 +162,13 @@ async fn set_bases_many(
     .bind(json_list(&set)?)
     .execute(&mut *c)
     .await?;
-    sqlx::query(
+    for_paths(
+        c,
         "DELETE FROM synced WHERE project_id = ?1
          AND path IN (SELECT value FROM json_each(?2))",
+        project_id,
+        &unset,
     )
-    .bind(project_id)
-    .bind(json_list(&unset)?)
-    .execute(&mut *c)
     .await?;
     Ok(())
 }
@@ -193,15 +179,14 @@ async fn drop_queued_many(
     project_id: &str,
     paths: &[&str],
 ) -> Result<()> {
-    sqlx::query(
+    for_paths(
+        c,
         "DELETE FROM outbox WHERE project_id = ?1 AND failed IS NULL
          AND path IN (SELECT value FROM json_each(?2))",
+        project_id,
+        paths,
     )
-    .bind(project_id)
-    .bind(json_list(paths)?)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Queues `changes`, in order.
@@ -237,6 +222,41 @@ async fn queue_many(c: &mut SqliteConnection, project_id: &str, changes: &[Chang
     .execute(&mut *c)
     .await?;
     Ok(())
+}
+
+/// Runs `sql` for `paths`: `?1` is the project, `?2` the paths as a JSON
+/// list (`path IN (SELECT value FROM json_each(?2))`).
+async fn for_paths(
+    c: &mut SqliteConnection,
+    sql: &'static str,
+    project_id: &str,
+    paths: &[&str],
+) -> Result<()> {
+    sqlx::query(sql)
+        .bind(project_id)
+        .bind(json_list(paths)?)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// Which of `paths` have rows in `table` (a constant name).
+async fn paths_in(
+    c: &mut SqliteConnection,
+    table: &'static str,
+    project_id: &str,
+    paths: &[&str],
+) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT DISTINCT path FROM {table} WHERE project_id = ?1
+         AND path IN (SELECT value FROM json_each(?2))"
+    );
+    // `table` is one of this file's constant names, never input.
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(project_id)
+        .bind(json_list(paths)?)
+        .fetch_all(&mut *c)
+        .await?)
 }
 
 /// `items` as a JSON array, for `json_each` in a query.
@@ -374,18 +394,6 @@ impl Batch {
         queue_many(&mut self.tx, project_id, queue).await
     }
 
-    pub async fn base(&mut self, project_id: &str, path: &str) -> Result<Option<ContentHash>> {
-        base_in(&mut self.tx, project_id, path).await
-    }
-
-    pub async fn last_queued(
-        &mut self,
-        project_id: &str,
-        path: &str,
-    ) -> Result<Option<Option<ContentHash>>> {
-        last_queued_in(&mut self.tx, project_id, path).await
-    }
-
     pub async fn record(
         &mut self,
         project_id: &str,
@@ -394,16 +402,6 @@ impl Batch {
         entry: Option<&IndexEntry>,
     ) -> Result<()> {
         record_in(&mut self.tx, project_id, path, change, entry).await
-    }
-
-    pub async fn applied(
-        &mut self,
-        project_id: &str,
-        path: &ProjectPath,
-        entry: Option<&IndexEntry>,
-        base: Option<&ContentHash>,
-    ) -> Result<()> {
-        applied_in(&mut self.tx, project_id, path, entry, base).await
     }
 
     pub async fn set_chunks(
@@ -433,25 +431,6 @@ pub(crate) async fn base_in(
         .fetch_optional(&mut *c)
         .await?;
     Ok(r.and_then(|r| r.get::<String, _>(0).parse().ok()))
-}
-
-pub(crate) async fn last_queued_in(
-    c: &mut SqliteConnection,
-    project_id: &str,
-    path: &str,
-) -> Result<Option<Option<ContentHash>>> {
-    let r = sqlx::query(
-        "SELECT hash FROM outbox WHERE project_id = ? AND path = ? AND failed IS NULL
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(project_id)
-    .bind(path)
-    .fetch_optional(&mut *c)
-    .await?;
-    Ok(r.map(|r| {
-        r.get::<Option<String>, _>(0)
-            .and_then(|h| h.parse::<ContentHash>().ok())
-    }))
 }
 
 /// Queues `change` (if any) and sets the index entry of `path`.
