@@ -265,14 +265,14 @@ impl Content {
             path,
             hasher,
             chunks,
-            ..
+            at,
         } = sink;
         if ContentHash::from(hasher.finalize()) != *hash {
             drop(file);
             let _ = std::fs::remove_file(&path);
             return Err(DownloadError::Mismatch(*hash));
         }
-        self.syncer.sync(file).await.map_err(io_err(&path))?;
+        self.syncer.sync(file, at).await.map_err(io_err(&path))?;
         Ok(chunks)
     }
 }

@@ -31,8 +31,14 @@ struct Queue {
 }
 
 impl Syncer {
-    /// Returns once `file`'s written bytes are on disk.
-    pub async fn sync(&self, file: std::fs::File) -> std::io::Result<()> {
+    /// Returns once `file`'s written bytes (`len` of them) are on disk.
+    /// A file bigger than one chunk gets its own `fsync`: its own bytes
+    /// are most of the flush, and a `syncfs` would also write out whatever
+    /// else is dirty on that file system.
+    pub async fn sync(&self, file: std::fs::File, len: u64) -> std::io::Result<()> {
+        if len > vidsync_protocol::chunking::CHUNK_MAX as u64 {
+            return blocking(move || file.sync_all()).await;
+        }
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::MetadataExt;
@@ -88,7 +94,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let mut f = std::fs::File::create(&path).unwrap();
                 f.write_all(&[i as u8; 4096]).unwrap();
-                syncer.sync(f).await.unwrap();
+                syncer.sync(f, 4096).await.unwrap();
                 path
             }));
         }
