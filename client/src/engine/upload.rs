@@ -8,11 +8,11 @@
 //! folders end identical and no version is lost. Network trouble, 5xx and
 //! 429 are retried with back-off; other refusals are parked (badge `error`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use vidsync_protocol::{Change, ConflictEntry, Op};
+use vidsync_protocol::{Change, ConflictEntry, ContentHash, Op};
 
 use super::folder::FolderLoop;
 use super::status::EngineEvent;
@@ -148,14 +148,19 @@ impl FolderLoop {
         changes: &[Change],
         events: &[vidsync_protocol::ProjectEvent],
     ) {
-        let state = &self.ctx.state;
-        if let Err(e) = state.outbox_remove(ids).await {
-            tracing::error!(%e, "clearing the outbox");
+        // Two edits of one path can be in one batch: its last is what it
+        // now is.
+        let mut last: HashMap<&str, Option<ContentHash>> = HashMap::new();
+        for c in changes {
+            last.insert(c.path.as_str(), c.hash);
+        }
+        let bases: Vec<(&str, Option<ContentHash>)> = last.into_iter().collect();
+        if let Err(e) = self.ctx.state.posted(pid, ids, &bases).await {
+            // The rows stay queued: posted again, the server answers them
+            // as duplicates (same change ids) and this is done again.
+            tracing::error!(%e, "recording a posted batch");
         }
         for (c, ev) in changes.iter().zip(events.iter()) {
-            if let Err(e) = state.set_base(pid, c.path.as_str(), c.hash.as_ref()).await {
-                tracing::error!(%e, "recording the agreed version");
-            }
             self.emit(EngineEvent::ChangeUploaded {
                 project_id: pid.to_string(),
                 path: c.path.to_string(),

@@ -265,6 +265,29 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String> {
 }
 
 impl LocalState {
+    /// After the server took a batch: its rows leave the outbox and the
+    /// posted versions become the agreed ones, in one transaction (a crash
+    /// between the two would leave a path with nothing queued and an old
+    /// base: its next change would go up against the wrong base and come
+    /// back a conflict). `bases`: distinct paths, each with what it now is.
+    pub async fn posted(
+        &self,
+        project_id: &str,
+        ids: &[i64],
+        bases: &[(&str, Option<ContentHash>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))")
+            .bind(json_list(ids)?)
+            .execute(&mut *tx)
+            .await?;
+        set_bases_many(&mut tx, project_id, bases).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl LocalState {
     /// The agreed versions of `paths` that have one, in one query.
     pub async fn bases_of(
         &self,
@@ -692,5 +715,53 @@ mod tests {
             .map(|q| q.change.path.to_string())
             .collect();
         assert_eq!(queued, ["n2", "n1"], "queued in order; 'back' is moot");
+    }
+}
+
+#[cfg(test)]
+mod posted_tests {
+    use super::*;
+
+    fn change(path: &str, hash: Option<&str>) -> Change {
+        serde_json::from_value(serde_json::json!({
+            "op": if hash.is_some() { "update" } else { "delete" },
+            "path": path,
+            "hash": hash.map(|s| ContentHash::of(s.as_bytes()).to_hex()),
+            "size": hash.map(|s| s.len()),
+            "change_id": format!("c-{path}"),
+        }))
+        .unwrap()
+    }
+
+    /// A posted batch leaves the outbox and its versions are agreed, in one
+    /// go; rows not in the batch stay, and a delete forgets the base.
+    #[tokio::test]
+    async fn a_posted_batch_leaves_the_outbox_and_becomes_agreed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::open(dir.path()).await.unwrap();
+        let pid = "p";
+        let h = |s: &str| ContentHash::of(s.as_bytes());
+        state.set_base(pid, "gone", Some(&h("old"))).await.unwrap();
+        let mut b = state.batch().await.unwrap();
+        let queued = [
+            change("a", Some("a1")),
+            change("gone", None),
+            change("later", Some("l1")),
+        ];
+        b.record_many(pid, &[], &[], &queued).await.unwrap();
+        b.commit().await.unwrap();
+        let rows = state.outbox_batch(pid, 10).await.unwrap();
+        assert_eq!(rows.len(), 3);
+        let ids: Vec<i64> = rows[..2].iter().map(|q| q.id).collect();
+        state
+            .posted(pid, &ids, &[("a", Some(h("a1"))), ("gone", None)])
+            .await
+            .unwrap();
+        let left = state.outbox_batch(pid, 10).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].change.path.as_str(), "later");
+        assert_eq!(state.base(pid, "a").await.unwrap(), Some(h("a1")));
+        assert_eq!(state.base(pid, "gone").await.unwrap(), None);
+        assert_eq!(state.base(pid, "later").await.unwrap(), None);
     }
 }

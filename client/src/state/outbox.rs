@@ -36,14 +36,6 @@ impl LocalState {
         Ok(out)
     }
 
-    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
-        sqlx::query("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(id_list(ids))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Drops a change whose content is gone (the file changed since): the
     /// next queued change of the same path, if any, takes over its base, so
     /// the chain of bases stays unbroken.
