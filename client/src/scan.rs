@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -293,6 +294,17 @@ pub fn scan(
 /// Differences at the paths a watcher reported (files or directories,
 /// absolute), including everything below a directory and index entries
 /// below a path that is gone.
+/// The project paths of `paths` (absolute, under `root`) that can be
+/// synced: what [`rescan`] looks at and below.
+pub fn relative_paths(root: &Path, paths: &[PathBuf]) -> Vec<ProjectPath> {
+    paths
+        .iter()
+        .filter_map(|abs| abs.strip_prefix(root).ok())
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .filter_map(|rel| ProjectPath::from_relative(rel).ok())
+        .collect()
+}
+
 pub fn rescan(
     root: &Path,
     rules: &IgnoreRules,
@@ -301,6 +313,8 @@ pub fn rescan(
     quiet: std::time::Duration,
 ) -> Looked {
     let mut candidates: BTreeSet<ProjectPath> = BTreeSet::new();
+    // Sorted, so what is under a path is one range, not a pass over all.
+    let known: BTreeSet<&str> = index.keys().map(String::as_str).collect();
     for abs in paths {
         let Ok(rel) = abs.strip_prefix(root) else {
             continue;
@@ -322,8 +336,11 @@ pub fn rescan(
             candidates.insert(p.clone());
         }
         let prefix = format!("{}/", p.as_str());
-        for known in index.keys().filter(|k| k.starts_with(&prefix)) {
-            if let Ok(kp) = ProjectPath::new(known.clone()) {
+        let under = known
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|k| k.starts_with(&prefix));
+        for k in under {
+            if let Ok(kp) = ProjectPath::new(k.to_string()) {
                 candidates.insert(kp);
             }
         }

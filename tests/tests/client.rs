@@ -291,6 +291,55 @@ async fn changes_made_while_the_server_is_down_are_posted_once() -> anyhow::Resu
     Ok(())
 }
 
+/// Two edits of one file, the first queued while the server is down, the
+/// second made while A is stopped: two queued changes, the second made from
+/// the first. When A starts (the server back), the first one's content is
+/// gone (the file moved on): it is dropped, and the second must go up
+/// against what the server has. Posted against the dropped version, it came
+/// back a conflict and A kept a conflict copy of its own edit.
+#[tokio::test]
+async fn two_queued_edits_of_a_file_go_up_as_one_with_no_conflict() -> anyhow::Result<()> {
+    let mut server = TestServer::start().await?;
+    let (a, _b, id, api) = pair(&server, "receive").await?;
+    a.ok(&["set", "--poll-interval-ms", "300"]).await?;
+    let mut ra = a.run(&["--debounce-ms", "100"])?;
+    a.write("doc.txt", b"v0")?;
+    ra.wait_for("v0 uploaded", |v| uploaded(v, "doc.txt"))
+        .await?;
+
+    server.stop().await?;
+    ra.wait_status("A reconnecting", |s| s["connection"] == "reconnecting")
+        .await?;
+    ra.forget();
+    a.write("doc.txt", b"v1")?;
+    ra.wait_status("v1 queued", |s| s["queued"] == 1).await?;
+    ra.stop().await?;
+    a.write("doc.txt", b"v2, longer")?;
+    server.restart().await?;
+    let mut ra = a.run(&["--debounce-ms", "100"])?;
+    let api = server.api(&api.token);
+    ra.wait_status("A up to date", |s| {
+        s["badge"]["kind"] == "up_to_date" && s["connection"] == "live"
+    })
+    .await?;
+    let events = api.all_events(&id).await?;
+    let hashes: Vec<&str> = events
+        .iter()
+        .map(|e| e["change"]["hash"].as_str().unwrap_or(""))
+        .collect();
+    let v0 = blake3::hash(b"v0").to_hex().to_string();
+    let v2 = blake3::hash(b"v2, longer").to_hex().to_string();
+    assert_eq!(hashes, vec![v0.as_str(), v2.as_str()], "v0, then v2 only");
+    let mut names: Vec<String> = std::fs::read_dir(&a.folder)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    assert_eq!(names, vec!["doc.txt"], "no conflict copy at A");
+    assert_eq!(std::fs::read(a.folder.join("doc.txt"))?, b"v2, longer");
+    ra.stop().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_start_up_scan_uploads_exactly_what_changed_while_stopped() -> anyhow::Result<()> {
     let server = TestServer::start().await?;

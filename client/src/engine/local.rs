@@ -32,14 +32,6 @@ impl FolderLoop {
                 tracing::error!(%e, "marking an index entry stale");
             }
         }
-        let index = match self.ctx.state.index(&pid).await {
-            Ok(i) => i,
-            Err(e) => {
-                // Never an empty index instead: everything would be re-sent.
-                self.watch_error = Some(format!("the local index cannot be read: {e}"));
-                return;
-            }
-        };
         let root = self.link.path.clone();
         let ignore_changed = self.to_look.contains(&root.join(scan::IGNORE_FILE));
         if ignore_changed || self.rescan {
@@ -50,6 +42,28 @@ impl FolderLoop {
             false => Some(std::mem::take(&mut self.to_look).into_iter().collect()),
         };
         self.to_look.clear();
+        // A look at some paths reads only their part of the index.
+        let index = match &paths {
+            None => self.ctx.state.index(&pid).await,
+            Some(paths) => {
+                let rels = scan::relative_paths(&root, paths);
+                let rels: Vec<&str> = rels.iter().map(|p| p.as_str()).collect();
+                self.ctx.state.index_for(&pid, &rels).await
+            }
+        };
+        let index = match index {
+            Ok(i) => i,
+            Err(e) => {
+                // Never an empty index instead: everything would be re-sent.
+                self.watch_error = Some(format!("the local index cannot be read: {e}"));
+                // Looked at once the index can be read.
+                match paths {
+                    None => self.rescan = true,
+                    Some(p) => self.to_look.extend(p),
+                }
+                return;
+            }
+        };
         let rules = self.rules.clone();
         let quiet = self.ctx.debounce / 2;
         let started = std::time::Instant::now();

@@ -41,43 +41,52 @@ impl FolderLoop {
         }
     }
 
+    /// Posts the outbox batch by batch, in order. While a batch is posted
+    /// (and the server appends it), the next one is read and its content
+    /// sent: content may reach the server early, a change never does.
     async fn upload_pending(&mut self) -> Result<(), ApiError> {
         let pid = self.pid().to_string();
+        let root = self.link.path.clone();
+        let ctx = self.ctx.clone();
+        let mut ahead: Option<Read> = None;
         loop {
-            let batch = match self.ctx.state.outbox_batch(&pid, UPLOAD_BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    return Err(ApiError::Network {
-                        url: "local state".into(),
-                        message: e.to_string(),
-                    })
+            let read = match ahead.take() {
+                Some(r) => r,
+                None => {
+                    // What waits to go up shows while its content is sent.
+                    self.refresh_status(false).await;
+                    match read_and_send(&ctx, &pid, &root, 0).await? {
+                        Some(r) => r,
+                        None => return Ok(()),
+                    }
                 }
             };
-            if batch.is_empty() {
-                return Ok(());
-            }
-            // What waits to go up shows while its content is sent.
-            self.refresh_status(false).await;
-            let t = std::time::Instant::now();
-            let n = batch.len();
-            let send = self.blobs_for(&pid, batch).await?;
-            tracing::debug!(project = %pid, n, took = ?t.elapsed(), "content sent");
+            let last_id = read.last_id;
+            let send = self.ready(read).await?;
             if send.is_empty() {
                 continue;
             }
             let changes: Vec<Change> = send.iter().map(|q| q.change.clone()).collect();
             let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
-            let posted = self.post(&pid, &changes).await;
+            let (posted, next) = tokio::join!(
+                self.post(&pid, &changes),
+                read_and_send(&ctx, &pid, &root, last_id)
+            );
             match posted {
                 Ok(resp) => self.posted(&pid, &ids, &changes, &resp.events).await,
                 Err(ApiError::Refused {
                     status: 409,
                     conflicts,
                     ..
-                }) if !conflicts.is_empty() => self.resolve(&pid, conflicts).await,
+                }) if !conflicts.is_empty() => {
+                    // Resolving changes the outbox: the next batch is read again.
+                    self.resolve(&pid, conflicts).await;
+                    continue;
+                }
                 Err(e) if e.retryable() => return Err(e),
                 Err(e) => self.refuse(&ids, &e).await,
             }
+            ahead = next?;
         }
     }
 
@@ -101,39 +110,25 @@ impl FolderLoop {
         }
     }
 
-    /// Makes sure the server has each change's content (moving only what
-    /// it lacks, see [`crate::content::send`]); returns the changes ready
-    /// to post, creates and updates before deletes (so a receiver still
-    /// has a renamed file's old name to build the new one from); drops
-    /// the superseded ones.
-    async fn blobs_for(&mut self, pid: &str, batch: Vec<Queued>) -> Result<Vec<Queued>, ApiError> {
-        let changes: Vec<Change> = batch.iter().map(|q| q.change.clone()).collect();
-        let sent = crate::content::send_content(
-            &self.ctx.api,
-            &self.ctx.state,
-            pid,
-            &self.link.path,
-            &changes,
-        )
-        .await;
-        let outcomes = match sent {
+    /// Acts on what sending a batch's content did: returns the changes
+    /// ready to post, creates and updates before deletes (so a receiver
+    /// still has a renamed file's old name to build the new one from);
+    /// drops the superseded ones; parks the batch if the server refused
+    /// its content.
+    async fn ready(&mut self, read: Read) -> Result<Vec<Queued>, ApiError> {
+        let outcomes = match read.content {
             Ok(o) => o,
             Err(e) if e.retryable() => return Err(e),
             Err(e) => {
-                let ids: Vec<i64> = batch.iter().map(|q| q.id).collect();
+                let ids: Vec<i64> = read.rows.iter().map(|q| q.id).collect();
                 self.refuse(&ids, &e).await;
                 return Ok(Vec::new());
             }
         };
-        let mut send = Vec::with_capacity(batch.len());
-        for (q, outcome) in batch.into_iter().zip(outcomes) {
-            match outcome {
-                SendOutcome::Ready => send.push(q),
-                SendOutcome::Superseded => {
-                    if let Err(e) = self.ctx.state.outbox_supersede(q.id).await {
-                        tracing::error!(%e, "dropping a superseded change");
-                    }
-                }
+        let (send, superseded) = carry_bases(read.rows, &outcomes);
+        for id in superseded {
+            if let Err(e) = self.ctx.state.outbox_supersede(id).await {
+                tracing::error!(%e, "dropping a superseded change");
             }
         }
         Ok(deletes_last(send))
@@ -243,6 +238,68 @@ impl FolderLoop {
     }
 }
 
+/// A batch read from the outbox and what sending its content did, not
+/// acted on yet.
+struct Read {
+    /// The newest row read: the next batch starts after it.
+    last_id: i64,
+    rows: Vec<Queued>,
+    content: Result<Vec<SendOutcome>, ApiError>,
+}
+
+/// Reads the batch after row `after` and makes sure the server has its
+/// content. `None`: nothing more is queued.
+async fn read_and_send(
+    ctx: &super::Ctx,
+    pid: &str,
+    root: &std::path::Path,
+    after: i64,
+) -> Result<Option<Read>, ApiError> {
+    let rows = ctx
+        .state
+        .outbox_batch_after(pid, after, UPLOAD_BATCH)
+        .await
+        .map_err(|e| ApiError::Network {
+            url: "local state".into(),
+            message: e.to_string(),
+        })?;
+    let Some(last_id) = rows.last().map(|q| q.id) else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let changes: Vec<Change> = rows.iter().map(|q| q.change.clone()).collect();
+    let content = crate::content::send_content(&ctx.api, &ctx.state, pid, root, &changes).await;
+    tracing::debug!(project = %pid, n = rows.len(), took = ?started.elapsed(), "content sent");
+    Ok(Some(Read {
+        last_id,
+        rows,
+        content,
+    }))
+}
+
+/// Splits a batch by outcome: the changes to post, and the ids of the
+/// superseded ones. A superseded change hands its base to the next change
+/// of its path, as [`crate::state::LocalState::outbox_supersede`] does in
+/// the outbox, so what is posted carries the base the server knows.
+fn carry_bases(rows: Vec<Queued>, outcomes: &[SendOutcome]) -> (Vec<Queued>, Vec<i64>) {
+    let mut handed: HashMap<String, Option<Option<ContentHash>>> = HashMap::new();
+    let mut send = Vec::with_capacity(rows.len());
+    let mut superseded = Vec::new();
+    for (mut q, outcome) in rows.into_iter().zip(outcomes) {
+        if let Some(base) = handed.remove(q.change.path.as_str()) {
+            q.change.base_hash = base;
+        }
+        match outcome {
+            SendOutcome::Ready => send.push(q),
+            SendOutcome::Superseded => {
+                handed.insert(q.change.path.to_string(), q.change.base_hash);
+                superseded.push(q.id);
+            }
+        }
+    }
+    (send, superseded)
+}
+
 /// Orders a batch so deletes come after creates and updates, except a
 /// delete of a file where the batch puts a directory (`a` deleted, `a/b`
 /// created), which must come first. Otherwise the order is kept.
@@ -284,6 +341,29 @@ mod tests {
                 base_hash: None,
             },
         }
+    }
+
+    /// Two edits of "a" queued; the first one's content is gone: the second
+    /// goes up against the first one's base (what the server has), and an
+    /// unrelated path keeps its own.
+    #[test]
+    fn a_superseded_change_hands_its_base_to_the_next_of_its_path() {
+        let base = |s: &str| Some(Some(ContentHash::of(s.as_bytes())));
+        let mut rows = vec![
+            q(1, Op::Update, "a"),
+            q(2, Op::Update, "b"),
+            q(3, Op::Update, "a"),
+        ];
+        rows[0].change.base_hash = base("agreed");
+        rows[1].change.base_hash = base("b0");
+        rows[2].change.base_hash = base("first edit");
+        use SendOutcome::{Ready, Superseded};
+        let (send, gone) = carry_bases(rows, &[Superseded, Ready, Ready]);
+        assert_eq!(gone, vec![1]);
+        let ids: Vec<i64> = send.iter().map(|q| q.id).collect();
+        assert_eq!(ids, vec![2, 3]);
+        assert_eq!(send[0].change.base_hash, base("b0"));
+        assert_eq!(send[1].change.base_hash, base("agreed"));
     }
 
     #[test]

@@ -765,3 +765,34 @@ mod posted_tests {
         assert_eq!(state.base(pid, "later").await.unwrap(), None);
     }
 }
+
+#[cfg(test)]
+mod index_for_tests {
+    use super::*;
+
+    /// A look at some paths reads their entries and those under them, and
+    /// nothing beside them ("a0", "ab" and "a.txt" sort near "a/").
+    #[tokio::test]
+    async fn index_for_reads_a_path_and_what_is_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::open(dir.path()).await.unwrap();
+        let entry = |s: &str| IndexEntry {
+            size: 1,
+            mtime_ns: 1,
+            hash: ContentHash::of(s.as_bytes()),
+        };
+        let all = ["a", "a/x", "a/y/z", "a.txt", "a0", "ab", "b/c", "bc"];
+        let entries: Vec<IndexEntry> = all.iter().map(|p| entry(p)).collect();
+        let rows: Vec<(&str, Option<&IndexEntry>)> =
+            all.iter().copied().zip(entries.iter().map(Some)).collect();
+        let mut b = state.batch().await.unwrap();
+        b.record_many("p", &rows, &[], &[]).await.unwrap();
+        b.commit().await.unwrap();
+        let got = state.index_for("p", &["a", "bc", "nothing"]).await.unwrap();
+        let mut keys: Vec<&str> = got.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, vec!["a", "a/x", "a/y/z", "bc"]);
+        assert_eq!(got["a/y/z"], entry("a/y/z"));
+        assert!(state.index_for("other", &["a"]).await.unwrap().is_empty());
+    }
+}

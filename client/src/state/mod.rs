@@ -95,25 +95,34 @@ impl LocalState {
                 .bind(project_id)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out = HashMap::with_capacity(rows.len());
-        for r in rows {
-            let path: String = r.get(0);
-            let hash: String = r.get(3);
-            // A row we cannot read is an error, not a missing file: treating
-            // it as absent would queue the file again as a create.
-            let hash = hash.parse().map_err(|_| {
-                crate::Error::Config(format!("local index: unreadable hash for {path}"))
-            })?;
-            out.insert(
-                path,
-                IndexEntry {
-                    size: r.get::<i64, _>(1) as u64,
-                    mtime_ns: r.get(2),
-                    hash,
-                },
-            );
+        index_rows(rows)
+    }
+
+    /// The index entries of `paths` and of everything under them (a path
+    /// can be a directory): what a look at those paths compares with,
+    /// without reading the whole index.
+    pub async fn index_for(
+        &self,
+        project_id: &str,
+        paths: &[&str],
+    ) -> Result<HashMap<String, IndexEntry>> {
+        if paths.is_empty() {
+            return Ok(HashMap::new());
         }
-        Ok(out)
+        // Under "a" is the range ["a/", "a0"): '0' follows '/' in UTF-8.
+        let rows = sqlx::query(
+            "SELECT f.path, f.size, f.mtime_ns, f.hash FROM json_each(?2) j
+               JOIN file_index f ON f.project_id = ?1 AND f.path = j.value
+             UNION
+             SELECT f.path, f.size, f.mtime_ns, f.hash FROM json_each(?2) j
+               JOIN file_index f ON f.project_id = ?1
+                AND f.path >= j.value || '/' AND f.path < j.value || '0'",
+        )
+        .bind(project_id)
+        .bind(serde_json::to_string(paths).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+        .fetch_all(&self.pool)
+        .await?;
+        index_rows(rows)
     }
 
     pub async fn cursor(&self, project_id: &str) -> Result<u64> {
@@ -221,6 +230,29 @@ impl LocalState {
 }
 
 /// Sets (or, with `None`, removes) the index entry of a path.
+/// Index rows (path, size, mtime_ns, hash) as a map. A row that cannot be
+/// read is an error, not a missing file: treating it as absent would queue
+/// the file again as a create.
+fn index_rows(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<HashMap<String, IndexEntry>> {
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let path: String = r.get(0);
+        let hash: String = r.get(3);
+        let hash = hash.parse().map_err(|_| {
+            crate::Error::Config(format!("local index: unreadable hash for {path}"))
+        })?;
+        out.insert(
+            path,
+            IndexEntry {
+                size: r.get::<i64, _>(1) as u64,
+                mtime_ns: r.get(2),
+                hash,
+            },
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) async fn set_index(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     project_id: &str,

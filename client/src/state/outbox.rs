@@ -13,11 +13,23 @@ impl LocalState {
     /// The oldest queued changes of a project that were not refused. A row
     /// that cannot be read is marked failed with the reason, so it shows.
     pub async fn outbox_batch(&self, project_id: &str, limit: u32) -> Result<Vec<Queued>> {
+        self.outbox_batch_after(project_id, 0, limit).await
+    }
+
+    /// [`LocalState::outbox_batch`] of the rows after `after` (an id): the
+    /// batch after one still in flight.
+    pub async fn outbox_batch_after(
+        &self,
+        project_id: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Queued>> {
         let rows = sqlx::query(
             "SELECT id, change_id, path, op, hash, size, mtime, base_set, base FROM outbox
-             WHERE project_id = ? AND failed IS NULL ORDER BY id LIMIT ?",
+             WHERE project_id = ? AND failed IS NULL AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(project_id)
+        .bind(after)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
