@@ -110,12 +110,14 @@ impl LocalState {
             return Ok(HashMap::new());
         }
         // Under "a" is the range ["a/", "a0"): '0' follows '/' in UTF-8.
+        // CROSS JOIN keeps the list outside: left to itself SQLite put the
+        // index outside and read the whole list again for each entry.
         let rows = sqlx::query(
             "SELECT f.path, f.size, f.mtime_ns, f.hash FROM json_each(?2) j
-               JOIN file_index f ON f.project_id = ?1 AND f.path = j.value
+               CROSS JOIN file_index f ON f.project_id = ?1 AND f.path = j.value
              UNION
              SELECT f.path, f.size, f.mtime_ns, f.hash FROM json_each(?2) j
-               JOIN file_index f ON f.project_id = ?1
+               CROSS JOIN file_index f ON f.project_id = ?1
                 AND f.path >= j.value || '/' AND f.path < j.value || '0'",
         )
         .bind(project_id)
