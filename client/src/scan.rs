@@ -78,7 +78,21 @@ pub struct Diff {
 /// A file cut into content-defined chunks, with its whole-file BLAKE3,
 /// in one pass (memory flat whatever its size).
 pub fn cut_file(path: &Path) -> std::io::Result<Chunked> {
-    let f = std::fs::File::open(path)?;
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= chunking::CHUNK_MIN as u64 {
+        // Most files of a project: read whole into a buffer their size (a
+        // cut streams through 512 KiB of buffers, allocated per file).
+        let mut data = Vec::with_capacity(len as usize + 1);
+        (&mut f)
+            .take(chunking::CHUNK_MIN as u64 + 1)
+            .read_to_end(&mut data)?;
+        if let Some(c) = chunking::one_chunk(&data) {
+            return Ok(c);
+        }
+        // It grew since: cut what was read and the rest.
+        return chunking::cut(std::io::Cursor::new(data).chain(f));
+    }
     chunking::cut(std::io::BufReader::with_capacity(256 * 1024, f))
 }
 
@@ -86,7 +100,9 @@ pub fn cut_file(path: &Path) -> std::io::Result<Chunked> {
 pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
     let mut f = std::fs::File::open(path)?;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    // Sized to the file (it may grow: the loop reads to the end).
+    let len = f.metadata()?.len();
+    let mut buf = vec![0u8; (len as usize + 1).clamp(8 * 1024, 256 * 1024)];
     let mut total = 0u64;
     loop {
         let n = f.read(&mut buf)?;
@@ -357,6 +373,24 @@ mod tests {
     use super::*;
 
     const Q: std::time::Duration = std::time::Duration::ZERO;
+
+    /// A small file read whole is cut as the streamed cut cuts it.
+    #[test]
+    fn a_file_is_cut_the_same_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let min = chunking::CHUNK_MIN as usize;
+        for n in [0, 1, 1000, min, min + 1, 1 << 20] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 251) as u8).collect();
+            let f = dir.path().join(format!("f{n}"));
+            std::fs::write(&f, &data).unwrap();
+            assert_eq!(
+                cut_file(&f).unwrap(),
+                chunking::cut(&data[..]).unwrap(),
+                "{n} bytes"
+            );
+            assert_eq!(hash_file(&f).unwrap(), (ContentHash::of(&data), n as u64));
+        }
+    }
 
     #[test]
     fn a_file_written_lately_is_looked_at_again_not_hashed() {

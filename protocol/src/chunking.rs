@@ -86,6 +86,25 @@ fn cut_dyn(source: &mut dyn Read, each: &mut EachChunk<'_>) -> std::io::Result<C
     })
 }
 
+/// What [`cut`] makes of `data` when it is at most [`CHUNK_MIN`] bytes (one
+/// chunk, the file's hash), without its zeroed [`CHUNK_MAX`] buffer: for
+/// the small files a caller has read whole. `None` if `data` is bigger.
+pub fn one_chunk(data: &[u8]) -> Option<Chunked> {
+    if data.len() > CHUNK_MIN as usize {
+        return None;
+    }
+    let hash = ContentHash::from(blake3::hash(data));
+    Some(Chunked {
+        hash,
+        size: data.len() as u64,
+        chunks: vec![ChunkRef {
+            offset: 0,
+            len: data.len() as u32,
+            hash,
+        }],
+    })
+}
+
 /// [`cut_each`] without a per-chunk callback.
 pub fn cut<R: Read>(source: R) -> std::io::Result<Chunked> {
     cut_each(source, |_, _| Ok(()))
@@ -196,7 +215,9 @@ mod tests {
             assert_eq!(c.chunks[0].hash, c.hash);
             assert_eq!(c.hash, ContentHash::from(blake3::hash(&data)));
             assert_eq!(c.size, n as u64);
+            assert_eq!(one_chunk(&data), Some(c), "{n} bytes, read whole");
         }
+        assert_eq!(one_chunk(&bytes(7, CHUNK_MIN as usize + 1)), None);
     }
 
     #[test]
