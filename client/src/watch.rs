@@ -39,7 +39,14 @@ pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
                 tracing::warn!("the file watcher lost events; rescanning the folder");
                 return Some(WatchMsg::Rescan);
             }
-            let mut paths: Vec<PathBuf> = events.into_iter().flat_map(|e| e.event.paths).collect();
+            // This client's own temp files (a version being built) are never
+            // synced: a receiver's every file would bring four of their
+            // events to look at for nothing.
+            let mut paths: Vec<PathBuf> = events
+                .into_iter()
+                .flat_map(|e| e.event.paths)
+                .filter(|p| !is_temp(p))
+                .collect();
             paths.sort();
             paths.dedup();
             (!paths.is_empty()).then_some(WatchMsg::Paths(paths))
@@ -51,6 +58,12 @@ pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
             Some(WatchMsg::Rescan)
         }
     }
+}
+
+fn is_temp(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(crate::scan::TEMP_PREFIX))
 }
 
 /// Starts watching `root` recursively; what to look at arrives on the
@@ -109,5 +122,11 @@ mod tests {
             Some(WatchMsg::Paths(vec!["/a".into(), "/b".into()]))
         );
         assert_eq!(triage(Ok(vec![])), None);
+        let temp = format!("/d/{}abc", crate::scan::TEMP_PREFIX);
+        assert_eq!(
+            triage(Ok(vec![e(&temp), e("/d/f")])),
+            Some(WatchMsg::Paths(vec!["/d/f".into()]))
+        );
+        assert_eq!(triage(Ok(vec![e(&temp)])), None);
     }
 }
