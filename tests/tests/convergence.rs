@@ -213,13 +213,22 @@ async fn one_op(w: &mut World, rng: &mut StdRng, rec: &mut Record, seed: u64) ->
             rec.frozen.insert(p);
         }
         77..=82 => {
+            println!("op {}: the server is killed and restarted", rec.n);
             w.server.kill9().await?;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
             w.server.restart().await?;
         }
-        83..=89 => w.kill_client(rng.random_range(0..3)).await?,
-        90..=94 => w.proxy.cut(),
+        83..=89 => {
+            let victim = rng.random_range(0..3);
+            println!("op {}: client {victim} is killed and restarted", rec.n);
+            w.kill_client(victim).await?
+        }
+        90..=94 => {
+            println!("op {}: the proxy cuts every connection", rec.n);
+            w.proxy.cut()
+        }
         _ => {
+            println!("op {}: the proxy stalls", rec.n);
             w.proxy.stall();
             tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
             w.proxy.resume();

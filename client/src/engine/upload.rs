@@ -50,16 +50,14 @@ impl FolderLoop {
         let ctx = self.ctx.clone();
         let mut ahead: Option<Read> = None;
         loop {
+            // What waits to go up shows, batch by batch.
+            self.refresh_status(false).await;
             let read = match ahead.take() {
                 Some(r) => r,
-                None => {
-                    // What waits to go up shows while its content is sent.
-                    self.refresh_status(false).await;
-                    match read_and_send(&ctx, &pid, &root, 0).await? {
-                        Some(r) => r,
-                        None => return Ok(()),
-                    }
-                }
+                None => match read_and_send(&ctx, &pid, &root, 0).await? {
+                    Some(r) => r,
+                    None => return Ok(()),
+                },
             };
             let last_id = read.last_id;
             let send = self.ready(read).await?;
