@@ -452,11 +452,14 @@ impl Applier {
             false => None,
         };
         let target = path.under(&self.root);
+        // The stat of what we built, taken before the rename (which keeps
+        // it): after the rename the target may already hold a user's write,
+        // and its stat recorded with our hash would hide that write.
+        let meta = std::fs::metadata(&t).map_err(io(&t))?;
         std::fs::rename(&t, &target).map_err(io(&target))?;
-        let meta = std::fs::metadata(&target).map_err(io(&target))?;
         let entry = IndexEntry {
             size: meta.len(),
-            mtime_ns: mtime_ns(&meta),
+            mtime_ns: settled_mtime(&meta),
             hash,
         };
         Ok(Placed::Done {
@@ -509,10 +512,55 @@ fn temp_name(path: &ProjectPath, hash: &ContentHash) -> String {
     format!("{TEMP_PREFIX}{}-{}", &hash.to_hex()[..24], &tag[..8])
 }
 
+/// How recent a placed file's mtime must be for a write landing right
+/// after the rename to share it: file times come from a coarse clock (a
+/// tick is up to 10 ms on Linux), so a same-size write in the same tick
+/// leaves size and mtime as they were.
+const RACY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The mtime to index for a file just placed: its own, or, when it is so
+/// recent that such a write would keep it, -1 (as a stale entry): the next
+/// look then hashes the file once instead of trusting its stat (git calls
+/// these entries "racily clean").
+pub(crate) fn settled_mtime(meta: &std::fs::Metadata) -> i64 {
+    let m = mtime_ns(meta);
+    match scan::written_lately(m, RACY) {
+        true => -1,
+        false => m,
+    }
+}
+
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written just now is indexed as stale (-1), so a write in the
+    /// same clock tick cannot hide behind its stat; an older one keeps its
+    /// own mtime.
+    #[test]
+    fn a_file_placed_just_now_is_indexed_to_be_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        let fresh = std::fs::metadata(&f).unwrap();
+        assert_eq!(settled_mtime(&fresh), -1);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let settled = std::fs::metadata(&f).unwrap();
+        assert_eq!(settled_mtime(&settled), mtime_ns(&settled));
+        assert!(settled_mtime(&settled) > 0);
+    }
 }

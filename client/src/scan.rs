@@ -170,7 +170,7 @@ impl Looked {
 
 /// Whether a file was written within `quiet` of now (a future mtime counts
 /// as old: waiting would not make it any older).
-fn written_lately(mtime_ns: i64, quiet: std::time::Duration) -> bool {
+pub(crate) fn written_lately(mtime_ns: i64, quiet: std::time::Duration) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -373,6 +373,41 @@ mod tests {
     use super::*;
 
     const Q: std::time::Duration = std::time::Duration::ZERO;
+
+    /// An entry indexed as stale (mtime -1: just placed, or marked) is
+    /// hashed at the next look: unchanged, only the index is refreshed; a
+    /// same-size write that kept the stat is found.
+    #[test]
+    fn a_stale_entry_is_hashed_and_a_same_size_write_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let f = root.join("f.txt");
+        std::fs::write(&f, "op 5 by 0").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let p = ProjectPath::new("f.txt".to_string()).unwrap();
+        let stale = |content: &str| IndexEntry {
+            size: 9,
+            mtime_ns: -1,
+            hash: ContentHash::of(content.as_bytes()),
+        };
+        match diff_one(root, &p, Some(&stale("op 5 by 0")), Q) {
+            Look::Diff(d) => {
+                assert!(d.change.is_none(), "same content: only the index");
+                assert!(d.entry.is_some_and(|e| e.mtime_ns > 0));
+            }
+            _ => panic!("a stale entry must be hashed"),
+        }
+        match diff_one(root, &p, Some(&stale("op 6 by 1")), Q) {
+            Look::Diff(d) => assert_eq!(d.change.map(|c| c.op), Some(Op::Update)),
+            _ => panic!("a same-size write must be found"),
+        }
+    }
 
     /// A small file read whole is cut as the streamed cut cuts it.
     #[test]
