@@ -131,12 +131,23 @@ pub async fn send_content(
         .await
         .map_err(|e| local(format!("reading files to send: {e}")))?;
     prepared.extend(known);
-    for i in gone {
-        outcomes[i] = SendOutcome::Superseded;
-    }
-    // Ask which chunks the server lacks, all files at once.
+    // A file that moved on may still have its change on the server: posted
+    // once already, with the answer lost. Its content is there then (it goes
+    // up before its change), and the change is posted again (the server
+    // knows its change id), so the next change of the path keeps the base
+    // the server has. A small file's content is its one chunk, asked below
+    // with the others; a big one the server has was found whole above.
     let mut ids: Vec<ContentHash> = Vec::new();
     let mut seen = HashSet::new();
+    for i in &gone {
+        let small = changes[*i]
+            .hash
+            .filter(|h| small_ids_contain(&changes[*i], h));
+        if let Some(h) = small.filter(|h| seen.insert(*h)) {
+            ids.push(h);
+        }
+    }
+    // Ask which chunks the server lacks, all files at once.
     for (_, p) in &prepared {
         for c in &p.chunks {
             if seen.insert(c.hash) {
@@ -147,6 +158,14 @@ pub async fn send_content(
     let mut missing = HashSet::new();
     for batch in ids.chunks(MAX_MISSING_IDS) {
         missing.extend(api.chunks_missing(project_id, batch).await?);
+    }
+    for i in gone {
+        let on_server = changes[i]
+            .hash
+            .is_some_and(|h| small_ids_contain(&changes[i], &h) && !missing.contains(&h));
+        if !on_server {
+            outcomes[i] = SendOutcome::Superseded;
+        }
     }
     // Upload them, many files' chunks per body.
     let mut wanted: Vec<(usize, PathBuf, ChunkRef)> = Vec::new();
@@ -208,6 +227,12 @@ pub async fn send_content(
         start = end;
     }
     Ok(outcomes)
+}
+
+/// Whether `change`'s content is one chunk named `hash` (so the chunk
+/// query above says if the server has it).
+fn small_ids_contain(change: &Change, hash: &ContentHash) -> bool {
+    change.hash.as_ref() == Some(hash) && change.size.is_some_and(|s| s <= CHUNK_MIN as u64)
 }
 
 fn manifest(p: &Prepared) -> Manifest {
