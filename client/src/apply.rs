@@ -20,7 +20,7 @@ use vidsync_protocol::{ContentHash, ProjectEvent, ProjectPath};
 use crate::api::DownloadError;
 use crate::content::Content;
 use crate::plan::{plan_remote, Facts, Remote, RemoteAction};
-use crate::scan::{self, TEMP_PREFIX};
+use crate::scan::{self, mtime_ns, TEMP_PREFIX};
 use crate::state::{IndexEntry, LocalState};
 use crate::Mode;
 
@@ -530,14 +530,6 @@ pub(crate) fn settled_mtime(meta: &std::fs::Metadata) -> i64 {
     }
 }
 
-pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,13 +544,7 @@ mod tests {
         std::fs::write(&f, "x").unwrap();
         let fresh = std::fs::metadata(&f).unwrap();
         assert_eq!(settled_mtime(&fresh), -1);
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        scan::age(&f);
         let settled = std::fs::metadata(&f).unwrap();
         assert_eq!(settled_mtime(&settled), mtime_ns(&settled));
         assert!(settled_mtime(&settled) > 0);

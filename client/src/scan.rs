@@ -21,6 +21,12 @@ pub const IGNORE_FILE: &str = ".vidsyncignore";
 /// Prefix of the client's own temporary files (never synced).
 pub const TEMP_PREFIX: &str = ".vidsync-tmp-";
 
+/// Whether a file name is one of this client's temp files (a version
+/// being built): never synced, never looked at.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
 /// The ignore rules of one folder.
 #[derive(Clone)]
 pub struct IgnoreRules {
@@ -53,7 +59,7 @@ impl IgnoreRules {
     pub fn is_ignored(&self, rel: &Path, is_dir: bool) -> bool {
         for c in rel.components() {
             let s = c.as_os_str().to_string_lossy();
-            if s == ".git" || s.starts_with(TEMP_PREFIX) {
+            if s == ".git" || is_temp_name(&s) {
                 return true;
             }
         }
@@ -115,7 +121,20 @@ pub fn hash_file(path: &Path) -> std::io::Result<(ContentHash, u64)> {
     Ok((hasher.finalize().into(), total))
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+/// Test help: sets `file`'s mtime to 2 s ago (older than any "just
+/// written" window).
+#[cfg(test)]
+pub(crate) fn age(file: &Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+}
+
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -383,13 +402,7 @@ mod tests {
         let root = dir.path();
         let f = root.join("f.txt");
         std::fs::write(&f, "op 5 by 0").unwrap();
-        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2);
-        std::fs::File::options()
-            .write(true)
-            .open(&f)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age(&f);
         let p = ProjectPath::new("f.txt".to_string()).unwrap();
         let stale = |content: &str| IndexEntry {
             size: 9,

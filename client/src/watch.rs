@@ -63,7 +63,7 @@ pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
 fn is_temp(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(crate::scan::TEMP_PREFIX))
+        .is_some_and(crate::scan::is_temp_name)
 }
 
 /// Starts watching `root` recursively; what to look at arrives on the

@@ -140,10 +140,7 @@ pub async fn send_content(
     let mut ids: Vec<ContentHash> = Vec::new();
     let mut seen = HashSet::new();
     for i in &gone {
-        let small = changes[*i]
-            .hash
-            .filter(|h| small_ids_contain(&changes[*i], h));
-        if let Some(h) = small.filter(|h| seen.insert(*h)) {
+        if let Some(h) = one_chunk_of(&changes[*i]).filter(|h| seen.insert(*h)) {
             ids.push(h);
         }
     }
@@ -160,9 +157,7 @@ pub async fn send_content(
         missing.extend(api.chunks_missing(project_id, batch).await?);
     }
     for i in gone {
-        let on_server = changes[i]
-            .hash
-            .is_some_and(|h| small_ids_contain(&changes[i], &h) && !missing.contains(&h));
+        let on_server = one_chunk_of(&changes[i]).is_some_and(|h| !missing.contains(&h));
         if !on_server {
             outcomes[i] = SendOutcome::Superseded;
         }
@@ -229,10 +224,12 @@ pub async fn send_content(
     Ok(outcomes)
 }
 
-/// Whether `change`'s content is one chunk named `hash` (so the chunk
-/// query above says if the server has it).
-fn small_ids_contain(change: &Change, hash: &ContentHash) -> bool {
-    change.hash.as_ref() == Some(hash) && change.size.is_some_and(|s| s <= CHUNK_MIN as u64)
+/// The one chunk `change`'s content is, if it is small (its hash: the
+/// chunk query says if the server has it).
+fn one_chunk_of(change: &Change) -> Option<ContentHash> {
+    change
+        .hash
+        .filter(|_| change.size.is_some_and(|s| s <= CHUNK_MIN as u64))
 }
 
 fn manifest(p: &Prepared) -> Manifest {

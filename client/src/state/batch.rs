@@ -260,7 +260,7 @@ async fn paths_in(
 }
 
 /// `items` as a JSON array, for `json_each` in a query.
-fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String> {
+pub(super) fn json_list<T: serde::Serialize>(items: &[T]) -> Result<String> {
     Ok(serde_json::to_string(items).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
 }
 

@@ -121,7 +121,7 @@ impl LocalState {
                 AND f.path >= j.value || '/' AND f.path < j.value || '0'",
         )
         .bind(project_id)
-        .bind(serde_json::to_string(paths).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+        .bind(batch::json_list(paths)?)
         .fetch_all(&self.pool)
         .await?;
         index_rows(rows)
