@@ -95,6 +95,9 @@ pub struct Applier {
 pub struct Deferred {
     writes: Vec<StateWrite>,
     bases: HashMap<String, Option<ContentHash>>,
+    /// Index entries read ahead for our own events coming back (see
+    /// [`Applier::preload_index`]); a path the run wrote is left out.
+    index: HashMap<String, IndexEntry>,
 }
 
 /// What applying one event writes to the local state.
@@ -187,11 +190,44 @@ impl Applier {
         }
     }
 
+    /// Reads the index entries of `paths` (our own events coming back) in
+    /// one query, so that [`Applier::apply_as`] can tell such a file is
+    /// still the version we sent from its stat, as a look does, instead of
+    /// hashing it (with deferred writes only; a path written in this run is
+    /// left out: its entry in the database is old). On error each event
+    /// hashes its file.
+    pub async fn preload_index(&self, paths: &[&str]) {
+        let Some(d) = &self.deferred else {
+            return;
+        };
+        if paths.is_empty() {
+            return;
+        }
+        let entries = match self.state.index_for(&self.project_id, paths).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(%e, "reading index entries ahead");
+                return;
+            }
+        };
+        if let Ok(mut d) = d.lock() {
+            let written: std::collections::HashSet<&str> =
+                d.writes.iter().map(|w| w.path().as_str()).collect();
+            let fresh: Vec<(String, IndexEntry)> = paths
+                .iter()
+                .filter(|p| !written.contains(**p))
+                .filter_map(|p| entries.get(*p).map(|e| (p.to_string(), e.clone())))
+                .collect();
+            d.index.extend(fresh);
+        }
+    }
+
     /// Records what applying an event wrote: kept for [`Applier::flush`],
     /// or written now.
     async fn record(&self, w: StateWrite) -> Result<(), ApplyError> {
         if let Some(d) = &self.deferred {
             if let Ok(mut d) = d.lock() {
+                d.index.remove(w.path().as_str());
                 d.bases.insert(w.path().to_string(), w.base());
                 d.writes.push(w);
                 return Ok(());
@@ -221,6 +257,7 @@ impl Applier {
                 if let Ok(mut d) = d.lock() {
                     if d.writes.is_empty() {
                         d.bases.clear();
+                        d.index.clear();
                     }
                 }
                 Ok(())
@@ -240,6 +277,7 @@ impl Applier {
         if let Some(Ok(mut d)) = self.deferred.as_ref().map(|d| d.lock()) {
             d.writes.clear();
             d.bases.clear();
+            d.index.clear();
         }
     }
 
@@ -299,6 +337,28 @@ impl Applier {
         Ok(dir)
     }
 
+    /// [`Applier::disk_hash`], trusting an index entry read ahead whose
+    /// size and mtime the file still has (the test a look makes; an entry
+    /// indexed stale, mtime -1, never matches).
+    async fn disk_known(
+        &self,
+        path: &ProjectPath,
+    ) -> Result<Option<(ContentHash, IndexEntry)>, ApplyError> {
+        let known = self
+            .deferred
+            .as_ref()
+            .and_then(|d| d.lock().ok()?.index.get(path.as_str()).cloned());
+        if let Some(k) = known {
+            let full = path.under(&self.root);
+            if let Ok(meta) = std::fs::symlink_metadata(&full) {
+                if meta.is_file() && meta.len() == k.size && mtime_ns(&meta) == k.mtime_ns {
+                    return Ok(Some((k.hash, k)));
+                }
+            }
+        }
+        self.disk_hash(path).await
+    }
+
     /// The hash of the file at `path` now, with its index entry.
     pub(crate) async fn disk_hash(
         &self,
@@ -350,7 +410,10 @@ impl Applier {
             own,
         };
         let agreed = self.agreed(path).await?;
-        let mut disk = self.disk_hash(path).await?;
+        let mut disk = match own {
+            true => self.disk_known(path).await?,
+            false => self.disk_hash(path).await?,
+        };
         let mut temp: Option<PathBuf> = None;
         let mut built = Vec::new();
         for _ in 0..REPLANS {
@@ -366,11 +429,14 @@ impl Applier {
                 RemoteAction::Ignore => return Ok(Applied::Ignored),
                 RemoteAction::SetAside(why) => return Err(ApplyError::SetAside(ev.seq, why)),
                 RemoteAction::Agree { recheck } => {
-                    self.record(StateWrite::Base {
-                        path: path.clone(),
-                        hash,
-                    })
-                    .await?;
+                    // Our own post, recorded as agreed when its answer came.
+                    if agreed != hash {
+                        self.record(StateWrite::Base {
+                            path: path.clone(),
+                            hash,
+                        })
+                        .await?;
+                    }
                     return Ok(if recheck {
                         Applied::Recheck
                     } else {
@@ -548,5 +614,84 @@ mod tests {
         let settled = std::fs::metadata(&f).unwrap();
         assert_eq!(settled_mtime(&settled), mtime_ns(&settled));
         assert!(settled_mtime(&settled) > 0);
+    }
+
+    async fn applier(dir: &std::path::Path) -> Applier {
+        let root = dir.join("folder");
+        std::fs::create_dir_all(&root).unwrap();
+        let state = LocalState::open(&dir.join("state")).await.unwrap();
+        let api = crate::api::ApiClient::new("http://127.0.0.1:9", "t").unwrap();
+        Applier {
+            content: Content::new(api, state.clone(), root.clone(), "p".into()),
+            state,
+            root,
+            project_id: "p".into(),
+            client_id: "me".into(),
+            mode: Mode::SendReceive,
+            deferred: Some(Default::default()),
+        }
+    }
+
+    fn own_event(path: &str, body: &[u8]) -> ProjectEvent {
+        serde_json::from_value(serde_json::json!({
+            "seq": 1,
+            "project_id": "p",
+            "change": {
+                "op": "update",
+                "path": path,
+                "hash": ContentHash::of(body).to_hex(),
+                "size": body.len(),
+            },
+            "origin": {"user": "u", "client_id": "me"},
+            "created_at": "2026-12-06T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    /// Our own event coming back is told from the file's stat and its
+    /// index entry, as a look tells it: agreed while the file is as it was
+    /// indexed; looked at again once it was written since, even at the
+    /// same size.
+    #[tokio::test]
+    async fn an_own_event_is_agreed_from_the_index_and_rechecked_after_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = applier(dir.path()).await;
+        let f = a.root.join("f.txt");
+        std::fs::write(&f, "v1").unwrap();
+        scan::age(&f);
+        let meta = std::fs::metadata(&f).unwrap();
+        let entry = IndexEntry {
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            hash: ContentHash::of(b"v1"),
+        };
+        let path = ProjectPath::new("f.txt").unwrap();
+        a.state
+            .write_applied(
+                "p",
+                &[StateWrite::Applied {
+                    path: path.clone(),
+                    entry: Some(entry),
+                    base: Some(ContentHash::of(b"v1")),
+                    seq: 0,
+                    chunks: vec![],
+                }],
+            )
+            .await
+            .unwrap();
+        let ev = own_event("f.txt", b"v1");
+        a.preload_index(&["f.txt"]).await;
+        assert!(matches!(
+            a.apply(&ev, |_| {}).await.unwrap(),
+            Applied::Agreed
+        ));
+        // Same size, written later: the stat no longer matches.
+        std::fs::write(&f, "v2").unwrap();
+        a.forget();
+        a.preload_index(&["f.txt"]).await;
+        assert!(matches!(
+            a.apply(&ev, |_| {}).await.unwrap(),
+            Applied::Recheck
+        ));
     }
 }

@@ -112,12 +112,15 @@ impl Content {
     ) -> Result<Vec<ChunkRef>, DownloadError> {
         let mut sink = open_sink(dest, false)?;
         let h = *hash;
+        if bytes.len() <= CHUNK_MIN as usize {
+            // One small write, like the open above: a hop to a blocking
+            // thread per file cost more than the write (a group of 128
+            // files grew the pool by as many threads).
+            sink.put(h, &bytes).map_err(io_err(dest))?;
+            return self.finish(sink, hash).await;
+        }
         let sink = tokio::task::spawn_blocking(move || {
-            if bytes.len() <= CHUNK_MIN as usize {
-                sink.put(h, &bytes)?;
-            } else {
-                chunking::cut_each(&bytes[..], |c, b| sink.put(c.hash, b))?;
-            }
+            chunking::cut_each(&bytes[..], |c, b| sink.put(c.hash, b))?;
             Ok::<_, std::io::Error>(sink)
         })
         .await

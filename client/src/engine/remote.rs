@@ -228,10 +228,18 @@ impl FolderLoop {
         for ev in group {
             self.announce(ev);
         }
+        let started = std::time::Instant::now();
         let paths: Vec<&str> = group.iter().map(|e| e.change.path.as_str()).collect();
         applier.preload_agreed(&paths).await;
+        let own: Vec<&str> = group
+            .iter()
+            .filter(|e| e.origin.client_id == self.ctx.client_id)
+            .map(|e| e.change.path.as_str())
+            .collect();
+        applier.preload_index(&own).await;
         let results =
             futures_util::future::join_all(group.iter().map(|ev| applier.apply(ev, |_| {}))).await;
+        tracing::debug!(project = %self.pid(), n = group.len(), took = ?started.elapsed(), "group applied");
         let (mut done, mut wait) = (0, None);
         for (ev, result) in group.iter().zip(results) {
             match result {
@@ -276,7 +284,9 @@ impl FolderLoop {
             }
         }
         if wanted.len() > 1 {
+            let started = std::time::Instant::now();
             self.content.prefetch(&wanted).await;
+            tracing::debug!(project = %self.pid(), n = wanted.len(), took = ?started.elapsed(), "fetched ahead");
         }
         last
     }

@@ -32,7 +32,8 @@
 //! (fanout: part 1 alone; burst: the 2,000-file burst alone; join: the
 //! 10,000-file join alone; content: part 4; history: part 5; transport: part
 //! 6), `--subscribers N[,M...]` (default 1000,10000), `--events N`
-//! (200), `--trials N` (100), `--loadgen-threads N` (cores).
+//! (200), `--trials N` (100), `--loadgen-threads N` (cores),
+//! `--burst-debounce MS[,MS...]` (500,50: the burst's debounces).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,6 +55,8 @@ struct Args {
     only: Option<String>,
     /// Worker threads of the fan-out load generator.
     loadgen_threads: usize,
+    /// The debounces the burst runs at.
+    burst_debounce: Vec<u64>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -63,6 +66,7 @@ fn parse_args() -> Result<Args> {
         trials: 100,
         only: None,
         loadgen_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        burst_debounce: vec![500, 50],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -78,6 +82,12 @@ fn parse_args() -> Result<Args> {
             "--trials" => args.trials = v.parse()?,
             "--only" => args.only = Some(v),
             "--loadgen-threads" => args.loadgen_threads = v.parse()?,
+            "--burst-debounce" => {
+                args.burst_debounce = v
+                    .split(',')
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()?
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -156,9 +166,9 @@ async fn main() -> Result<()> {
     }
     match args.only.as_deref() {
         Some("server" | "fanout") => {}
-        Some("burst") => burst_bench().await?,
+        Some("burst") => burst_bench(&args).await?,
         Some("join") => join_bench().await?,
-        Some("content") => content_bench().await?,
+        Some("content") => content_bench(&args).await?,
         Some("history") => history_bench().await?,
         Some("transport") => transport_bench(&args).await?,
         _ => {
@@ -170,7 +180,7 @@ async fn main() -> Result<()> {
 }
 
 /// Issue 10's two big-file workloads between two send-receive clients.
-async fn content_bench() -> Result<()> {
+async fn content_bench(args: &Args) -> Result<()> {
     use vidsync_e2e::moves::{bytes, measure, overwrite, Moved};
     let show = |what: &str, m: &Moved| {
         println!(
@@ -208,13 +218,13 @@ async fn content_bench() -> Result<()> {
     })
     .await?;
     show("rename of a synced 64 MiB file", &m);
-    burst_bench().await?;
+    burst_bench(args).await?;
     join_bench().await
 }
 
 /// A one-way burst into two send-receive clients (issue 9's CPU figure).
-async fn burst_bench() -> Result<()> {
-    for debounce in [500u64, 50] {
+async fn burst_bench(args: &Args) -> Result<()> {
+    for &debounce in &args.burst_debounce {
         let r = vidsync_e2e::burst::run(2000, debounce).await?;
         println!(
             "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s; CPU A {:.2} s + B {:.2} s = {:.2} s; events posted by A {}, by B {} (echoes)",
@@ -287,7 +297,7 @@ async fn client_bench(args: &Args) -> Result<()> {
         rb.stop().await?;
     }
 
-    content_bench().await?;
+    content_bench(args).await?;
     scan_bench().await
 }
 
