@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::sync::mpsc;
 
@@ -41,9 +42,12 @@ pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
             }
             // This client's own temp files (a version being built) are never
             // synced: a receiver's every file would bring four of their
-            // events to look at for nothing.
+            // events to look at for nothing. Nor is a file opened (notify
+            // 8 watches IN_OPEN): every file this client reads (to hash it,
+            // to send it) came back as a path to look at a debounce later.
             let mut paths: Vec<PathBuf> = events
                 .into_iter()
+                .filter(|e| !only_read(&e.event.kind))
                 .flat_map(|e| e.event.paths)
                 .filter(|p| !is_temp(p))
                 .collect();
@@ -58,6 +62,20 @@ pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
             Some(WatchMsg::Rescan)
         }
     }
+}
+
+/// An event that says a file was opened or read, not changed. A close
+/// after writing (IN_CLOSE_WRITE) is an access event too, and it stays, as
+/// does any access a backend cannot tell apart.
+fn only_read(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(
+            AccessKind::Open(_)
+                | AccessKind::Read
+                | AccessKind::Close(AccessMode::Read | AccessMode::Execute)
+        )
+    )
 }
 
 fn is_temp(path: &Path) -> bool {
@@ -128,5 +146,28 @@ mod tests {
             Some(WatchMsg::Paths(vec!["/d/f".into()]))
         );
         assert_eq!(triage(Ok(vec![e(&temp)])), None);
+    }
+
+    /// Opening or reading a file changes nothing: no path to look at. A
+    /// close after a write, a write, a create still bring theirs.
+    #[test]
+    fn a_file_only_opened_is_not_looked_at() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange};
+        let e = |k: EventKind, p: &str| ev(Event::new(k).add_path(PathBuf::from(p)));
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert_eq!(triage(Ok(vec![e(open, "/a"), e(read, "/a")])), None);
+        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let created = EventKind::Create(CreateKind::File);
+        assert_eq!(
+            triage(Ok(vec![
+                e(open, "/a"),
+                e(written, "/b"),
+                e(data, "/c"),
+                e(created, "/d")
+            ])),
+            Some(WatchMsg::Paths(vec!["/b".into(), "/c".into(), "/d".into()]))
+        );
     }
 }

@@ -531,3 +531,66 @@ async fn a_second_engine_on_one_config_dir_is_refused_and_the_first_goes_on() ->
     rb.stop().await?;
     Ok(())
 }
+
+/// Files saved while a long upload runs are looked at between its batches
+/// (what they queue goes up in the same run), and the batch read ahead is
+/// then read again: the edit of a file whose create is still queued goes
+/// up as its newest version. B ends identical to A, no conflict copy is
+/// made on either side, and every event of the edited file names a version
+/// the user saved.
+#[tokio::test]
+async fn files_saved_during_a_long_upload_go_up_as_saved() -> anyhow::Result<()> {
+    let server = TestServer::start_with(&["--rate-limit", "0"]).await?;
+    let (a, b, id, api) = pair(&server, "receive").await?;
+    // Queued at start-up: six batches of 500.
+    let files = 3000;
+    for i in 0..files {
+        a.write(&format!("bulk/f{i:04}.txt"), format!("file {i}").as_bytes())?;
+    }
+    let mut rb = b.run(&["--debounce-ms", "50"])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    let mut ra = a.run(&["--debounce-ms", "50"])?;
+    ra.wait_for("the first batch posted", |v| v["type"] == "change_uploaded")
+        .await?;
+    let last = format!("bulk/f{:04}.txt", files - 1);
+    a.write(&last, b"edited while the upload runs")?;
+    a.write("new.txt", b"saved while the upload runs")?;
+    let want = vidsync_e2e::tree_hashes(&a.folder)?;
+    vidsync_e2e::wait_for("B identical to A", || {
+        let got = vidsync_e2e::tree_hashes(&b.folder).ok();
+        let same = got.as_ref() == Some(&want);
+        async move { same.then_some(()) }
+    })
+    .await?;
+    for (who, dir) in [("A", &a.folder), ("B", &b.folder)] {
+        let copies: Vec<String> = vidsync_e2e::tree_hashes(dir)?
+            .into_keys()
+            .filter(|p| p.contains("conflict"))
+            .collect();
+        assert!(copies.is_empty(), "conflict copies at {who}: {copies:?}");
+    }
+    let saved = [
+        blake3::hash(format!("file {}", files - 1).as_bytes())
+            .to_hex()
+            .to_string(),
+        blake3::hash(b"edited while the upload runs")
+            .to_hex()
+            .to_string(),
+    ];
+    let events = api.all_events(&id).await?;
+    let of_last: Vec<&str> = events
+        .iter()
+        .filter(|e| e["change"]["path"] == last.as_str())
+        .map(|e| e["change"]["hash"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        of_last.iter().all(|h| saved.iter().any(|s| s == h)),
+        "{last}: events name versions never saved: {of_last:?}"
+    );
+    assert_eq!(of_last.last().copied(), Some(saved[1].as_str()));
+    assert_eq!(events.len(), files + 1 + of_last.len() - 1);
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}

@@ -217,7 +217,7 @@ impl FolderLoop {
         }
         self.refresh_status(true).await;
         loop {
-            self.turn().await;
+            self.turn(batches.as_mut()).await;
             let wake = self.next_timer();
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -241,11 +241,8 @@ impl FolderLoop {
             while let Ok(m) = inbox.try_recv() {
                 self.hear(m);
             }
-            while let Some(Ok(w)) = batches.as_mut().map(|rx| rx.try_recv()) {
-                match w {
-                    WatchMsg::Paths(p) => self.reported(p),
-                    WatchMsg::Rescan => self.rescan = true,
-                }
+            if let Some(rx) = batches.as_mut() {
+                self.take_watched(rx);
             }
         }
         self.save_cursor().await;
@@ -302,6 +299,16 @@ impl FolderLoop {
         self.to_look.extend(due);
     }
 
+    /// Takes what the watcher has reported so far.
+    pub(super) fn take_watched(&mut self, rx: &mut mpsc::UnboundedReceiver<WatchMsg>) {
+        while let Ok(w) = rx.try_recv() {
+            match w {
+                WatchMsg::Paths(p) => self.reported(p),
+                WatchMsg::Rescan => self.rescan = true,
+            }
+        }
+    }
+
     /// Paths the watcher reported: to look at, and no longer unreported.
     fn reported(&mut self, paths: Vec<PathBuf>) {
         for p in &paths {
@@ -312,7 +319,7 @@ impl FolderLoop {
 
     /// One round of work, in order: remote events, local looks, uploads,
     /// set-aside retries; then the status.
-    async fn turn(&mut self) {
+    async fn turn(&mut self, watch: Option<&mut mpsc::UnboundedReceiver<WatchMsg>>) {
         let now = Instant::now();
         tracing::trace!(
             pending = self.pending.len(),
@@ -330,7 +337,7 @@ impl FolderLoop {
         let remote_clear = self.pending.is_empty();
         let may_upload = self.upload_retry_at.is_none_or(|t| t <= now);
         if self.link.mode.sends() && self.outbox_dirty && remote_clear && may_upload {
-            self.upload().await;
+            self.upload(watch).await;
         }
         if self.aside_at <= now {
             self.retry_set_aside().await;

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use vidsync_protocol::{Change, ConflictEntry, ContentHash, Op};
 
@@ -20,14 +21,15 @@ use crate::api::ApiError;
 use crate::content::SendOutcome;
 use crate::feed::SocketPost;
 use crate::state::Queued;
+use crate::watch::WatchMsg;
 
 /// Changes posted per request.
 const UPLOAD_BATCH: u32 = 500;
 
 impl FolderLoop {
     /// Posts until the outbox is empty, or schedules a retry.
-    pub(super) async fn upload(&mut self) {
-        match self.upload_pending().await {
+    pub(super) async fn upload(&mut self, watch: Option<&mut UnboundedReceiver<WatchMsg>>) {
+        match self.upload_pending(watch).await {
             Ok(()) => {
                 self.outbox_dirty = false;
                 self.upload_retry_at = None;
@@ -44,7 +46,18 @@ impl FolderLoop {
     /// Posts the outbox batch by batch, in order. While a batch is posted
     /// (and the server appends it), the next one is read and its content
     /// sent: content may reach the server early, a change never does.
-    async fn upload_pending(&mut self) -> Result<(), ApiError> {
+    ///
+    /// Paths the watcher reports meanwhile are looked at between two
+    /// batches, so what they queue goes up in this run: a burst the
+    /// debouncer lets out in two ticks had its second part wait until the
+    /// first was all posted (seen: 1,100 files, then 900 a third of a
+    /// second later). A look may change the outbox, so the batch read
+    /// ahead is then read again (its content is on the server already:
+    /// asking again is one cheap request).
+    async fn upload_pending(
+        &mut self,
+        mut watch: Option<&mut UnboundedReceiver<WatchMsg>>,
+    ) -> Result<(), ApiError> {
         let pid = self.pid().to_string();
         let root = self.link.path.clone();
         let ctx = self.ctx.clone();
@@ -85,6 +98,13 @@ impl FolderLoop {
                 Err(e) => self.refuse(&ids, &e).await,
             }
             ahead = next?;
+            if let Some(rx) = watch.as_deref_mut() {
+                self.take_watched(rx);
+            }
+            if self.rescan || !self.to_look.is_empty() {
+                self.look().await;
+                ahead = None;
+            }
         }
     }
 
