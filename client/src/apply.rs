@@ -429,7 +429,9 @@ impl Applier {
                 RemoteAction::Ignore => return Ok(Applied::Ignored),
                 RemoteAction::SetAside(why) => return Err(ApplyError::SetAside(ev.seq, why)),
                 RemoteAction::Agree { recheck } => {
-                    // Our own post, recorded as agreed when its answer came.
+                    // Nothing to write when it is agreed already: our own
+                    // post, recorded when its answer came, or a delete of a
+                    // file that is not here and was not agreed.
                     if agreed != hash {
                         self.record(StateWrite::Base {
                             path: path.clone(),
