@@ -84,6 +84,12 @@ pub struct Diff {
 /// A file cut into content-defined chunks, with its whole-file BLAKE3,
 /// in one pass (memory flat whatever its size).
 pub fn cut_file(path: &Path) -> std::io::Result<Chunked> {
+    cut_file_keeping_small(path).map(|(c, _)| c)
+}
+
+/// [`cut_file`], also giving the bytes of a file that is one chunk (read
+/// whole anyway), so a sender need not read it again.
+pub fn cut_file_keeping_small(path: &Path) -> std::io::Result<(Chunked, Option<Vec<u8>>)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
     if len <= chunking::CHUNK_MIN as u64 {
@@ -94,12 +100,15 @@ pub fn cut_file(path: &Path) -> std::io::Result<Chunked> {
             .take(chunking::CHUNK_MIN as u64 + 1)
             .read_to_end(&mut data)?;
         if let Some(c) = chunking::one_chunk(&data) {
-            return Ok(c);
+            return Ok((c, Some(data)));
         }
         // It grew since: cut what was read and the rest.
-        return chunking::cut(std::io::Cursor::new(data).chain(f));
+        return Ok((chunking::cut(std::io::Cursor::new(data).chain(f))?, None));
     }
-    chunking::cut(std::io::BufReader::with_capacity(256 * 1024, f))
+    Ok((
+        chunking::cut(std::io::BufReader::with_capacity(256 * 1024, f))?,
+        None,
+    ))
 }
 
 /// BLAKE3 of a file's bytes, read in chunks.
@@ -437,6 +446,10 @@ mod tests {
                 "{n} bytes"
             );
             assert_eq!(hash_file(&f).unwrap(), (ContentHash::of(&data), n as u64));
+            // A one-chunk file's bytes come with its cut, for a sender.
+            let (c, bytes) = cut_file_keeping_small(&f).unwrap();
+            assert_eq!(c, chunking::cut(&data[..]).unwrap());
+            assert_eq!(bytes, (n <= min).then(|| data.clone()), "{n} bytes");
         }
     }
 

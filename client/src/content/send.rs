@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use vidsync_protocol::chunking::{ChunkRef, Manifest, CHUNK_MIN};
 use vidsync_protocol::{Change, ContentHash, MAX_MANIFESTS_PER_REQUEST, MAX_MISSING_IDS};
@@ -38,6 +39,9 @@ pub struct Prepared {
     pub hash: ContentHash,
     pub size: u64,
     pub chunks: Vec<ChunkRef>,
+    /// A one-chunk file's bytes, read (and hashed to `hash`) by
+    /// [`prepare`]: sent as they are, not read from the file again.
+    pub bytes: Option<Bytes>,
 }
 
 /// Big files asked for whole at once.
@@ -118,6 +122,7 @@ pub async fn send_content(
                             hash,
                             size,
                             chunks,
+                            bytes: None,
                         },
                     )),
                     false => to_cut.push((i, file, hash)),
@@ -163,12 +168,13 @@ pub async fn send_content(
         }
     }
     // Upload them, many files' chunks per body.
-    let mut wanted: Vec<(usize, PathBuf, ChunkRef)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     let mut queued = HashSet::new();
     for (i, p) in &prepared {
         for c in &p.chunks {
             if missing.contains(&c.hash) && queued.insert(c.hash) {
-                wanted.push((*i, p.file.clone(), *c));
+                let bytes = p.bytes.clone().filter(|_| p.chunks.len() == 1);
+                wanted.push((*i, p.file.clone(), *c, bytes));
             }
         }
     }
@@ -258,14 +264,15 @@ fn prepare(
     let mut ready = Vec::new();
     let mut gone = Vec::new();
     for (i, file, hash) in small.into_iter().chain(big) {
-        match crate::scan::cut_file(&file) {
-            Ok(c) if c.hash == hash => ready.push((
+        match crate::scan::cut_file_keeping_small(&file) {
+            Ok((c, bytes)) if c.hash == hash => ready.push((
                 i,
                 Prepared {
                     file,
                     hash,
                     size: c.size,
                     chunks: c.chunks,
+                    bytes: bytes.map(Bytes::from),
                 },
             )),
             Ok(_) => gone.push(i),
@@ -278,13 +285,15 @@ fn prepare(
     (ready, gone)
 }
 
+/// A chunk to upload: the change it is for, its file, where it is in the
+/// file, and its bytes if they were read already.
+type Wanted = (usize, PathBuf, ChunkRef, Option<Bytes>);
+
 /// Frames `wanted[at..]` into one body of at most [`FETCH_BYTES`], reading
-/// each chunk from its file and re-checking it. Returns where the next body
-/// starts, the body, and the changes whose file changed meanwhile.
-async fn pack(
-    wanted: &[(usize, PathBuf, ChunkRef)],
-    at: usize,
-) -> Result<(usize, Vec<u8>, Vec<usize>), ApiError> {
+/// each chunk from its file and re-checking it (bytes read already are
+/// framed as they are). Returns where the next body starts, the body, and
+/// the changes whose file changed meanwhile.
+async fn pack(wanted: &[Wanted], at: usize) -> Result<(usize, Vec<u8>, Vec<usize>), ApiError> {
     let mut end = at;
     let mut bytes = 0u64;
     while end < wanted.len() {
@@ -295,12 +304,16 @@ async fn pack(
         bytes += len;
         end += 1;
     }
-    let slice: Vec<(usize, PathBuf, ChunkRef)> = wanted[at..end].to_vec();
+    let slice: Vec<Wanted> = wanted[at..end].to_vec();
     let (body, moved) = tokio::task::spawn_blocking(move || {
         let mut body = Vec::with_capacity(bytes as usize);
         let mut moved = Vec::new();
         let mut files: HashMap<PathBuf, Option<std::fs::File>> = HashMap::new();
-        for (i, file, c) in &slice {
+        for (i, file, c, read) in &slice {
+            if let Some(b) = read {
+                frames::encode(&mut body, &c.hash, b);
+                continue;
+            }
             let f = files
                 .entry(file.clone())
                 .or_insert_with(|| std::fs::File::open(file).ok());
