@@ -594,3 +594,54 @@ async fn files_saved_during_a_long_upload_go_up_as_saved() -> anyhow::Result<()>
     rb.stop().await?;
     Ok(())
 }
+
+/// An upload run ends even while the folder keeps changing: its looks
+/// between batches are bounded, so a file B saves reaches A while a
+/// program in A's folder is still writing 40 new files every 10 ms (more
+/// than A can post: unbounded, each batch found new files to look at and
+/// the run never ended).
+#[tokio::test]
+async fn remote_changes_come_in_while_the_folder_keeps_changing() -> anyhow::Result<()> {
+    let server = TestServer::start_with(&["--rate-limit", "0"]).await?;
+    let (a, b, _id, _api) = pair(&server, "send-receive").await?;
+    let mut ra = a.run(&["--debounce-ms", "50"])?;
+    let mut rb = b.run(&["--debounce-ms", "50"])?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (dir, stop) = (a.folder.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            std::fs::create_dir_all(dir.join("stream"))?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..40 {
+                    let f = dir.join(format!("stream/w{i:06}.txt"));
+                    std::fs::write(&f, format!("segment {i}"))?;
+                    i += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            anyhow::Ok(i)
+        })
+    };
+    ra.wait_for("A posting the stream", |v| v["type"] == "change_uploaded")
+        .await?;
+    b.write("from_b.txt", b"saved by B while A's folder keeps changing")?;
+    let arrived = vidsync_e2e::wait_for("B's file at A while the writer runs", || {
+        let there = std::fs::read(a.folder.join("from_b.txt")).ok();
+        async move { there }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await??;
+    assert_eq!(
+        arrived?, b"saved by B while A's folder keeps changing",
+        "({written} files written meanwhile)"
+    );
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}

@@ -25,6 +25,9 @@ use crate::watch::WatchMsg;
 
 /// Changes posted per request.
 const UPLOAD_BATCH: u32 = 500;
+/// Looks an upload run makes between its batches, at most (see
+/// [`FolderLoop::upload_pending`]).
+const LOOKS_PER_UPLOAD: usize = 4;
 
 impl FolderLoop {
     /// Posts until the outbox is empty, or schedules a retry.
@@ -53,7 +56,8 @@ impl FolderLoop {
     /// first was all posted (seen: 1,100 files, then 900 a third of a
     /// second later). A look may change the outbox, so the batch read
     /// ahead is then read again (its content is on the server already:
-    /// asking again is one cheap request).
+    /// asking again is one cheap request). At most [`LOOKS_PER_UPLOAD`]
+    /// looks, so the run still ends while the folder keeps changing.
     async fn upload_pending(
         &mut self,
         mut watch: Option<&mut UnboundedReceiver<WatchMsg>>,
@@ -62,6 +66,10 @@ impl FolderLoop {
         let root = self.link.path.clone();
         let ctx = self.ctx.clone();
         let mut ahead: Option<Read> = None;
+        // Bounded: a folder written to without pause would otherwise keep
+        // this run going, and remote events, timers and the cursor wait
+        // until a run ends.
+        let mut looks_left = LOOKS_PER_UPLOAD;
         loop {
             // What waits to go up shows, batch by batch.
             self.refresh_status(false).await;
@@ -98,10 +106,14 @@ impl FolderLoop {
                 Err(e) => self.refuse(&ids, &e).await,
             }
             ahead = next?;
+            if looks_left == 0 {
+                continue;
+            }
             if let Some(rx) = watch.as_deref_mut() {
                 self.take_watched(rx);
             }
             if self.rescan || !self.to_look.is_empty() {
+                looks_left -= 1;
                 self.look().await;
                 ahead = None;
             }
