@@ -96,7 +96,7 @@ pub struct Deferred {
     writes: Vec<StateWrite>,
     bases: HashMap<String, Option<ContentHash>>,
     /// Index entries read ahead for our own events coming back (see
-    /// [`Applier::preload_index`]); a path the run wrote is left out.
+    /// [`Applier::preload`]); a path the run wrote is left out.
     index: HashMap<String, IndexEntry>,
 }
 
@@ -166,59 +166,48 @@ impl Applier {
         Ok(self.state.base(&self.project_id, path.as_str()).await?)
     }
 
-    /// Reads the agreed versions of `paths` in one query before they are
-    /// applied at once (with deferred writes only; a path with a deferred
-    /// write keeps that). Saves a query per event; on error each event
-    /// reads its own.
-    pub async fn preload_agreed(&self, paths: &[&str]) {
+    /// Reads ahead, in one query each, what applying a group at once needs
+    /// (with deferred writes only; on error each event reads its own):
+    /// the agreed versions of `paths` (a path with a deferred write keeps
+    /// that), and the index entries of `own`, the paths of our own events
+    /// coming back, so that [`Applier::apply_as`] tells such a file is still
+    /// the version we sent from its stat, as a look does, instead of hashing
+    /// it (a path written in this run is left out: its entry in the
+    /// database is old).
+    pub async fn preload(&self, paths: &[&str], own: &[&str]) {
         let Some(d) = &self.deferred else {
             return;
         };
-        let bases = match self.state.bases_of(&self.project_id, paths).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(%e, "reading agreed versions ahead");
-                return;
-            }
+        let bases = self.state.bases_of(&self.project_id, paths).await;
+        let entries = match own.is_empty() {
+            true => Ok(HashMap::new()),
+            false => self.state.index_for(&self.project_id, own).await,
         };
-        if let Ok(mut d) = d.lock() {
-            for p in paths {
-                d.bases
-                    .entry(p.to_string())
-                    .or_insert_with(|| bases.get(*p).copied());
-            }
-        }
-    }
-
-    /// Reads the index entries of `paths` (our own events coming back) in
-    /// one query, so that [`Applier::apply_as`] can tell such a file is
-    /// still the version we sent from its stat, as a look does, instead of
-    /// hashing it (with deferred writes only; a path written in this run is
-    /// left out: its entry in the database is old). On error each event
-    /// hashes its file.
-    pub async fn preload_index(&self, paths: &[&str]) {
-        let Some(d) = &self.deferred else {
+        let Ok(mut d) = d.lock() else {
             return;
         };
-        if paths.is_empty() {
-            return;
-        }
-        let entries = match self.state.index_for(&self.project_id, paths).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::debug!(%e, "reading index entries ahead");
-                return;
+        match bases {
+            Ok(bases) => {
+                for p in paths {
+                    d.bases
+                        .entry(p.to_string())
+                        .or_insert_with(|| bases.get(*p).copied());
+                }
             }
-        };
-        if let Ok(mut d) = d.lock() {
-            let written: std::collections::HashSet<&str> =
-                d.writes.iter().map(|w| w.path().as_str()).collect();
-            let fresh: Vec<(String, IndexEntry)> = paths
-                .iter()
-                .filter(|p| !written.contains(**p))
-                .filter_map(|p| entries.get(*p).map(|e| (p.to_string(), e.clone())))
-                .collect();
-            d.index.extend(fresh);
+            Err(e) => tracing::debug!(%e, "reading agreed versions ahead"),
+        }
+        match entries {
+            Ok(entries) => {
+                let written: std::collections::HashSet<&str> =
+                    d.writes.iter().map(|w| w.path().as_str()).collect();
+                let fresh: Vec<(String, IndexEntry)> = own
+                    .iter()
+                    .filter(|p| !written.contains(**p))
+                    .filter_map(|p| entries.get(*p).map(|e| (p.to_string(), e.clone())))
+                    .collect();
+                d.index.extend(fresh);
+            }
+            Err(e) => tracing::debug!(%e, "reading index entries ahead"),
         }
     }
 
@@ -338,8 +327,7 @@ impl Applier {
     }
 
     /// [`Applier::disk_hash`], trusting an index entry read ahead whose
-    /// size and mtime the file still has (the test a look makes; an entry
-    /// indexed stale, mtime -1, never matches).
+    /// size and mtime the file still has (the test a look makes).
     async fn disk_known(
         &self,
         path: &ProjectPath,
@@ -351,7 +339,7 @@ impl Applier {
         if let Some(k) = known {
             let full = path.under(&self.root);
             if let Ok(meta) = std::fs::symlink_metadata(&full) {
-                if meta.is_file() && meta.len() == k.size && mtime_ns(&meta) == k.mtime_ns {
+                if meta.is_file() && scan::stat_matches(&k, &meta) {
                     return Ok(Some((k.hash, k)));
                 }
             }
@@ -682,7 +670,7 @@ mod tests {
             .await
             .unwrap();
         let ev = own_event("f.txt", b"v1");
-        a.preload_index(&["f.txt"]).await;
+        a.preload(&["f.txt"], &["f.txt"]).await;
         assert!(matches!(
             a.apply(&ev, |_| {}).await.unwrap(),
             Applied::Agreed
@@ -690,7 +678,7 @@ mod tests {
         // Same size, written later: the stat no longer matches.
         std::fs::write(&f, "v2").unwrap();
         a.forget();
-        a.preload_index(&["f.txt"]).await;
+        a.preload(&["f.txt"], &["f.txt"]).await;
         assert!(matches!(
             a.apply(&ev, |_| {}).await.unwrap(),
             Applied::Recheck

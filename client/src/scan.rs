@@ -143,6 +143,13 @@ pub(crate) fn age(file: &Path) {
         .unwrap();
 }
 
+/// Whether a file still has the size and mtime its index entry recorded:
+/// then it is taken to hold the entry's version, unread. An entry indexed
+/// stale (mtime -1) never matches.
+pub(crate) fn stat_matches(entry: &IndexEntry, meta: &std::fs::Metadata) -> bool {
+    entry.size == meta.len() && entry.mtime_ns == mtime_ns(meta)
+}
+
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.modified()
         .ok()
@@ -233,7 +240,7 @@ fn diff_one(
         };
     };
     let mtime = mtime_ns(&meta);
-    if known.is_some_and(|k| k.size == meta.len() && k.mtime_ns == mtime) {
+    if known.is_some_and(|k| stat_matches(k, &meta)) {
         return Look::Same;
     }
     if written_lately(mtime, quiet) {

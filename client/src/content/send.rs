@@ -173,8 +173,7 @@ pub async fn send_content(
     for (i, p) in &prepared {
         for c in &p.chunks {
             if missing.contains(&c.hash) && queued.insert(c.hash) {
-                let bytes = p.bytes.clone().filter(|_| p.chunks.len() == 1);
-                wanted.push((*i, p.file.clone(), *c, bytes));
+                wanted.push((*i, p.file.clone(), *c, p.bytes.clone()));
             }
         }
     }

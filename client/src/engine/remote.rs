@@ -230,13 +230,12 @@ impl FolderLoop {
         }
         let started = std::time::Instant::now();
         let paths: Vec<&str> = group.iter().map(|e| e.change.path.as_str()).collect();
-        applier.preload_agreed(&paths).await;
         let own: Vec<&str> = group
             .iter()
             .filter(|e| e.origin.client_id == self.ctx.client_id)
             .map(|e| e.change.path.as_str())
             .collect();
-        applier.preload_index(&own).await;
+        applier.preload(&paths, &own).await;
         let results =
             futures_util::future::join_all(group.iter().map(|ev| applier.apply(ev, |_| {}))).await;
         tracing::debug!(project = %self.pid(), n = group.len(), took = ?started.elapsed(), "group applied");

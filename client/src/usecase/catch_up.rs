@@ -126,7 +126,7 @@ async fn bring_over(
             .collect();
         content.prefetch(&wanted).await;
         let paths: Vec<&str> = window.iter().map(|e| e.change.path.as_str()).collect();
-        applier.preload_agreed(&paths).await;
+        applier.preload(&paths, &[]).await;
         // The futures are made first: a stream of closures over borrowed
         // events would not be `Send` (a shell may run this on any thread).
         let (small, big): (Vec<&ProjectEvent>, Vec<&ProjectEvent>) = window
