@@ -170,7 +170,7 @@ async fn get_blob(
     // A whole upload may be cut into chunks (and its whole copy removed)
     // between finding it and opening it: then it is looked up once more.
     for attempt in 0..2 {
-        let mut whole = false;
+        // Only a whole copy is served from a file from here on.
         let path = match locate(&state, &project_id, &hash).await? {
             None if crate::retention::was_collected(&state, &project_id, &hash).await? => {
                 return Err(AppError::new(
@@ -185,7 +185,6 @@ async fn get_blob(
                     Ok(served) => return Ok(served),
                     // A whole upload of it, not cut into chunks yet, is whole.
                     Err(_) if state.blobs.contains(&project_id, &hash).await => {
-                        whole = true;
                         state.blobs.path_of(&project_id, &hash)
                     }
                     Err(absent) => return Err(incomplete(&hash, &absent)),
@@ -198,15 +197,12 @@ async fn get_blob(
                     .await
                     .map_err(|e| AppError::io("reading chunk", std::io::Error::other(e)))?
                     .map_err(|e| AppError::io("reading chunk", e))?;
-                if checked.is_none() {
-                    return Err(no_blob());
-                }
-                state.chunks.path_of(&project_id, &hash)
+                return match checked {
+                    Some(bytes) => Ok(crate::chunks::serve::serve_bytes(bytes, req.headers())),
+                    None => Err(no_blob()),
+                };
             }
-            Some(Content::Whole { path, .. }) => {
-                whole = true;
-                path
-            }
+            Some(Content::Whole { path, .. }) => path,
         };
         let mut file_req = Request::new(Body::empty());
         *file_req.method_mut() = req.method().clone();
@@ -219,7 +215,7 @@ async fn get_blob(
             Ok(served) => served,
             Err(never) => match never {},
         };
-        if whole && attempt == 0 && served.status() == StatusCode::NOT_FOUND {
+        if attempt == 0 && served.status() == StatusCode::NOT_FOUND {
             tracing::debug!(blob = %hash, "the whole copy went (cut into chunks): looking again");
             continue;
         }

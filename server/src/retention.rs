@@ -249,11 +249,13 @@ async fn collect_project(
         chunk_dir: state.chunks.project_dir(project_id),
         blob_dir: state.blobs.project_dir(project_id),
     };
+    let (small, pid) = (state.chunks.small.clone(), project_id.to_string());
     let (sweep, swept) = tokio::task::spawn_blocking(move || {
         let mut out = Collected::default();
         let r = sweep
             .dir(&sweep.chunk_dir, true, &mut out)
-            .and_then(|()| sweep.dir(&sweep.blob_dir, false, &mut out));
+            .and_then(|()| sweep.dir(&sweep.blob_dir, false, &mut out))
+            .and_then(|()| sweep.rows(&small, &pid, &mut out));
         (sweep, r.map(|()| out))
     })
     .await
@@ -352,6 +354,30 @@ struct Sweep {
 impl Sweep {
     fn keep(&self, h: &ContentHash) -> bool {
         self.needed.contains(h) || self.claimed.contains(h)
+    }
+
+    /// Removes the small-chunk rows nothing keeps, by the rule the chunk
+    /// files follow (a young row no version names is an upload in flight).
+    fn rows(
+        &self,
+        small: &crate::chunks::small::SmallChunks,
+        project_id: &str,
+        out: &mut Collected,
+    ) -> std::io::Result<()> {
+        let gone: Vec<ContentHash> = small
+            .list(project_id)?
+            .into_iter()
+            .filter(|r| !self.keep(&r.hash) && !self.needed_chunks.contains(&r.hash))
+            .filter(|r| {
+                let at = std::time::UNIX_EPOCH
+                    .checked_add(Duration::from_secs(r.stored_at.max(0) as u64));
+                self.named.contains(&r.hash) || !young(at, self.grace)
+            })
+            .map(|r| r.hash)
+            .collect();
+        out.bytes += small.delete(project_id, &gone)?;
+        out.chunks += gone.len() as u64;
+        Ok(())
     }
 
     /// Removes the files under `dir` (`<2 hex>/<hash>`) nothing keeps.

@@ -87,8 +87,13 @@ async fn setup() -> (App, String, String) {
     (app, t, p)
 }
 
+/// Chunks stored: files, and rows of the small-chunk table.
 fn chunk_files(app: &App) -> usize {
-    walk(&app.dir.path().join("chunks"))
+    let db = rusqlite::Connection::open(app.dir.path().join("small-chunks.db")).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM small_chunks", [], |r| r.get(0))
+        .unwrap();
+    walk(&app.dir.path().join("chunks")) + rows as usize
 }
 
 fn walk(dir: &std::path::Path) -> usize {

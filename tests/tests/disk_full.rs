@@ -226,6 +226,82 @@ async fn a_chunk_batch_on_a_nearly_full_disk_is_whole_or_refused() -> Result<()>
     Ok(())
 }
 
+/// The small-chunk rows of `data`'s table: (hex key, whether the bytes
+/// hash to it).
+fn small_rows(data: &std::path::Path) -> Result<Vec<(String, bool)>> {
+    let db = rusqlite::Connection::open(data.join("small-chunks.db"))?;
+    let mut q = db.prepare("SELECT hash, bytes FROM small_chunks")?;
+    let rows = q.query_map([], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, bytes) = row?;
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let whole = blake3::hash(&bytes).as_bytes()[..] == key[..];
+        out.push((hex, whole));
+    }
+    Ok(out)
+}
+
+/// A batch of small chunks (rows of one table, stored in one transaction)
+/// on a disk without room for it: 507 with the JSON body, not one row of
+/// it stored, and the same batch stored whole once space is back.
+#[tokio::test]
+async fn a_small_chunk_batch_on_a_nearly_full_disk_is_all_stored_or_refused() -> Result<()> {
+    let Some(fs) = mount_or_skip(24) else {
+        return Ok(());
+    };
+    let mut server = TestServer::start_in(Some(fs.path()), &[]).await?;
+    let token = server.add_user("alice").await?;
+    let api = server.api(&token);
+    let project = api.new_project("small").await?;
+    // 500 chunks of 1 KiB (500 small files), 500 KiB in all.
+    let mut frames = Vec::new();
+    for i in 0..500u32 {
+        let mut bytes = vec![0u8; 1024];
+        blake3::Hasher::new()
+            .update(&i.to_le_bytes())
+            .finalize_xof()
+            .fill(&mut bytes);
+        frames.extend_from_slice(blake3::hash(&bytes).as_bytes());
+        frames.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        frames.extend_from_slice(&bytes);
+    }
+    let before = small_rows(fs.path())?.len();
+
+    // Leave about 200 KiB: room for part of the batch, not all.
+    let total = fs.fill("filler")?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fs.path().join("filler"))?
+        .set_len(total.saturating_sub(200 * 1024))?;
+    let (s, body) = api.post_frames(&project, frames.clone()).await?;
+    assert_disk_full_body(s, &body);
+    assert_eq!(
+        small_rows(fs.path())?.len(),
+        before,
+        "a refused batch stored rows"
+    );
+
+    std::fs::remove_file(fs.path().join("filler"))?;
+    let (s, body) = api.post_frames(&project, frames).await?;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        (body["stored"].as_u64(), body["present"].as_u64()),
+        (Some(500), Some(0)),
+        "{body}"
+    );
+    let rows = small_rows(fs.path())?;
+    assert_eq!(rows.len(), before + 500);
+    assert!(
+        rows.iter().all(|(_, whole)| *whole),
+        "a row holds other bytes than its key says"
+    );
+    server.kill9().await?;
+    Ok(())
+}
+
 /// The receiver's own state (`state.db`) is on a disk that fills while it
 /// applies a run of events: the files may land, but the events are not done
 /// until their state is written — they wait, the cursor does not pass them —

@@ -1,6 +1,7 @@
 //! The start-up check of the chunk store, run before anything is served:
 //! every stored chunk whose size is not the one its content has is
-//! quarantined (see [`ChunkStore::quarantine`]). Cheap: a stat per chunk.
+//! quarantined (see [`ChunkStore::quarantine`]). Cheap: a stat per chunk
+//! file, the sizes of the small-chunk rows in one query per project.
 //! The size a chunk must have comes from the manifests that list it (sizes
 //! checked when the manifest was stored), else from the events that name it
 //! as a one-chunk file; only a chunk neither names (uploaded, its manifest
@@ -56,6 +57,37 @@ pub async fn check_all(
             .map_err(std::io::Error::other)?
             .map_err(data_dir)?;
     }
+    moved += check_rows(db, store, &events).await?;
+    Ok(moved)
+}
+
+/// The same check of the small-chunk rows, project by project.
+async fn check_rows(
+    db: &Db,
+    store: &ChunkStore,
+    events: &Arc<KnownSizes>,
+) -> Result<usize, ServeError> {
+    let table = |e| ServeError::DataDir(store.root.clone(), e);
+    let small = store.small.clone();
+    let projects = tokio::task::spawn_blocking(move || small.projects())
+        .await
+        .map_err(std::io::Error::other)
+        .map_err(table)?
+        .map_err(table)?;
+    let mut moved = 0;
+    for project in projects {
+        let expected = Expected {
+            manifests: manifest_chunk_sizes(db, &project).await?,
+            project: Some(project),
+            events: events.clone(),
+        };
+        let store = store.clone();
+        moved += tokio::task::spawn_blocking(move || store.check_rows(&expected))
+            .await
+            .map_err(std::io::Error::other)
+            .map_err(table)?
+            .map_err(table)?;
+    }
     Ok(moved)
 }
 
@@ -82,23 +114,55 @@ impl ChunkStore {
     }
 }
 
-/// Why a stored chunk is not whole, if it is not.
-fn damage(path: &Path, hash: &ContentHash, expected: &Expected) -> std::io::Result<Option<String>> {
-    let len = std::fs::metadata(path)?.len();
+impl ChunkStore {
+    /// Checks the small-chunk rows of one project (blocking). A row whose
+    /// size nothing explains is read and hashed.
+    fn check_rows(&self, expected: &Expected) -> std::io::Result<usize> {
+        let Some(project) = &expected.project else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        for row in self.small.list(project)? {
+            let why = match explained(row.size, &row.hash, expected) {
+                Some(why) => why,
+                None => match self.small.get(project, &row.hash)? {
+                    Some(bytes) => {
+                        let got = ContentHash::of(&bytes);
+                        (got != row.hash).then(|| format!("its {} bytes hash to {got}", row.size))
+                    }
+                    None => None,
+                },
+            };
+            if let Some(why) = why {
+                self.quarantine_row(project, &row.hash, &why)?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// What a chunk's size says: `Some(None)` whole, `Some(Some(why))` not
+/// whole, `None` nothing says (its bytes decide).
+fn explained(len: u64, hash: &ContentHash, expected: &Expected) -> Option<Option<String>> {
     if let Some(&want) = expected.manifests.get(hash) {
-        return Ok((len != want as u64).then(|| format!("{len} bytes, a manifest says {want}")));
+        return Some((len != want as u64).then(|| format!("{len} bytes, a manifest says {want}")));
     }
     let logged = expected
         .project
         .as_ref()
         .and_then(|p| expected.events.get(&(p.clone(), *hash)));
     if logged.is_some_and(|sizes| sizes.contains(&len)) {
-        return Ok(None);
+        return Some(None);
     }
-    // An event's size is the sender's word, not checked against content:
-    // the bytes decide.
-    if len > CHUNK_MAX as u64 {
-        return Ok(Some(format!("{len} bytes, over the chunk limit")));
+    (len > CHUNK_MAX as u64).then(|| Some(format!("{len} bytes, over the chunk limit")))
+}
+
+/// Why a stored chunk is not whole, if it is not.
+fn damage(path: &Path, hash: &ContentHash, expected: &Expected) -> std::io::Result<Option<String>> {
+    let len = std::fs::metadata(path)?.len();
+    if let Some(found) = explained(len, hash, expected) {
+        return Ok(found);
     }
     let got = hash_file(path)?;
     Ok((got != *hash).then(|| format!("its {len} bytes hash to {got}")))

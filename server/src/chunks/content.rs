@@ -12,7 +12,7 @@ use vidsync_protocol::chunking::{
 };
 use vidsync_protocol::ContentHash;
 
-use crate::db::{Db, DbResult};
+use crate::db::{Db, DbError, DbResult};
 use crate::AppState;
 
 /// How the content of one hash is stored.
@@ -143,9 +143,9 @@ pub async fn locate(
     if let Some(m) = manifest_row(state, project_id, hash).await? {
         return Ok(Some(Content::Chunks(m)));
     }
-    let chunk = state.chunks.path_of(project_id, hash);
-    if let Ok(meta) = tokio::fs::metadata(&chunk).await {
-        return Ok(Some(Content::OneChunk { size: meta.len() }));
-    }
-    Ok(None)
+    let (store, pid, h) = (state.chunks.clone(), project_id.to_string(), *hash);
+    let one = tokio::task::spawn_blocking(move || store.size_of(&pid, &h))
+        .await
+        .map_err(|e| DbError::Corrupt(format!("looking for a chunk: {e}")))?;
+    Ok(one.map(|size| Content::OneChunk { size }))
 }

@@ -7,6 +7,7 @@ pub mod content;
 mod frames;
 mod routes;
 pub mod serve;
+pub mod small;
 pub mod store;
 mod verify;
 

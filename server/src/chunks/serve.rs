@@ -85,16 +85,8 @@ pub async fn serve_manifest(
     headers: &HeaderMap,
 ) -> AppResult<Result<Response, Vec<ContentHash>>> {
     let size = m.size;
-    let (start, end, status) = match wanted(headers, size) {
-        Err(()) => {
-            return Ok(Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [(header::CONTENT_RANGE, format!("bytes */{size}"))],
-            )
-                .into_response()))
-        }
-        Ok(None) => (0, size, StatusCode::OK),
-        Ok(Some((s, e))) => (s, e, StatusCode::PARTIAL_CONTENT),
+    let Some((start, end, status)) = span(headers, size) else {
+        return Ok(Ok(unsatisfiable(size)));
     };
     // The chunks that overlap, with their offset in the file.
     let mut pieces = Vec::new();
@@ -133,7 +125,45 @@ pub async fn serve_manifest(
             Some((Ok(Bytes::from(bytes).slice(from..to)), Some(it)))
         }
     });
-    let mut resp = Response::new(Body::from_stream(body));
+    Ok(Ok(respond(
+        Body::from_stream(body),
+        (start, end, status),
+        size,
+    )))
+}
+
+/// The part of a file of `size` bytes a request asks for: `[start, end)`
+/// and the status to answer with; `None` when it lies outside (416).
+fn span(headers: &HeaderMap, size: u64) -> Option<(u64, u64, StatusCode)> {
+    match wanted(headers, size) {
+        Err(()) => None,
+        Ok(None) => Some((0, size, StatusCode::OK)),
+        Ok(Some((s, e))) => Some((s, e, StatusCode::PARTIAL_CONTENT)),
+    }
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+    )
+        .into_response()
+}
+
+/// Serves a one-chunk file from its bytes, read and checked whole before
+/// any is sent (at most 256 KiB), or the range of them a request asks for.
+pub fn serve_bytes(bytes: Vec<u8>, headers: &HeaderMap) -> Response {
+    let size = bytes.len() as u64;
+    let Some((start, end, status)) = span(headers, size) else {
+        return unsatisfiable(size);
+    };
+    let body = Bytes::from(bytes).slice(start as usize..end as usize);
+    respond(Body::from(body), (start, end, status), size)
+}
+
+/// The response for `[start, end)` of a file of `size` bytes.
+fn respond(body: Body, (start, end, status): (u64, u64, StatusCode), size: u64) -> Response {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, (end - start).into());
@@ -150,7 +180,7 @@ pub async fn serve_manifest(
             h.insert(header::CONTENT_RANGE, v);
         }
     }
-    Ok(Ok(resp))
+    resp
 }
 
 /// Cuts a just-stored whole blob into chunks and a manifest, then removes

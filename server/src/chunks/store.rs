@@ -4,16 +4,21 @@
 //! checked, renamed into place, directory synced. A chunk found damaged
 //! (wrong size or bytes, at start-up: [`super::check`], or when read) is
 //! moved to `<data-dir>/quarantine/`: from then on it is missing, never
-//! served, and the next upload of it stores it again. Blocking (run it in
-//! `spawn_blocking`); HTTP lives in [`super::routes`].
+//! served, and the next upload of it stores it again. Chunks smaller than
+//! the chunker's minimum are rows of one table instead ([`super::small`]),
+//! under the same rules; a small chunk stored as a file by an older server
+//! is still found and served. Blocking (run it in `spawn_blocking`); HTTP
+//! lives in [`super::routes`].
 
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use vidsync_protocol::chunking::CHUNK_MAX;
 use vidsync_protocol::ContentHash;
 
+use super::small::{is_small, SmallChunks};
 use crate::auth::random_hex;
 use crate::blob_store::{hash_file, move_to_quarantine};
 
@@ -23,6 +28,8 @@ pub struct ChunkStore {
     tmp: PathBuf,
     /// Shared with the blob store: damaged files kept for a look.
     quarantine: PathBuf,
+    /// Chunks under the chunker's minimum size.
+    pub(crate) small: Arc<SmallChunks>,
 }
 
 /// Deletes a temp file unless it was moved into place.
@@ -38,14 +45,15 @@ impl Drop for TempGuard {
 
 impl ChunkStore {
     pub fn open(data_dir: &Path) -> std::io::Result<ChunkStore> {
-        let store = ChunkStore {
-            root: data_dir.join("chunks"),
+        let root = data_dir.join("chunks");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(data_dir.join("tmp"))?;
+        Ok(ChunkStore {
+            root,
             tmp: data_dir.join("tmp"),
             quarantine: data_dir.join("quarantine"),
-        };
-        std::fs::create_dir_all(&store.root)?;
-        std::fs::create_dir_all(&store.tmp)?;
-        Ok(store)
+            small: Arc::new(SmallChunks::open(&data_dir.join("small-chunks.db"))?),
+        })
     }
 
     pub(crate) fn project_dir(&self, project_id: &str) -> PathBuf {
@@ -59,8 +67,14 @@ impl ChunkStore {
         self.project_dir(project_id).join(&hex[..2]).join(hex)
     }
 
-    /// The size of a stored chunk, if it is stored.
+    /// The size of a stored chunk, if it is stored. A row or file that
+    /// cannot be read counts as absent: the sender uploads it again.
     pub fn size_of(&self, project_id: &str, hash: &ContentHash) -> Option<u64> {
+        match self.small.size(project_id, hash) {
+            Ok(Some(n)) => return Some(n),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(chunk = %hash, error = %e, "reading the small-chunk table"),
+        }
         std::fs::metadata(self.path_of(project_id, hash))
             .ok()
             .map(|m| m.len())
@@ -90,6 +104,10 @@ impl ChunkStore {
         hash: &ContentHash,
         bytes: &[u8],
     ) -> std::io::Result<bool> {
+        if is_small(bytes.len()) {
+            let (stored, _) = self.small.insert_many(project_id, &[(hash, bytes)])?;
+            return Ok(stored > 0);
+        }
         let dest = self.path_of(project_id, hash);
         if stored_whole(&dest, hash, bytes.len()) {
             return Ok(false);
@@ -113,11 +131,25 @@ impl ChunkStore {
     /// them): every temp file is written and its length checked, all are
     /// synced, renamed into place, and the renames synced. Same rule as
     /// [`Self::put_hashed`]: a chunk under its hash name is always whole.
+    /// Small chunks go into their table in one transaction.
     /// Returns how many were written now and how many were already there.
     pub fn put_many<'a>(
         &self,
         project_id: &str,
         chunks: impl IntoIterator<Item = (&'a ContentHash, &'a [u8])>,
+    ) -> std::io::Result<(u64, u64)> {
+        let (small, big): (Vec<_>, Vec<_>) =
+            chunks.into_iter().partition(|(_, b)| is_small(b.len()));
+        let (stored, present) = self.small.insert_many(project_id, &small)?;
+        let (more, also) = self.put_files(project_id, big)?;
+        Ok((stored + more, present + also))
+    }
+
+    /// [`Self::put_many`] for the chunks kept as files.
+    fn put_files(
+        &self,
+        project_id: &str,
+        chunks: Vec<(&ContentHash, &[u8])>,
     ) -> std::io::Result<(u64, u64)> {
         let mut present = 0u64;
         let mut seen = HashSet::new();
@@ -181,6 +213,15 @@ impl ChunkStore {
     /// Whether chunk `hash` is stored with its `size`. One of another size
     /// is quarantined (and so `false`): a stat, no read.
     pub fn intact(&self, project_id: &str, hash: &ContentHash, size: u64) -> std::io::Result<bool> {
+        match self.small.size(project_id, hash)? {
+            Some(n) if n == size => return Ok(true),
+            Some(n) => {
+                let why = format!("{n} bytes, not {size}");
+                self.quarantine_row(project_id, hash, &why)?;
+                return Ok(false);
+            }
+            None => {}
+        }
         let path = self.path_of(project_id, hash);
         match std::fs::metadata(&path) {
             Ok(m) if m.len() == size => Ok(true),
@@ -201,6 +242,14 @@ impl ChunkStore {
         project_id: &str,
         hash: &ContentHash,
     ) -> std::io::Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.small.get(project_id, hash)? {
+            let got = ContentHash::of(&bytes);
+            if got == *hash {
+                return Ok(Some(bytes));
+            }
+            self.quarantine_row(project_id, hash, &format!("its bytes hash to {got}"))?;
+            return Ok(None);
+        }
         let path = self.path_of(project_id, hash);
         let mut out = Vec::new();
         match std::fs::File::open(&path) {
@@ -215,6 +264,33 @@ impl ChunkStore {
         let why = format!("its bytes hash to {got}");
         self.quarantine(&path, Some(hash), &why)?;
         Ok(None)
+    }
+
+    /// Moves a damaged small-chunk row to quarantine: its bytes are written
+    /// out as a file there, the row deleted, unless the row holds whole
+    /// bytes by then (an upload stored it again meanwhile).
+    pub(super) fn quarantine_row(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+        reason: &str,
+    ) -> std::io::Result<()> {
+        let removed = self
+            .small
+            .remove_if_damaged(project_id, hash, |b| ContentHash::of(b) != *hash)?;
+        let Some(bytes) = removed else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&self.quarantine)?;
+        let dest = self
+            .quarantine
+            .join(format!("{}.{}", hash.to_hex(), random_hex(4)));
+        std::fs::write(&dest, &bytes)?;
+        tracing::warn!(
+            chunk = %hash, moved_to = %dest.display(), %reason,
+            "damaged small chunk quarantined: no longer served, clients upload it again"
+        );
+        Ok(())
     }
 
     /// Moves a damaged chunk file to quarantine. When it should be chunk

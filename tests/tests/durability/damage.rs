@@ -109,6 +109,29 @@ async fn wait_chunked(server: &TestServer, project: &str, bytes: &[u8]) -> anyho
     .await
 }
 
+/// Cuts a stored chunk short where the server keeps it: a chunk under the
+/// chunker's minimum is a row of `small-chunks.db` (see
+/// `server/src/chunks/small.rs`), a bigger one a file.
+fn cut_short_chunk(
+    data: &Path,
+    project: &str,
+    hash: &str,
+    whole: usize,
+    len: u64,
+) -> anyhow::Result<()> {
+    if whole >= vidsync_protocol::chunking::CHUNK_MIN as usize {
+        return cut_short(&chunk_file(data, project, hash), len);
+    }
+    let key = hash.parse::<vidsync_protocol::ContentHash>()?;
+    let db = rusqlite::Connection::open(data.join("small-chunks.db"))?;
+    let n = db.execute(
+        "UPDATE small_chunks SET bytes = substr(bytes, 1, ?1) WHERE project_id = ?2 AND hash = ?3",
+        rusqlite::params![len as i64, project, &key.as_bytes()[..]],
+    )?;
+    anyhow::ensure!(n == 1, "small chunk {hash} is not stored");
+    Ok(())
+}
+
 fn cut_short(file: &Path, len: u64) -> anyhow::Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
@@ -153,10 +176,8 @@ async fn damaged_chunks_are_quarantined_at_start_up() -> anyhow::Result<()> {
 
     server.stop().await?;
     for (chunk, bytes) in damaged {
-        cut_short(
-            &chunk_file(server.data_dir(), &id, chunk),
-            bytes.len() as u64 / 2,
-        )?;
+        let half = bytes.len() as u64 / 2;
+        cut_short_chunk(server.data_dir(), &id, chunk, bytes.len(), half)?;
     }
     server.restart().await?;
     let api = server.api(&token);
