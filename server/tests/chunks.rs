@@ -259,6 +259,71 @@ async fn fetch_serves_small_files_by_their_hash_however_they_are_stored() {
 
 /// `chunks/missing` with `files` says which whole files the server cannot
 /// serve, whatever their form; without `files` the answer is as before.
+/// A small file (one chunk under 16 KiB) is a row of the small-chunk
+/// table: served whole, by range, to a HEAD, and 416 outside it. One kept
+/// as a file by an older server (`chunks/<project>/<2 hex>/<hash>`) is
+/// still found: not listed missing, served, fetched.
+#[tokio::test]
+async fn a_small_file_is_served_from_its_row_and_from_an_older_servers_file() {
+    let (app, t, p) = setup().await;
+    let row = bytes(11, 1000);
+    let (body, _) = framed(&row);
+    let r = raw_post(&app, &t, &format!("/api/projects/{p}/chunks"), body).await;
+    assert_eq!(r.body["stored"].as_u64(), Some(1), "{}", r.body);
+    assert_eq!(chunk_files(&app), 1);
+    assert_eq!(
+        walk(&app.dir.path().join("chunks")),
+        0,
+        "kept as a row, not a file"
+    );
+    let uri = format!("/api/projects/{p}/blobs/{}", hash(&row));
+    let r = app.get(&uri, &t).await;
+    assert!(r.status == 200 && r.bytes == row, "{}", r.status);
+    let ranged = |range: &str, method: &str| {
+        Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {t}"))
+            .header("range", range)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let r = app.send(ranged("bytes=10-19", "GET")).await;
+    assert!(r.status == 206 && r.bytes == row[10..20], "{}", r.status);
+    let r = app.send(ranged("bytes=5000-", "GET")).await;
+    assert_eq!(r.status, 416);
+    let r = app.send(ranged("bytes=0-", "HEAD")).await;
+    assert_eq!(r.status, 206);
+    assert!(r.bytes.is_empty(), "a HEAD has no body");
+
+    // An older server's layout: the chunk as a file named by its hash.
+    let old = bytes(12, 2000);
+    let h = hash(&old);
+    let dir = blake3::hash(p.as_bytes()).to_hex();
+    let fan = app.dir.path().join("chunks").join(&dir[..32]).join(&h[..2]);
+    std::fs::create_dir_all(&fan).unwrap();
+    std::fs::write(fan.join(&h), &old).unwrap();
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/missing"),
+            &t,
+            json!({"chunks": [h]}),
+        )
+        .await;
+    assert_eq!(r.body["missing"], json!([]));
+    let r = app.get(&format!("/api/projects/{p}/blobs/{h}"), &t).await;
+    assert!(r.status == 200 && r.bytes == old, "{}", r.status);
+    let r = app
+        .post(
+            &format!("/api/projects/{p}/chunks/fetch"),
+            &t,
+            json!({"chunks": [h]}),
+        )
+        .await;
+    let (frames, _) = framed(&old);
+    assert!(r.status == 200 && r.bytes == frames, "{}", r.status);
+}
+
 #[tokio::test]
 async fn missing_answers_for_whole_files_too() {
     let (app, t, p) = setup().await;
