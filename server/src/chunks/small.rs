@@ -43,6 +43,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS small_chunks (
     PRIMARY KEY (project_id, hash)
 )";
 
+/// Reader connections kept open between reads (each has its own page cache).
+const KEPT_READERS: usize = 8;
+
 /// A stored row, as the start-up check and retention see it.
 pub struct Row {
     pub hash: ContentHash,
@@ -116,7 +119,10 @@ impl SmallChunks {
         };
         let out = f(&conn).map_err(io_error);
         if let Ok(mut readers) = self.readers.lock() {
-            readers.push(conn);
+            // A burst of reads may open more; only a few are kept.
+            if readers.len() < KEPT_READERS {
+                readers.push(conn);
+            }
         }
         out
     }
