@@ -274,14 +274,27 @@ async fn collect_project(
     let named = &sweep.named;
 
     // Record what is gone for good: named hashes no form of content holds.
+    // One whose store cannot be read now is not recorded (it may be there).
+    let unheld: Vec<ContentHash> = named.iter().filter(|h| !keep(h)).copied().collect();
+    let (chunks, blobs, pid) = (
+        state.chunks.clone(),
+        state.blobs.clone(),
+        project_id.to_string(),
+    );
+    let unheld = tokio::task::spawn_blocking(move || {
+        unheld
+            .into_iter()
+            .filter(|h| {
+                !blobs.path_of(&pid, h).is_file()
+                    && chunks.stored_size(&pid, h).is_ok_and(|s| s.is_none())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| DbError::Corrupt(format!("retention: looking for content: {e}")))?;
     let now = crate::clock::now_rfc3339();
     let mut tx = state.db.pool.begin_with("BEGIN IMMEDIATE").await?;
-    for h in named.iter().filter(|h| !keep(h)) {
-        let whole = state.blobs.path_of(project_id, h).is_file();
-        let one = state.chunks.size_of(project_id, h).is_some();
-        if whole || one {
-            continue;
-        }
+    for h in &unheld {
         let manifest = sqlx::query("SELECT 1 FROM manifests WHERE project_id = ? AND hash = ?")
             .bind(project_id)
             .bind(h.to_hex())

@@ -233,8 +233,19 @@ async fn read_ids(
 ) -> AppResult<Result<Vec<u8>, (ContentHash, bool)>> {
     let mut sources = Vec::with_capacity(ids.len());
     let mut total = 0u64;
-    for h in ids {
-        let source = match state.chunks.size_of(project_id, h) {
+    let (store, pid, hs) = (state.chunks.clone(), project_id.to_string(), ids.to_vec());
+    let sizes = blocking(
+        move || {
+            Ok(hs
+                .iter()
+                .map(|h| store.size_of(&pid, h))
+                .collect::<Vec<_>>())
+        },
+        "looking up chunks",
+    )
+    .await?;
+    for (h, size) in ids.iter().zip(sizes) {
+        let source = match size {
             Some(size) => Some((Source::Chunk, size)),
             None => small_content(state, project_id, h).await?,
         };

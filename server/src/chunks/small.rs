@@ -19,7 +19,7 @@
 //! reader connections kept for reuse (WAL lets them read while it writes).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -43,8 +43,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS small_chunks (
     PRIMARY KEY (project_id, hash)
 )";
 
-/// Reader connections kept open between reads (each has its own page cache).
-const KEPT_READERS: usize = 8;
+/// At most this many reader connections are open (each holds file
+/// descriptors and its own page cache); a read waits for a free one.
+const READERS: usize = 8;
 
 /// A stored row, as the start-up check and retention see it.
 pub struct Row {
@@ -56,7 +57,15 @@ pub struct Row {
 pub struct SmallChunks {
     path: PathBuf,
     writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<Readers>,
+    /// Signalled when a reader connection is handed back.
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Connection>,
+    open: usize,
 }
 
 /// SQLite's "database or disk is full" becomes the I/O error a full disk
@@ -106,24 +115,45 @@ impl SmallChunks {
         Ok(SmallChunks {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
+            readers: Mutex::default(),
+            freed: Condvar::new(),
         })
     }
 
-    /// Runs `f` on a reader connection (one kept, or a new one).
+    /// Runs `f` on a reader connection: an idle one, a new one while
+    /// fewer than [`READERS`] are open, else the next one handed back.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> std::io::Result<T> {
-        let kept = self.readers.lock().map_err(|_| poisoned())?.pop();
-        let conn = match kept {
+        let conn = {
+            let mut r = self.readers.lock().map_err(|_| poisoned())?;
+            loop {
+                if let Some(c) = r.idle.pop() {
+                    break Some(c);
+                }
+                if r.open < READERS {
+                    r.open += 1;
+                    break None;
+                }
+                r = self.freed.wait(r).map_err(|_| poisoned())?;
+            }
+        };
+        let conn = match conn {
             Some(c) => c,
-            None => connect(&self.path).map_err(io_error)?,
+            None => match connect(&self.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Ok(mut r) = self.readers.lock() {
+                        r.open -= 1;
+                    }
+                    self.freed.notify_one();
+                    return Err(io_error(e));
+                }
+            },
         };
         let out = f(&conn).map_err(io_error);
-        if let Ok(mut readers) = self.readers.lock() {
-            // A burst of reads may open more; only a few are kept.
-            if readers.len() < KEPT_READERS {
-                readers.push(conn);
-            }
+        if let Ok(mut r) = self.readers.lock() {
+            r.idle.push(conn);
         }
+        self.freed.notify_one();
         out
     }
 
@@ -141,9 +171,11 @@ impl SmallChunks {
     }
 
     /// Stores chunks the caller has hashed, in one transaction: all are
-    /// durable when this returns, or none was stored. Returns how many
-    /// were stored now and how many were there already (a chunk twice in
-    /// one call counts once as stored, then as present).
+    /// durable when this returns, or none was stored. A row that holds
+    /// other bytes (damaged) is replaced; one that holds these is kept and
+    /// its time refreshed (an upload in flight claims it again). Returns
+    /// how many were written now and how many were there already (a chunk
+    /// twice in one call counts once as written, then as there).
     pub fn insert_many(
         &self,
         project_id: &str,
@@ -154,15 +186,34 @@ impl SmallChunks {
         }
         let at = now_secs();
         self.write(|tx| {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO small_chunks (project_id, hash, bytes, stored_at)
+            let mut stored_bytes = tx.prepare_cached(
+                "SELECT bytes FROM small_chunks WHERE project_id = ?1 AND hash = ?2",
+            )?;
+            let mut touch = tx.prepare_cached(
+                "UPDATE small_chunks SET stored_at = ?3 WHERE project_id = ?1 AND hash = ?2",
+            )?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO small_chunks (project_id, hash, bytes, stored_at)
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
             let (mut stored, mut present) = (0, 0);
             for (hash, bytes) in chunks {
-                match insert.execute(params![project_id, &hash.as_bytes()[..], bytes, at])? {
-                    0 => present += 1,
-                    _ => stored += 1,
+                let key = &hash.as_bytes()[..];
+                let held: Option<Vec<u8>> = stored_bytes
+                    .query_row(params![project_id, key], |r| r.get(0))
+                    .optional()?;
+                match held {
+                    Some(b) if b == *bytes => {
+                        touch.execute(params![project_id, key, at])?;
+                        present += 1;
+                    }
+                    held => {
+                        if held.is_some() {
+                            tracing::warn!(chunk = %hash, "replacing a damaged stored small chunk");
+                        }
+                        put.execute(params![project_id, key, bytes, at])?;
+                        stored += 1;
+                    }
                 }
             }
             Ok((stored, present))
@@ -310,6 +361,17 @@ mod tests {
         );
         assert_eq!(db.get("p", &a.0).unwrap(), None);
         assert_eq!(db.delete("p", &[a.0, b.0]).unwrap(), 4);
+        assert!(db.list("p").unwrap().is_empty());
+
+        // A row damaged in place (same key, other bytes) is replaced by
+        // the next upload of its chunk, which counts as written.
+        assert_eq!(db.insert_many("p", &batch[..1]).unwrap(), (1, 0));
+        let conn = connect(&dir.path().join("small.db")).unwrap();
+        conn.execute("UPDATE small_chunks SET bytes = x'00'", [])
+            .unwrap();
+        assert_eq!(db.insert_many("p", &batch[..1]).unwrap(), (1, 0));
+        assert_eq!(db.get("p", &a.0).unwrap(), Some(a.1.clone()));
+        assert_eq!(db.delete("p", &[a.0]).unwrap(), 5);
         assert!(db.list("p").unwrap().is_empty());
     }
 }

@@ -70,14 +70,25 @@ impl ChunkStore {
     /// The size of a stored chunk, if it is stored. A row or file that
     /// cannot be read counts as absent: the sender uploads it again.
     pub fn size_of(&self, project_id: &str, hash: &ContentHash) -> Option<u64> {
-        match self.small.size(project_id, hash) {
-            Ok(Some(n)) => return Some(n),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(chunk = %hash, error = %e, "reading the small-chunk table"),
+        self.stored_size(project_id, hash).unwrap_or_else(|e| {
+            tracing::warn!(chunk = %hash, error = %e, "reading the small-chunk table");
+            None
+        })
+    }
+
+    /// [`Self::size_of`], with the error when the table cannot be read
+    /// (for callers to whom "absent" would be a wrong answer: retention).
+    pub fn stored_size(
+        &self,
+        project_id: &str,
+        hash: &ContentHash,
+    ) -> std::io::Result<Option<u64>> {
+        if let Some(n) = self.small.size(project_id, hash)? {
+            return Ok(Some(n));
         }
-        std::fs::metadata(self.path_of(project_id, hash))
+        Ok(std::fs::metadata(self.path_of(project_id, hash))
             .ok()
-            .map(|m| m.len())
+            .map(|m| m.len()))
     }
 
     /// Stores `bytes` as chunk `hash` (already verified by the caller, and
@@ -140,8 +151,10 @@ impl ChunkStore {
     ) -> std::io::Result<(u64, u64)> {
         let (small, big): (Vec<_>, Vec<_>) =
             chunks.into_iter().partition(|(_, b)| is_small(b.len()));
-        let (stored, present) = self.small.insert_many(project_id, &small)?;
-        let (more, also) = self.put_files(project_id, big)?;
+        // Files first: on a full disk they are what fails, and then no row
+        // of the batch was written either.
+        let (stored, present) = self.put_files(project_id, big)?;
+        let (more, also) = self.small.insert_many(project_id, &small)?;
         Ok((stored + more, present + also))
     }
 
