@@ -66,6 +66,26 @@ pub struct Db {
 }
 
 impl Db {
+    /// Whether the data directory's layout row `name` is written
+    /// (`store_layout`, migration 0005).
+    pub async fn layout_marked(&self, name: &str) -> DbResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM store_layout WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
+    }
+
+    /// Writes the layout row `name`, once.
+    pub async fn mark_layout(&self, name: &str) -> DbResult<()> {
+        sqlx::query("INSERT OR IGNORE INTO store_layout (name, since) VALUES (?, ?)")
+            .bind(name)
+            .bind(now_rfc3339())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the SQLite database and runs migrations.
     pub async fn open(url: &str) -> DbResult<Db> {
         if !url.starts_with("sqlite:") {

@@ -116,6 +116,11 @@ pub enum ServeError {
     Db(#[from] db::DbError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "{0} is missing: it holds every chunk under 16 KiB (the small files). \
+         Put it back from the backup it was taken with (README, Backup), then start again"
+    )]
+    MissingStore(PathBuf),
 }
 
 /// Shared by every handler.
@@ -190,8 +195,16 @@ pub async fn open_state(config: &Config) -> Result<AppState, ServeError> {
     let db = Db::open(&config.database_url()).await?;
     let blobs = blobs::BlobStore::open(&config.data_dir, config.max_blob_bytes)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    let small = config.data_dir.join(chunks::small::FILE);
+    let made = db.layout_marked(chunks::small::MADE).await?;
+    if made && !small.exists() {
+        return Err(ServeError::MissingStore(small));
+    }
     let chunks = chunks::ChunkStore::open(&config.data_dir)
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
+    if !made {
+        db.mark_layout(chunks::small::MADE).await?;
+    }
     check_stored_content(&db, &blobs, &chunks, &config.data_dir).await?;
     Ok(AppState(Arc::new(Inner {
         db,

@@ -130,3 +130,52 @@ async fn fails_clearly_when_the_largest_upload_would_not_fit() -> Result<()> {
     );
     Ok(())
 }
+
+/// A data dir restored without `small-chunks.db` (it holds every chunk
+/// under 16 KiB, the small files): `check` fails naming it, and the server
+/// refuses to start, instead of serving every small file as missing.
+#[tokio::test]
+async fn a_data_dir_restored_without_the_small_chunk_table_is_refused() -> Result<()> {
+    let mut server = TestServer::start().await?;
+    server.add_user("alice").await?;
+    server.stop().await?;
+    let dir = server.data_dir().to_path_buf();
+    let out = check(&dir, &[]).await?;
+    assert!(out.status.success(), "{:?}", text(&out));
+    for suffix in ["", "-wal", "-shm"] {
+        let f = dir.join(format!("small-chunks.db{suffix}"));
+        if f.exists() {
+            std::fs::remove_file(f)?;
+        }
+    }
+
+    let out = check(&dir, &[]).await?;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        failures(&stdout)
+            .iter()
+            .any(|l| l.contains("small-chunks.db is missing")),
+        "{stdout}"
+    );
+    let serve = tokio::process::Command::new(server_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), serve)
+        .await
+        .map_err(|_| anyhow::anyhow!("the server started without small-chunks.db"))??;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("small-chunks.db is missing"), "{stderr}");
+    assert!(
+        !dir.join("small-chunks.db").exists(),
+        "an empty table was made"
+    );
+    Ok(())
+}

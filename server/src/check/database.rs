@@ -55,13 +55,7 @@ pub(super) async fn check(url: &str, data_dir: &Path) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     // `user add` run as root leaves root-owned files the service cannot write.
-    let not_writable: Vec<String> = ["", "-wal", "-shm"]
-        .iter()
-        .map(|suffix| PathBuf::from(format!("{}{suffix}", file.display())))
-        .filter(|f| f.exists())
-        .filter(|f| rustix::fs::access(f, rustix::fs::Access::WRITE_OK).is_err())
-        .map(|f| f.display().to_string())
-        .collect();
+    let not_writable = not_writable(&file);
     if !not_writable.is_empty() {
         out.push(finding(
             Level::Problem,
@@ -86,8 +80,60 @@ pub(super) async fn check(url: &str, data_dir: &Path) -> Vec<Finding> {
     };
     out.push(integrity(&mut conn, &file).await);
     out.push(migrations(&mut conn).await);
+    out.extend(small_chunks(&mut conn, data_dir).await);
     let _ = conn.close().await;
     out
+}
+
+/// The small-chunk table's file: there once the server made it (a restore
+/// without it would serve every small file as missing), and writable.
+async fn small_chunks(conn: &mut sqlx::SqliteConnection, data_dir: &Path) -> Vec<Finding> {
+    let file = data_dir.join(crate::chunks::small::FILE);
+    // No such table: a database from before the small-chunk table.
+    let made = sqlx::query("SELECT 1 FROM store_layout WHERE name = ?")
+        .bind(crate::chunks::small::MADE)
+        .fetch_optional(&mut *conn)
+        .await
+        .is_ok_and(|r| r.is_some());
+    if !file.exists() {
+        return made
+            .then(|| {
+                finding(
+                    Level::Problem,
+                    "database",
+                    format!(
+                        "{} is missing: it holds every chunk under 16 KiB; put it back from the backup",
+                        file.display()
+                    ),
+                )
+            })
+            .into_iter()
+            .collect();
+    }
+    let not_writable = not_writable(&file);
+    if not_writable.is_empty() {
+        return Vec::new();
+    }
+    vec![finding(
+        Level::Problem,
+        "database",
+        format!(
+            "not writable by this user: {} (chown them to the user the server runs as)",
+            not_writable.join(", ")
+        ),
+    )]
+}
+
+/// `file` and its `-wal` and `-shm`, those that exist and this user
+/// cannot write.
+fn not_writable(file: &Path) -> Vec<String> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", file.display())))
+        .filter(|f| f.exists())
+        .filter(|f| rustix::fs::access(f, rustix::fs::Access::WRITE_OK).is_err())
+        .map(|f| f.display().to_string())
+        .collect()
 }
 
 async fn integrity(conn: &mut sqlx::SqliteConnection, file: &Path) -> Finding {

@@ -26,6 +26,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use vidsync_protocol::chunking::CHUNK_MIN;
 use vidsync_protocol::ContentHash;
 
+/// The table's file, in the data directory.
+pub const FILE: &str = "small-chunks.db";
+
+/// The `store_layout` row (in `vidsync.db`) the server writes once it has
+/// made [`FILE`]: from then on a start without the file is refused (a
+/// restore that left it out would serve every small file as missing).
+pub const MADE: &str = "small-chunks.db made";
+
 /// Whether a chunk of `len` bytes is kept as a row. Every chunk cut from
 /// the inside of a file is at least [`CHUNK_MIN`]; only whole small files
 /// and tails are smaller.

@@ -52,7 +52,7 @@ impl ChunkStore {
             root,
             tmp: data_dir.join("tmp"),
             quarantine: data_dir.join("quarantine"),
-            small: Arc::new(SmallChunks::open(&data_dir.join("small-chunks.db"))?),
+            small: Arc::new(SmallChunks::open(&data_dir.join(super::small::FILE))?),
         })
     }
 
