@@ -645,3 +645,39 @@ async fn remote_changes_come_in_while_the_folder_keeps_changing() -> anyhow::Res
     rb.stop().await?;
     Ok(())
 }
+
+/// A file moved and then deleted within one debounce window: the debouncer
+/// reports only the deletion of the new name, never the old one. The old
+/// name must still go everywhere (the convergence test found it left on
+/// the server and at the peers, seed 692382).
+#[tokio::test]
+async fn a_file_moved_then_deleted_in_one_window_is_deleted_everywhere() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (a, b, id, api) = pair(&server, "receive").await?;
+    let mut ra = a.run(&["--debounce-ms", "200"])?;
+    let mut rb = b.run(&[])?;
+    a.write("d/x.txt", b"moved, then deleted")?;
+    ra.wait_for("x uploaded", |v| uploaded(v, "d/x.txt"))
+        .await?;
+    rb.wait_for("x at B", |v| remote_path(v, "d/x.txt")).await?;
+    wait_for("x written at B", || async {
+        b.folder.join("d/x.txt").exists().then_some(())
+    })
+    .await?;
+
+    std::fs::rename(a.folder.join("d/x.txt"), a.folder.join("y.txt"))?;
+    std::fs::remove_file(a.folder.join("y.txt"))?;
+    wait_for("x deleted at B", || async {
+        (!b.folder.join("d/x.txt").exists()).then_some(())
+    })
+    .await?;
+    let events = api.all_events(&id).await?;
+    assert_eq!(
+        paths_and_ops(&events).last(),
+        Some(&("d/x.txt".to_string(), "delete".to_string())),
+        "{events:?}"
+    );
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}

@@ -81,6 +81,9 @@ pub(crate) struct FolderLoop {
     /// Paths this loop wrote or deleted that the watcher has not reported
     /// back yet, with when they are next looked at (see [`Placed`]).
     pub(super) placed: Placed,
+    /// Reported paths the engine had placed or deleted itself, until the
+    /// next look (one of them gone and unknown is no lost move).
+    pub(super) own_reported: std::collections::HashSet<PathBuf>,
     /// When set-aside events are tried again.
     pub(super) aside_at: Instant,
     pub(super) rules: IgnoreRules,
@@ -150,6 +153,7 @@ impl FolderLoop {
             recheck_at: None,
             recheck: BTreeSet::new(),
             placed: Placed::default(),
+            own_reported: Default::default(),
             rules,
             watch_error: None,
             feed_error: None,
@@ -312,7 +316,9 @@ impl FolderLoop {
     /// Paths the watcher reported: to look at, and no longer unreported.
     fn reported(&mut self, paths: Vec<PathBuf>) {
         for p in &paths {
-            self.placed.reported(p);
+            if self.placed.reported(p) {
+                self.own_reported.insert(p.clone());
+            }
         }
         self.to_look.extend(paths);
     }

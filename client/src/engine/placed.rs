@@ -32,8 +32,9 @@ impl Placed {
         self.paths.insert(path, (first, now + debounce * 2));
     }
 
-    pub(super) fn reported(&mut self, path: &Path) {
-        self.paths.remove(path);
+    /// The watcher reported `path`; whether the engine had placed it.
+    pub(super) fn reported(&mut self, path: &Path) -> bool {
+        self.paths.remove(path).is_some()
     }
 
     pub(super) fn next_at(&self) -> Option<Instant> {
