@@ -81,8 +81,9 @@ pub(crate) struct FolderLoop {
     /// Paths this loop wrote or deleted that the watcher has not reported
     /// back yet, with when they are next looked at (see [`Placed`]).
     pub(super) placed: Placed,
-    /// Reported paths the engine had placed or deleted itself, until the
-    /// next look (one of them gone and unknown is no lost move).
+    /// Paths the engine had placed or deleted itself, reported by the
+    /// watcher or looked at again on their timer, until the next look (one
+    /// of them gone and unknown is no lost move).
     pub(super) own_reported: std::collections::HashSet<PathBuf>,
     /// When set-aside events are tried again.
     pub(super) aside_at: Instant,
@@ -300,6 +301,8 @@ impl FolderLoop {
             self.to_look.extend(paths);
         }
         let due = self.placed.due(now, self.ctx.debounce);
+        // The engine's own paths: one gone and unknown is its own delete.
+        self.own_reported.extend(due.iter().cloned());
         self.to_look.extend(due);
     }
 
