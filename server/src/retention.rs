@@ -370,7 +370,7 @@ impl Sweep {
     }
 
     /// Removes the small-chunk rows nothing keeps, by the rule the chunk
-    /// files follow (a young row no version names is an upload in flight).
+    /// files follow.
     fn rows(
         &self,
         small: &crate::chunks::small::SmallChunks,
@@ -380,17 +380,27 @@ impl Sweep {
         let gone: Vec<ContentHash> = small
             .list(project_id)?
             .into_iter()
-            .filter(|r| !self.keep(&r.hash) && !self.needed_chunks.contains(&r.hash))
             .filter(|r| {
                 let at = std::time::UNIX_EPOCH
                     .checked_add(Duration::from_secs(r.stored_at.max(0) as u64));
-                self.named.contains(&r.hash) || !young(at, self.grace)
+                self.goes(&r.hash, true, at)
             })
             .map(|r| r.hash)
             .collect();
-        out.bytes += small.delete(project_id, &gone)?;
-        out.chunks += gone.len() as u64;
+        let (rows, bytes) = small.delete(project_id, &gone)?;
+        out.chunks += rows;
+        out.bytes += bytes;
         Ok(())
+    }
+
+    /// Whether stored content `hash` (a chunk or a whole blob, stored at
+    /// `stored`) is collected: nothing keeps it, and it is not an upload in
+    /// flight (young, and no version names it yet).
+    fn goes(&self, hash: &ContentHash, is_chunk: bool, stored: Option<SystemTime>) -> bool {
+        if self.keep(hash) || (is_chunk && self.needed_chunks.contains(hash)) {
+            return false;
+        }
+        self.named.contains(hash) || !young(stored, self.grace)
     }
 
     /// Removes the files under `dir` (`<2 hex>/<hash>`) nothing keeps.
@@ -410,12 +420,13 @@ impl Sweep {
                 let Ok(hash) = f.file_name().to_string_lossy().parse::<ContentHash>() else {
                     continue;
                 };
+                // What is kept costs no stat.
                 if self.keep(&hash) || (is_chunk && self.needed_chunks.contains(&hash)) {
                     continue;
                 }
                 let meta = f.metadata()?;
-                if !self.named.contains(&hash) && young(meta.modified().ok(), self.grace) {
-                    continue; // an upload in flight
+                if !self.goes(&hash, is_chunk, meta.modified().ok()) {
+                    continue;
                 }
                 match std::fs::remove_file(f.path()) {
                     Ok(()) => {

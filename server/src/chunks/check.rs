@@ -134,8 +134,7 @@ impl ChunkStore {
                 },
             };
             if let Some(why) = why {
-                self.quarantine_row(project, &row.hash, &why)?;
-                moved += 1;
+                moved += usize::from(self.quarantine_row(project, &row.hash, &why)?);
             }
         }
         Ok(moved)

@@ -312,29 +312,28 @@ impl SmallChunks {
         })
     }
 
-    /// Deletes these rows (in one transaction); returns how many bytes.
-    pub fn delete(&self, project_id: &str, hashes: &[ContentHash]) -> std::io::Result<u64> {
+    /// Deletes these rows (in one transaction); returns how many rows
+    /// it deleted and their bytes.
+    pub fn delete(&self, project_id: &str, hashes: &[ContentHash]) -> std::io::Result<(u64, u64)> {
         if hashes.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         self.write(|tx| {
-            let mut bytes = 0u64;
-            let mut size = tx.prepare_cached(
-                "SELECT length(bytes) FROM small_chunks WHERE project_id = ?1 AND hash = ?2",
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM small_chunks WHERE project_id = ?1 AND hash = ?2
+                 RETURNING length(bytes)",
             )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM small_chunks WHERE project_id = ?1 AND hash = ?2")?;
+            let (mut rows, mut bytes) = (0u64, 0u64);
             for h in hashes {
-                let key = &h.as_bytes()[..];
-                let n: Option<i64> = size
-                    .query_row(params![project_id, key], |r| r.get(0))
+                let n: Option<i64> = delete
+                    .query_row(params![project_id, &h.as_bytes()[..]], |r| r.get(0))
                     .optional()?;
                 if let Some(n) = n {
-                    delete.execute(params![project_id, key])?;
+                    rows += 1;
                     bytes += n.max(0) as u64;
                 }
             }
-            Ok(bytes)
+            Ok((rows, bytes))
         })
     }
 }
@@ -368,7 +367,8 @@ mod tests {
             Some(a.1.clone())
         );
         assert_eq!(db.get("p", &a.0).unwrap(), None);
-        assert_eq!(db.delete("p", &[a.0, b.0]).unwrap(), 4);
+        // a is gone already: one row deleted, b's 4 bytes.
+        assert_eq!(db.delete("p", &[a.0, b.0]).unwrap(), (1, 4));
         assert!(db.list("p").unwrap().is_empty());
 
         // A row damaged in place (same key, other bytes) is replaced by
@@ -379,7 +379,7 @@ mod tests {
             .unwrap();
         assert_eq!(db.insert_many("p", &batch[..1]).unwrap(), (1, 0));
         assert_eq!(db.get("p", &a.0).unwrap(), Some(a.1.clone()));
-        assert_eq!(db.delete("p", &[a.0]).unwrap(), 5);
+        assert_eq!(db.delete("p", &[a.0]).unwrap(), (1, 5));
         assert!(db.list("p").unwrap().is_empty());
     }
 }

@@ -260,7 +260,10 @@ impl ChunkStore {
             if got == *hash {
                 return Ok(Some(bytes));
             }
-            self.quarantine_row(project_id, hash, &format!("its bytes hash to {got}"))?;
+            if !self.quarantine_row(project_id, hash, &format!("its bytes hash to {got}"))? {
+                // Stored whole again meanwhile.
+                return self.small.get(project_id, hash);
+            }
             return Ok(None);
         }
         let path = self.path_of(project_id, hash);
@@ -281,18 +284,19 @@ impl ChunkStore {
 
     /// Moves a damaged small-chunk row to quarantine: its bytes are written
     /// out as a file there, the row deleted, unless the row holds whole
-    /// bytes by then (an upload stored it again meanwhile).
+    /// bytes by then (an upload stored it again meanwhile). Returns whether
+    /// it was moved.
     pub(super) fn quarantine_row(
         &self,
         project_id: &str,
         hash: &ContentHash,
         reason: &str,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
         let removed = self
             .small
             .remove_if_damaged(project_id, hash, |b| ContentHash::of(b) != *hash)?;
         let Some(bytes) = removed else {
-            return Ok(());
+            return Ok(false);
         };
         std::fs::create_dir_all(&self.quarantine)?;
         let dest = self
@@ -303,7 +307,7 @@ impl ChunkStore {
             chunk = %hash, moved_to = %dest.display(), %reason,
             "damaged small chunk quarantined: no longer served, clients upload it again"
         );
-        Ok(())
+        Ok(true)
     }
 
     /// Moves a damaged chunk file to quarantine. When it should be chunk
