@@ -4,7 +4,8 @@
 //! stay open — until [`Proxy::resume`]. New connections are accepted all
 //! along (a stalled proxy holds their bytes too). It can also kill
 //! websockets alone ([`Proxy::kill_websockets`]) while plain HTTP (and
-//! Engine.IO polling) passes.
+//! Engine.IO polling) passes, or freeze the websockets open now for good
+//! while everything else passes ([`Proxy::freeze_websockets`]).
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,7 @@ pub struct Proxy {
     cuts: watch::Sender<u64>,
     stalled: watch::Sender<bool>,
     ws_dead: watch::Sender<bool>,
+    freezes: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -29,9 +31,11 @@ impl Proxy {
         let (cuts, cut_rx) = watch::channel(0u64);
         let (stalled, stall_rx) = watch::channel(false);
         let (ws_dead, ws_dead_rx) = watch::channel(false);
+        let (freezes, freeze_rx) = watch::channel(0u64);
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let (cut, stall, ws_dead) = (cut_rx.clone(), stall_rx.clone(), ws_dead_rx.clone());
+                let freezes = freeze_rx.clone();
                 tokio::spawn(async move {
                     let websocket = is_websocket(&inbound).await;
                     if websocket && *ws_dead.borrow() {
@@ -41,7 +45,8 @@ impl Proxy {
                         let _ = inbound.set_nodelay(true);
                         let _ = outbound.set_nodelay(true);
                         let mute = websocket.then_some(ws_dead);
-                        pipe(inbound, outbound, cut, stall, mute).await;
+                        let frozen = websocket.then(|| Frozen::new(freezes));
+                        pipe(inbound, outbound, cut, stall, mute, frozen).await;
                     }
                 });
             }
@@ -51,8 +56,16 @@ impl Proxy {
             cuts,
             stalled,
             ws_dead,
+            freezes,
             task,
         })
+    }
+
+    /// Freezes every websocket open now: its bytes stop both ways for
+    /// good, and its TCP connection stays open (a peer that hangs without
+    /// closing). Websockets opened later, and plain HTTP, pass.
+    pub fn freeze_websockets(&self) {
+        self.freezes.send_modify(|g| *g += 1);
     }
 
     /// The URL clients use to reach the server through the proxy.
@@ -114,6 +127,29 @@ impl Drop for Proxy {
     }
 }
 
+/// Whether a connection is frozen: a freeze after it was accepted.
+#[derive(Clone)]
+struct Frozen {
+    freezes: watch::Receiver<u64>,
+    born: u64,
+}
+
+impl Frozen {
+    fn new(freezes: watch::Receiver<u64>) -> Frozen {
+        let born = *freezes.borrow();
+        Frozen { freezes, born }
+    }
+
+    /// Waits for good once frozen (until the proxy goes away).
+    async fn hold(&mut self) {
+        while *self.freezes.borrow() > self.born {
+            if self.freezes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Copies both ways until either side closes or the proxy cuts.
 async fn pipe(
     a: TcpStream,
@@ -121,13 +157,14 @@ async fn pipe(
     mut cut: watch::Receiver<u64>,
     stall: watch::Receiver<bool>,
     mute: Option<watch::Receiver<bool>>,
+    frozen: Option<Frozen>,
 ) {
     // Only cuts after this connection opened count.
     cut.borrow_and_update();
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
-    let up = copy(ar, bw, stall.clone(), None);
-    let down = copy(br, aw, stall, mute);
+    let up = copy(ar, bw, stall.clone(), None, frozen.clone());
+    let down = copy(br, aw, stall, mute, frozen);
     tokio::select! {
         // A dropped sender (the proxy went away) cuts too.
         _ = cut.changed() => {}
@@ -141,6 +178,7 @@ async fn copy(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut stall: watch::Receiver<bool>,
     mute: Option<watch::Receiver<bool>>,
+    mut frozen: Option<Frozen>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -153,6 +191,9 @@ async fn copy(
             if stall.changed().await.is_err() {
                 return;
             }
+        }
+        if let Some(f) = frozen.as_mut() {
+            f.hold().await;
         }
         if mute.as_ref().is_some_and(|m| *m.borrow()) {
             continue;

@@ -435,3 +435,109 @@ async fn a_silent_websocket_is_down_within_ping_interval_plus_timeout() -> anyho
     ra.stop().await?;
     Ok(())
 }
+
+/// A websocket that hangs without closing (the proxy freezes it: no byte
+/// either way, the TCP connection open) while the server's pings are too
+/// far apart to notice. This is also what a client sees whose socket reader
+/// died (rust_socketio 0.6 panics on two awaited acks with one id): the
+/// socket looks up and hears nothing.
+/// - A, which posts, misses the ack: the batch goes by HTTP, and A gives the
+///   socket up and connects a new one.
+/// - B, which only receives, hears nothing for the probe interval, asks,
+///   gets no answer and connects a new one, which replays what it missed.
+/// - A socket that answers its probes is kept.
+#[tokio::test]
+async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow::Result<()> {
+    let server = TestServer::start_with(&[
+        "--ping-interval-ms",
+        "600000",
+        "--ping-timeout-ms",
+        "600000",
+    ])
+    .await?;
+    let proxy = Proxy::start(([127, 0, 0, 1], server.port).into()).await?;
+    let (a, b) = (ClientDir::new()?, ClientDir::new()?);
+    let ta = server.add_user("alice").await?;
+    let tb = server.add_user("bob").await?;
+    a.ok(&["login", "--server", &proxy.url(), "--token", &ta])
+        .await?;
+    b.ok(&["login", "--server", &proxy.url(), "--token", &tb])
+        .await?;
+    let id = a
+        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
+        .await?;
+    let code = a.ok(&["invite", &id]).await?;
+    b.ok(&[
+        "join",
+        &code,
+        &b.folder.to_string_lossy(),
+        "--mode",
+        "receive",
+    ])
+    .await?;
+    let env = [
+        ("VIDSYNC_ACK_TIMEOUT_MS", "1000"),
+        ("VIDSYNC_SOCKET_PROBE_MS", "1000"),
+    ];
+    let mut ra = a.run_env(&["--transport", "websocket-only"], &env)?;
+    let mut rb = b.run_env(&["--transport", "websocket-only"], &env)?;
+    ra.wait_status("A live", |s| s["connection"] == "live")
+        .await?;
+    rb.wait_status("B live", |s| s["connection"] == "live")
+        .await?;
+    let opens = || {
+        count(
+            &server,
+            "vidsync_engineio_opens_total{transport=\"websocket\"}",
+        )
+    };
+
+    // Kept: B's probes are answered (each is one refused empty batch).
+    let (opens_before, probes_before) = (opens().await?, count(&server, SOCKET_BATCHES).await?);
+    wait_for("three probes answered", || async {
+        let n = count(&server, SOCKET_BATCHES).await.ok()?;
+        (n >= probes_before + 3.0).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        opens().await?,
+        opens_before,
+        "a socket that answers was replaced"
+    );
+
+    proxy.freeze_websockets();
+    a.write("while-hung.txt", b"sent while the socket hung")?;
+    ra.wait_for("uploaded", |v| uploaded(v, "while-hung.txt"))
+        .await?;
+    rb.wait_for("at B", |v| remote_path(v, "while-hung.txt"))
+        .await?;
+    wait_for("the file at B", || async {
+        let bytes = std::fs::read(b.folder.join("while-hung.txt")).ok()?;
+        (bytes == b"sent while the socket hung").then_some(())
+    })
+    .await?;
+    // Both connected again, on new sockets, and are live.
+    wait_for("two new websockets", || async {
+        let n = opens().await.ok()?;
+        (n >= opens_before + 2.0).then_some(())
+    })
+    .await?;
+    ra.wait_status("A live again", |s| s["connection"] == "live")
+        .await?;
+    rb.wait_status("B live again", |s| s["connection"] == "live")
+        .await?;
+    // And hear again: a second file reaches B over its new socket.
+    a.write("after.txt", b"after")?;
+    rb.wait_for("after.txt at B", |v| remote_path(v, "after.txt"))
+        .await?;
+    assert_eq!(
+        paths_in_log(&server.api(&ta), &id).await?,
+        vec![
+            ("after.txt".to_string(), 1),
+            ("while-hung.txt".to_string(), 1)
+        ]
+    );
+    ra.stop().await?;
+    rb.stop().await?;
+    Ok(())
+}

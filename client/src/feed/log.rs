@@ -97,7 +97,13 @@ pub(super) async fn poll(shared: Arc<Shared>, every: Duration, cancel: Cancellat
         }
         // A socket that is up but never got its subscribe acks: ask again.
         if shared.socket_up.load(Ordering::SeqCst) && current(&shared) != Connection::Live {
-            if let Some(client) = shared.client.lock().await.clone() {
+            if let Some(client) = shared
+                .client
+                .lock()
+                .await
+                .as_ref()
+                .map(|l| l.client.clone())
+            {
                 let projects = projects(&shared);
                 for (pid, since) in projects {
                     subscribe(&shared, &client, &pid, since).await;

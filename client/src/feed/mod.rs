@@ -19,9 +19,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rust_socketio::asynchronous::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -37,7 +36,8 @@ mod socket;
 
 use log::{poll, process};
 pub use post::{SocketPost, ACK_DEADLINE};
-use socket::{run_socket, subscribe};
+pub use socket::PROBE_AFTER;
+use socket::{run_socket, subscribe, LiveSocket};
 
 /// How a client currently hears about remote changes.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -193,9 +193,18 @@ struct Shared {
     retry: Mutex<Option<ConnectionDetail>>,
     /// The socket's back-off.
     schedule: Mutex<socket::Schedule>,
-    client: tokio::sync::Mutex<Option<Client>>,
-    /// How long a `files:update` ack may take before the batch goes by HTTP.
+    /// The socket now connected, if any (one per connection: see
+    /// [`socket::run_socket`]).
+    client: tokio::sync::Mutex<Option<LiveSocket>>,
+    /// How long an ack may take: then a batch goes by HTTP, and the
+    /// socket is replaced.
     ack_deadline: Duration,
+    /// A socket heard from for this long is asked whether it still reads
+    /// ([`socket::PROBE_AFTER`]).
+    probe_after: Duration,
+    /// When the socket last gave a sign that it reads: an event, a
+    /// presence list, an ack, the connect.
+    heard: Mutex<Instant>,
     conn: watch::Sender<Link>,
     raw: mpsc::UnboundedSender<RawEvent>,
     out: mpsc::UnboundedSender<FeedEvent>,
@@ -239,10 +248,9 @@ impl LiveFeed {
             retry: Mutex::new(None),
             schedule: Mutex::default(),
             client: tokio::sync::Mutex::new(None),
-            ack_deadline: std::env::var("VIDSYNC_ACK_TIMEOUT_MS")
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .map_or(ACK_DEADLINE, Duration::from_millis),
+            ack_deadline: env_ms("VIDSYNC_ACK_TIMEOUT_MS").unwrap_or(ACK_DEADLINE),
+            probe_after: env_ms("VIDSYNC_SOCKET_PROBE_MS").unwrap_or(PROBE_AFTER),
+            heard: Mutex::new(Instant::now()),
             conn: conn_tx,
             raw: raw_tx,
             out: out_tx,
@@ -300,8 +308,8 @@ impl LiveFeed {
             c.insert(project_id.to_string(), since);
         }
         if self.shared.socket_up.load(Ordering::SeqCst) {
-            if let Some(client) = self.shared.client.lock().await.as_ref() {
-                subscribe(&self.shared, client, project_id, since).await;
+            if let Some(live) = self.shared.client.lock().await.as_ref() {
+                subscribe(&self.shared, &live.client, project_id, since).await;
             }
         }
     }
@@ -313,9 +321,24 @@ impl LiveFeed {
         if let Ok(mut p) = self.shared.presence.lock() {
             p.remove(project_id);
         }
-        if let Some(client) = self.shared.client.lock().await.as_ref() {
-            let _ = client.emit(EV_UNSUBSCRIBE, json!(project_id)).await;
+        if let Some(live) = self.shared.client.lock().await.as_ref() {
+            let _ = live.client.emit(EV_UNSUBSCRIBE, json!(project_id)).await;
         }
+    }
+}
+
+/// A duration in milliseconds from the environment (tests set them).
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
+/// The socket gave a sign that it reads.
+fn heard(shared: &Shared) {
+    if let Ok(mut h) = shared.heard.lock() {
+        *h = Instant::now();
     }
 }
 

@@ -4,6 +4,9 @@
 //! no socket, a socket that is not up, a batch over the socket's 1 MiB
 //! message limit, an emit that fails, no ack within the deadline, an ack
 //! that is not this batch's — the caller sends the same batch by HTTP.
+//! A missed or misrouted ack also gives the socket up: rust_socketio's list
+//! of awaited acks can no longer be trusted (see [`super::socket`]), and a
+//! new connection replaces it.
 //! The batch keeps its `change_id`s, so a batch the server did append
 //! (its ack lost) is not appended again: the HTTP answer is its first
 //! events.
@@ -51,7 +54,7 @@ impl LiveFeed {
         if !shared.socket_up.load(Ordering::SeqCst) {
             return SocketPost::NotSent("the socket is not up");
         }
-        let Some(client) = shared.client.lock().await.clone() else {
+        let Some(live) = shared.client.lock().await.clone() else {
             return SocketPost::NotSent("no socket");
         };
         let body = SocketUpdate {
@@ -68,7 +71,8 @@ impl LiveFeed {
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
         let deadline = shared.ack_deadline;
-        let emitted = client
+        let emitted = live
+            .client
             .emit_with_ack(EV_FILES_UPDATE, payload, deadline, move |p: Payload, _| {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(p);
@@ -82,11 +86,20 @@ impl LiveFeed {
         }
         let payload = match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(p)) => p,
-            Ok(Err(_)) | Err(_) => return SocketPost::NotSent("no ack within the deadline"),
+            Ok(Err(_)) | Err(_) => {
+                let why = "no ack within the deadline";
+                live.give_up(why);
+                return SocketPost::NotSent(why);
+            }
         };
+        super::heard(shared);
         match answer_of(payload, changes) {
             Some(answer) => SocketPost::Answered(answer),
-            None => SocketPost::NotSent("the ack was not this batch's"),
+            None => {
+                let why = "the ack was not this batch's";
+                live.give_up(why);
+                SocketPost::NotSent(why)
+            }
         }
     }
 }

@@ -1,7 +1,20 @@
 //! The feed's Socket.IO side: one connection per server, subscribed to
 //! every followed project with `since_seq` = its cursor on each
 //! (re)connect; events it receives go to the log processor.
+//!
+//! Each connection gets a new rust_socketio `Client`, and a `Client` never
+//! outlives its connection. rust_socketio 0.6 keeps the acks a `Client`
+//! waits for in one list, under random ids from 0..999; an ack that never
+//! comes (its connection was lost, or the server did not answer) stays in
+//! that list for good. Once two entries share an id, the ack for that id
+//! makes its reader task panic (`handle_ack` removes by indexes it took
+//! under an earlier lock) or answers the wrong caller, and a socket whose
+//! reader died hears nothing more while it still looks up. So a lost
+//! connection, an ack missed or misrouted, or a socket that does not
+//! answer a probe after [`PROBE_AFTER`] of silence: the `Client` is
+//! dropped and a new one connects.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +24,38 @@ use rust_socketio::asynchronous::{Client, ClientBuilder, ReconnectSettings};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use vidsync_protocol::{
-    Presence, SubscribeAck, EV_PROJECT_EVENT, EV_PROJECT_PRESENCE, EV_SUBSCRIBE,
+    Presence, SubscribeAck, EV_FILES_UPDATE, EV_PROJECT_EVENT, EV_PROJECT_PRESENCE, EV_SUBSCRIBE,
 };
 
 use super::{
-    current, note_head, projects, set_conn, set_link, Connection, ConnectionDetail, FeedEvent,
-    RawEvent, Shared,
+    current, heard, note_head, projects, set_conn, set_link, Connection, ConnectionDetail,
+    FeedEvent, RawEvent, Shared,
 };
 use crate::Transport;
+
+/// How long a connected socket may be silent before it is asked whether
+/// it still reads (`VIDSYNC_SOCKET_PROBE_MS` overrides it).
+pub const PROBE_AFTER: Duration = Duration::from_secs(30);
+
+/// The socket of the current connection, and the way to give it up.
+#[derive(Clone)]
+pub(super) struct LiveSocket {
+    pub(super) client: Client,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+impl LiveSocket {
+    /// This socket cannot be trusted any more (`why`): [`run_socket`]
+    /// drops it and connects a new one. Said of a socket already replaced,
+    /// it does nothing.
+    pub(super) fn give_up(&self, why: &str) {
+        tracing::debug!(why, "socket given up");
+        let _ = self.outcomes.send(Outcome::Lost(why.to_string()));
+    }
+}
 
 pub(super) async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id: &str, since: u64) {
     let shared2 = shared.clone();
@@ -34,6 +69,7 @@ pub(super) async fn subscribe(shared: &Arc<Shared>, client: &Client, project_id:
                 let shared = shared2.clone();
                 let pid = pid.clone();
                 async move {
+                    heard(&shared);
                     let Some(ack) = ack_of(p) else { return };
                     if let Some(h) = ack.head_seq {
                         note_head(&shared, &pid, h);
@@ -97,6 +133,9 @@ enum Outcome {
     Refused(String),
     /// The server disconnected the socket (e.g. its token was revoked).
     Closed,
+    /// The connection was lost, or the socket is given up
+    /// ([`LiveSocket::give_up`]).
+    Lost(String),
 }
 
 /// The socket's back-off: tries since it was last connected, and the
@@ -118,11 +157,11 @@ impl Default for Schedule {
     }
 }
 
-/// Keeps a Socket.IO connection up. Until it first connects, this loop
-/// tries (each try over the preference's transports in order) with the
-/// back-off of [`Schedule`]; after that rust_socketio reconnects by itself,
-/// each of its tries waiting for the same schedule in `on_reconnect`. A
-/// connect refused for the token ends it all: `failed`, no more tries.
+/// Keeps a Socket.IO connection up: each try (over the preference's
+/// transports in order) makes a new `Client`; a lost or given-up
+/// connection, or a disconnect by the server, is followed by the next try
+/// after the back-off of [`Schedule`]. A connect refused for the token
+/// ends it all: `failed`, no more tries.
 pub(super) async fn run_socket(
     shared: Arc<Shared>,
     transport: Transport,
@@ -133,9 +172,12 @@ pub(super) async fn run_socket(
             return;
         }
         let (tx, mut outcomes) = mpsc::unbounded_channel();
+        // Cancelled once this connection's `Client` is disconnected: its
+        // reader, if it saw the connection end, then stops.
+        let retired = CancellationToken::new();
         let mut result = Err("no transport to try".to_string());
         for kind in attempts(transport) {
-            let builder = client_builder(&shared, kind, tx.clone());
+            let builder = client_builder(&shared, kind, tx.clone(), retired.clone());
             // connect() has no deadline of its own.
             let attempt = tokio::time::timeout(CONNECT_DEADLINE, builder.connect()).await;
             result = match attempt {
@@ -164,16 +206,17 @@ pub(super) async fn run_socket(
         };
         let problem = match first {
             None => {
-                let _ = client.disconnect().await;
+                retire(&client, &retired).await;
                 return;
             }
             Some(Ok(Some(Outcome::Connected))) => None,
             Some(Ok(Some(Outcome::Refused(m)))) => Some(m),
             Some(Ok(Some(Outcome::Closed))) => Some("the server closed the socket".into()),
+            Some(Ok(Some(Outcome::Lost(m)))) => Some(m),
             Some(_) => Some(format!("no connect within {CONNECT_DEADLINE:?}")),
         };
         if let Some(problem) = problem {
-            let _ = client.disconnect().await;
+            retire(&client, &retired).await;
             if is_token_refusal(&problem) {
                 return fail(&shared, problem);
             }
@@ -182,34 +225,104 @@ pub(super) async fn run_socket(
             }
             continue;
         }
-        *shared.client.lock().await = Some(client.clone());
-        // rust_socketio reconnects after a lost transport from now on; a
-        // refusal, or a disconnect by the server, comes back here.
+        let live = LiveSocket {
+            client: client.clone(),
+            outcomes: tx.clone(),
+        };
+        *shared.client.lock().await = Some(live.clone());
+        // A socket silent for `probe_after` is asked (at most one probe at
+        // a time); the ticks come often enough to ask soon after.
+        let probing = Arc::new(AtomicBool::new(false));
+        let mut ticks = tokio::time::interval(
+            (shared.probe_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+        );
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let problem = loop {
             tokio::select! {
                 _ = cancel.cancelled() => {
-                    let _ = client.disconnect().await;
+                    *shared.client.lock().await = None;
+                    retire(&client, &retired).await;
                     return;
                 }
+                _ = ticks.tick() => probe_if_silent(&shared, &live, &probing),
                 o = outcomes.recv() => match o {
                     Some(Outcome::Refused(m)) => break m,
                     Some(Outcome::Closed) => break "the server closed the socket".to_string(),
+                    Some(Outcome::Lost(m)) => break m,
                     Some(Outcome::Connected) => {}
                     None => return,
                 },
             }
         };
         *shared.client.lock().await = None;
-        let _ = client.disconnect().await;
+        socket_down(&shared);
+        retire(&client, &retired).await;
         if is_token_refusal(&problem) {
             return fail(&shared, problem);
         }
-        // Closed by the server, or refused for another reason (it could not
-        // check the token): rust_socketio does not try again; this loop does.
         if !wait_to_retry(&shared, problem, &cancel).await {
             return;
         }
     }
+}
+
+/// Disconnects a connection's `Client` for good, and lets its reader (if
+/// it is waiting in `on_reconnect`) end.
+async fn retire(client: &Client, retired: &CancellationToken) {
+    // Marks the disconnect as ours first, so the reader does not reconnect;
+    // on a connection already lost, sending the disconnect fails, and on
+    // one that hangs it may wait: not for long.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
+    retired.cancel();
+}
+
+/// If nothing has been heard from the socket for `probe_after`, asks it:
+/// `files:update` with no changes, for a followed project. Any ack (the
+/// server refuses an empty batch) shows the socket is read and answered;
+/// none within the ack deadline gives the socket up. With no project
+/// followed there is nothing to miss, and nothing is asked.
+fn probe_if_silent(shared: &Arc<Shared>, live: &LiveSocket, probing: &Arc<AtomicBool>) {
+    let silent = shared.heard.lock().map(|h| h.elapsed()).unwrap_or_default();
+    if silent < shared.probe_after || !shared.socket_up.load(Ordering::SeqCst) {
+        return;
+    }
+    let Some((project_id, _)) = projects(shared).into_iter().next() else {
+        return;
+    };
+    if probing.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let (shared, live, probing) = (shared.clone(), live.clone(), probing.clone());
+    tokio::spawn(async move {
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        let body = json!({
+            "project_id": project_id,
+            "client_id": shared.client_id.as_deref().unwrap_or("probe"),
+            "changes": [],
+        });
+        let deadline = shared.ack_deadline;
+        let sent = live
+            .client
+            .emit_with_ack(EV_FILES_UPDATE, body, deadline, move |_, _| {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+                async {}.boxed()
+            })
+            .await;
+        let answered = sent.is_ok()
+            && tokio::time::timeout(deadline, rx)
+                .await
+                .is_ok_and(|r| r.is_ok());
+        if answered {
+            heard(&shared);
+        } else {
+            tracing::debug!(?silent, "the socket did not answer a probe");
+            live.give_up("the socket did not answer");
+        }
+        probing.store(false, Ordering::SeqCst);
+    });
 }
 
 /// How long a connect may take (Engine.IO, then the namespace).
@@ -282,6 +395,7 @@ fn client_builder(
     shared: &Arc<Shared>,
     transport: TransportType,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    retired: CancellationToken,
 ) -> ClientBuilder {
     let (s_connect, s_event, s_presence, s_close, s_error, s_reconnect) = (
         shared.clone(),
@@ -291,7 +405,8 @@ fn client_builder(
         shared.clone(),
         shared.clone(),
     );
-    let (on_error_outcomes, on_close_outcomes) = (outcomes.clone(), outcomes.clone());
+    let (on_error_outcomes, on_close_outcomes, lost) =
+        (outcomes.clone(), outcomes.clone(), outcomes.clone());
     let builder = ClientBuilder::new(shared.api.base());
     // The same trust as the HTTP client (a `--ca-file` CA).
     let builder = match shared.api.tls_connector() {
@@ -304,14 +419,23 @@ fn client_builder(
             Some(id) => json!({ "token": shared.api.token(), "client_id": id }),
             None => json!({ "token": shared.api.token() }),
         })
+        // rust_socketio's reconnect keeps the `Client`, and with it the
+        // acks lost with the connection (see the module's doc). Its reader
+        // calls `on_reconnect` when the connection ends: that reports the
+        // loss to `run_socket` and waits until `run_socket` has
+        // disconnected this `Client` (so the reader stops), then makes its
+        // one try fail at once.
         .reconnect(true)
-        // A disconnect by the server comes back to `run_socket` instead.
+        .max_reconnect_attempts(1)
         .reconnect_on_disconnect(false)
-        // The back-off is ours ([`Schedule`], waited in `on_reconnect`).
         .reconnect_delay(1, 1)
         .on(Event::Connect, move |_, client: Client| {
+            let live = LiveSocket {
+                client,
+                outcomes: outcomes.clone(),
+            };
             let _ = outcomes.send(Outcome::Connected);
-            on_connect(s_connect.clone(), client).boxed()
+            on_connect(s_connect.clone(), live).boxed()
         })
         .on(EV_PROJECT_EVENT, move |p, _| {
             on_project_event(&s_event, p);
@@ -336,21 +460,24 @@ fn client_builder(
             async {}.boxed()
         })
         .on_reconnect(move || {
-            // Runs before each reconnect try: the socket is down.
+            // The connection ended.
             let shared = s_reconnect.clone();
+            let lost = lost.clone();
+            let retired = retired.clone();
             async move {
                 socket_down(&shared);
-                if shared.failed.load(Ordering::SeqCst) {
-                    // Refused for good: this client is being closed.
-                    std::future::pending::<()>().await;
-                }
-                let wait = schedule_retry(&shared, "the connection was lost".into());
-                tokio::time::sleep(wait).await;
-                ReconnectSettings::new()
+                let _ = lost.send(Outcome::Lost("the connection was lost".into()));
+                retired.cancelled().await;
+                let mut settings = ReconnectSettings::new();
+                settings.address(NO_ADDRESS);
+                settings
             }
             .boxed()
         })
 }
+
+/// Not a URL: a retired `Client`'s reconnect try fails before any request.
+const NO_ADDRESS: &str = "";
 
 /// Connected: the back-off starts over; subscribe to every followed
 /// project from its cursor.
@@ -362,14 +489,16 @@ fn client_builder(
 /// client only after `connect()` returned left a window where neither
 /// subscribed it, and the folder stayed `live` without ever hearing an
 /// event.
-async fn on_connect(shared: Arc<Shared>, client: Client) {
+async fn on_connect(shared: Arc<Shared>, live: LiveSocket) {
     if let Ok(mut s) = shared.schedule.lock() {
         *s = Schedule::default();
     }
     if let Ok(mut r) = shared.retry.lock() {
         *r = None;
     }
-    *shared.client.lock().await = Some(client.clone());
+    heard(&shared);
+    let client = live.client.clone();
+    *shared.client.lock().await = Some(live);
     shared.socket_up.store(true, Ordering::SeqCst);
     let projects = projects(&shared);
     if projects.is_empty() {
@@ -382,6 +511,7 @@ async fn on_connect(shared: Arc<Shared>, client: Client) {
 
 /// Events from the room go to the processor, which orders them.
 fn on_project_event(shared: &Shared, p: Payload) {
+    heard(shared);
     let Payload::Text(values) = p else {
         return;
     };
@@ -398,6 +528,7 @@ fn on_project_event(shared: &Shared, p: Payload) {
 /// The server's list of who is subscribed to a followed project (the
 /// newest is the truth: the server sends them in order).
 fn on_presence(shared: &Shared, p: Payload) {
+    heard(shared);
     let Payload::Text(values) = p else {
         return;
     };
