@@ -441,11 +441,13 @@ async fn a_silent_websocket_is_down_within_ping_interval_plus_timeout() -> anyho
 /// far apart to notice. This is also what a client sees whose socket reader
 /// died (rust_socketio 0.6 panics on two awaited acks with one id): the
 /// socket looks up and hears nothing.
-/// - A, which posts, misses the ack: the batch goes by HTTP, and A gives the
-///   socket up and connects a new one.
-/// - B, which only receives, hears nothing for the probe interval, asks,
-///   gets no answer and connects a new one, which replays what it missed.
-/// - A socket that answers its probes is kept.
+/// - A, which posts (and probes only after a minute of silence), misses the
+///   ack: the batch goes by HTTP, and A gives the socket up and connects a
+///   new one.
+/// - B, which only receives, hears nothing for the probe interval (1 s),
+///   asks, gets no answer and connects a new one, which replays what it
+///   missed.
+/// - A socket that answers its probes is kept, before and after.
 #[tokio::test]
 async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow::Result<()> {
     let server = TestServer::start_with(&[
@@ -475,12 +477,10 @@ async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow:
         "receive",
     ])
     .await?;
-    let env = [
-        ("VIDSYNC_ACK_TIMEOUT_MS", "1000"),
-        ("VIDSYNC_SOCKET_PROBE_MS", "1000"),
-    ];
-    let mut ra = a.run_env(&["--transport", "websocket-only"], &env)?;
-    let mut rb = b.run_env(&["--transport", "websocket-only"], &env)?;
+    let ws = ["--transport", "websocket-only"];
+    let ack = ("VIDSYNC_ACK_TIMEOUT_MS", "2000");
+    let mut ra = a.run_env(&ws, &[ack, ("VIDSYNC_SOCKET_PROBE_MS", "60000")])?;
+    let mut rb = b.run_env(&ws, &[ack, ("VIDSYNC_SOCKET_PROBE_MS", "1000")])?;
     ra.wait_status("A live", |s| s["connection"] == "live")
         .await?;
     rb.wait_status("B live", |s| s["connection"] == "live")
@@ -493,17 +493,21 @@ async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow:
     };
 
     // Kept: B's probes are answered (each is one refused empty batch).
-    let (opens_before, probes_before) = (opens().await?, count(&server, SOCKET_BATCHES).await?);
-    wait_for("three probes answered", || async {
-        let n = count(&server, SOCKET_BATCHES).await.ok()?;
-        (n >= probes_before + 3.0).then_some(())
-    })
-    .await?;
-    assert_eq!(
-        opens().await?,
-        opens_before,
-        "a socket that answers was replaced"
-    );
+    let kept = || async {
+        let (opens_before, probes_before) = (opens().await?, count(&server, SOCKET_BATCHES).await?);
+        wait_for("three of B's probes answered", || async {
+            let n = count(&server, SOCKET_BATCHES).await.ok()?;
+            (n >= probes_before + 3.0).then_some(())
+        })
+        .await?;
+        assert_eq!(
+            opens().await?,
+            opens_before,
+            "a socket that answers was replaced"
+        );
+        anyhow::Ok(opens_before)
+    };
+    let opens_before = kept().await?;
 
     proxy.freeze_websockets();
     a.write("while-hung.txt", b"sent while the socket hung")?;
@@ -526,10 +530,13 @@ async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow:
         .await?;
     rb.wait_status("B live again", |s| s["connection"] == "live")
         .await?;
-    // And hear again: a second file reaches B over its new socket.
+    // The new sockets are kept, and B hears over its own: a second file
+    // reaches B with no socket opened meanwhile.
+    let opens_after = kept().await?;
     a.write("after.txt", b"after")?;
     rb.wait_for("after.txt at B", |v| remote_path(v, "after.txt"))
         .await?;
+    assert_eq!(opens().await?, opens_after, "a new socket was needed again");
     assert_eq!(
         paths_in_log(&server.api(&ta), &id).await?,
         vec![

@@ -71,18 +71,26 @@ impl LiveFeed {
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
         let deadline = shared.ack_deadline;
-        let emitted = live
-            .client
-            .emit_with_ack(EV_FILES_UPDATE, payload, deadline, move |p: Payload, _| {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(p);
-                }
-                async {}.boxed()
-            })
-            .await;
-        if let Err(e) = emitted {
-            tracing::debug!(%e, "files:update could not be sent");
-            return SocketPost::NotSent("the socket could not send");
+        let emit =
+            live.client
+                .emit_with_ack(EV_FILES_UPDATE, payload, deadline, move |p: Payload, _| {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(p);
+                    }
+                    async {}.boxed()
+                });
+        // A connection that hangs with its send buffer full blocks the send.
+        match tokio::time::timeout(deadline, emit).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%e, "files:update could not be sent");
+                return SocketPost::NotSent("the socket could not send");
+            }
+            Err(_) => {
+                let why = "the socket did not take the batch within the deadline";
+                live.give_up(why);
+                return SocketPost::NotSent(why);
+            }
         }
         let payload = match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(p)) => p,

@@ -302,19 +302,21 @@ fn probe_if_silent(shared: &Arc<Shared>, live: &LiveSocket, probing: &Arc<Atomic
             "changes": [],
         });
         let deadline = shared.ack_deadline;
-        let sent = live
-            .client
-            .emit_with_ack(EV_FILES_UPDATE, body, deadline, move |_, _| {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(());
-                }
-                async {}.boxed()
-            })
-            .await;
-        let answered = sent.is_ok()
-            && tokio::time::timeout(deadline, rx)
+        let asked = async {
+            live.client
+                .emit_with_ack(EV_FILES_UPDATE, body, deadline, move |_, _| {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                    async {}.boxed()
+                })
                 .await
-                .is_ok_and(|r| r.is_ok());
+                .ok()?;
+            rx.await.ok()
+        };
+        // The send is under the deadline too: a hung connection with its
+        // send buffer full blocks it.
+        let answered = matches!(tokio::time::timeout(deadline, asked).await, Ok(Some(())));
         if answered {
             heard(&shared);
         } else {
@@ -407,6 +409,10 @@ fn client_builder(
     );
     let (on_error_outcomes, on_close_outcomes, lost) =
         (outcomes.clone(), outcomes.clone(), outcomes.clone());
+    // A retired `Client`'s reader can still run for a while (on a hung
+    // connection, until rust_engineio's ping check ends it): what it says
+    // no longer concerns the connection state.
+    let (r_connect, r_close, r_error) = (retired.clone(), retired.clone(), retired.clone());
     let builder = ClientBuilder::new(shared.api.base());
     // The same trust as the HTTP client (a `--ca-file` CA).
     let builder = match shared.api.tls_connector() {
@@ -430,6 +436,16 @@ fn client_builder(
         .reconnect_on_disconnect(false)
         .reconnect_delay(1, 1)
         .on(Event::Connect, move |_, client: Client| {
+            if r_connect.is_cancelled() {
+                // A connect that came after `run_socket` gave up waiting
+                // for it: rust_socketio has just marked the disconnect as
+                // not ours, so its reader would reconnect; this marks it
+                // ours again, and the reader ends with the connection.
+                return async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
+                }
+                .boxed();
+            }
             let live = LiveSocket {
                 client,
                 outcomes: outcomes.clone(),
@@ -446,6 +462,9 @@ fn client_builder(
             async {}.boxed()
         })
         .on(Event::Close, move |_, _| {
+            if r_close.is_cancelled() {
+                return async {}.boxed();
+            }
             socket_down(&s_close);
             let _ = on_close_outcomes.send(Outcome::Closed);
             async {}.boxed()
@@ -453,6 +472,9 @@ fn client_builder(
         .on(Event::Error, move |p, _| {
             let text = format!("{p:?}");
             tracing::debug!(%text, "socket error");
+            if r_error.is_cancelled() {
+                return async {}.boxed();
+            }
             socket_down(&s_error);
             if text.contains("ConnectError") {
                 let _ = on_error_outcomes.send(Outcome::Refused(text));
@@ -465,8 +487,10 @@ fn client_builder(
             let lost = lost.clone();
             let retired = retired.clone();
             async move {
-                socket_down(&shared);
-                let _ = lost.send(Outcome::Lost("the connection was lost".into()));
+                if !retired.is_cancelled() {
+                    socket_down(&shared);
+                    let _ = lost.send(Outcome::Lost("the connection was lost".into()));
+                }
                 retired.cancelled().await;
                 let mut settings = ReconnectSettings::new();
                 settings.address(NO_ADDRESS);
