@@ -762,17 +762,60 @@ impl ClientDir {
 
     /// [`ClientDir::run`] with extra environment variables.
     pub fn run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Result<RunningClient> {
+        let logging = std::env::var_os("TEST_LOG").is_some();
+        let stderr = if logging {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        self.spawn_run(extra, env, stderr)
+    }
+
+    /// [`ClientDir::run_env`], its log (at `filter`, unless `TEST_LOG` is
+    /// set) appended to [`ClientDir::log_path`] across restarts, so a test
+    /// that fails can show what the client did ([`ClientDir::log_tail`]).
+    pub fn run_logged(
+        &self,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        filter: &str,
+    ) -> Result<RunningClient> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            return self.run_env(extra, env);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", filter));
+        self.spawn_run(extra, &env, Stdio::from(file))
+    }
+
+    /// Where [`ClientDir::run_logged`] keeps the client's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.config.path().join("test-client.log")
+    }
+
+    /// The last `n` lines of the log [`ClientDir::run_logged`] kept.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    fn spawn_run(
+        &self,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Result<RunningClient> {
         let mut args = vec!["run", "--json"];
         args.extend_from_slice(extra);
         let mut cmd = self.command(&args);
         cmd.envs(env.iter().copied());
         cmd.stdout(Stdio::piped()).kill_on_drop(true);
-        let logging = std::env::var_os("TEST_LOG").is_some();
-        cmd.stderr(if logging {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        cmd.stderr(stderr);
         let mut child = cmd.spawn().context("spawning vidsync run")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         if let Some(stderr) = child.stderr.take() {

@@ -103,7 +103,11 @@ impl World {
     }
 
     fn start(&mut self, i: usize) -> Result<()> {
-        let run = self.dirs[i].run_env(&["--debounce-ms", "50"], &[("VIDSYNC_RETRY_MS", "500")])?;
+        let run = self.dirs[i].run_logged(
+            &["--debounce-ms", "50"],
+            &[("VIDSYNC_RETRY_MS", "500")],
+            CLIENT_LOG,
+        )?;
         self.runs[i] = Some(run);
         Ok(())
     }
@@ -286,15 +290,37 @@ async fn converge(w: &World) -> Result<BTreeMap<String, String>> {
     }
 }
 
+/// What each client logs, kept to be shown when a seed fails: CI keeps
+/// only the test's output, and a failure there cannot be replayed with
+/// more logging (it depends on timing as much as on the seed).
+const CLIENT_LOG: &str =
+    "warn,vidsync_client::engine=debug,vidsync_client::feed=debug,vidsync_client::apply=info";
+
+/// Lines of each client's log shown when a seed fails.
+const LOG_TAIL: usize = 150;
+
 async fn run_seed(seed: u64) -> Result<()> {
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut w = World::new().await?;
+    let result = run_ops(seed, &mut w).await;
+    if result.is_err() {
+        for (i, d) in w.dirs.iter().enumerate() {
+            println!(
+                "--- client {i}: the last {LOG_TAIL} lines of its log ---\n{}",
+                d.log_tail(LOG_TAIL)
+            );
+        }
+    }
+    result
+}
+
+async fn run_ops(seed: u64, w: &mut World) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut rec = Record::default();
     for _ in 0..OPS {
-        one_op(&mut w, &mut rng, &mut rec, seed).await?;
+        one_op(w, &mut rng, &mut rec, seed).await?;
     }
     w.proxy.resume();
-    let tree = converge(&w).await?;
+    let tree = converge(w).await?;
     let present: BTreeSet<&String> = tree.values().collect();
     let log = logged(&w.api, &w.id).await?;
     for h in &rec.concurrent {
