@@ -59,6 +59,17 @@ struct Args {
     burst_debounce: Vec<u64>,
 }
 
+const USAGE: &str = "vidsync-bench: Vidsync's performance figures, printed (see `make bench`).
+Runs the server and clients named by VIDSYNC_SERVER_BIN and VIDSYNC_BIN; TMPDIR sets the disk.
+
+  --only server|client|fanout|burst|join|content|history|transport
+                           one part (history runs only when named)
+  --subscribers N[,M...]   fan-out subscribers (1000,10000)
+  --events N               fan-out changes posted (200)
+  --trials N               client latency trials (100)
+  --loadgen-threads N      fan-out load generator workers (cores)
+  --burst-debounce MS[,MS...]  the 2,000-file burst's debounces (500,50)";
+
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         subscribers: vec![1000, 10_000],
@@ -70,6 +81,10 @@ fn parse_args() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        if a == "--help" || a == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let v = it.next().with_context(|| format!("{a} needs a value"))?;
         match a.as_str() {
             "--subscribers" => {
