@@ -377,7 +377,11 @@ pub fn rescan(
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let is_dir = abs.is_dir();
+        // One stat per reported path (a path that does not resolve is
+        // asked once more without following links: a dangling link is
+        // there).
+        let resolved = std::fs::metadata(abs);
+        let is_dir = resolved.as_ref().is_ok_and(|m| m.is_dir());
         if rules.is_ignored(rel, is_dir) {
             continue;
         }
@@ -406,8 +410,11 @@ pub fn rescan(
         // index knows, is never reported (notify-debouncer-full 0.7
         // `push_remove_event` replaces the queued rename). Such a report
         // is a path that is neither on disk nor known.
-        let gone = std::fs::symlink_metadata(abs).is_err();
-        if gone && !known_under && !index.contains_key(p.as_str()) {
+        if resolved.is_err()
+            && !known_under
+            && !index.contains_key(p.as_str())
+            && std::fs::symlink_metadata(abs).is_err()
+        {
             gone_unknown.push(abs.clone());
         }
     }

@@ -397,10 +397,12 @@ impl Sweep {
     /// `stored`) is collected: nothing keeps it, and it is not an upload in
     /// flight (young, and no version names it yet).
     fn goes(&self, hash: &ContentHash, is_chunk: bool, stored: Option<SystemTime>) -> bool {
-        if self.keep(hash) || (is_chunk && self.needed_chunks.contains(hash)) {
-            return false;
-        }
-        self.named.contains(hash) || !young(stored, self.grace)
+        !self.kept(hash, is_chunk) && (self.named.contains(hash) || !young(stored, self.grace))
+    }
+
+    /// Whether something keeps stored content `hash`, whatever its age.
+    fn kept(&self, hash: &ContentHash, is_chunk: bool) -> bool {
+        self.keep(hash) || (is_chunk && self.needed_chunks.contains(hash))
     }
 
     /// Removes the files under `dir` (`<2 hex>/<hash>`) nothing keeps.
@@ -421,7 +423,7 @@ impl Sweep {
                     continue;
                 };
                 // What is kept costs no stat.
-                if self.keep(&hash) || (is_chunk && self.needed_chunks.contains(&hash)) {
+                if self.kept(&hash, is_chunk) {
                     continue;
                 }
                 let meta = f.metadata()?;

@@ -958,12 +958,38 @@ pub async fn linked_pair_of(
     b: ClientDir,
     b_mode: &str,
 ) -> Result<(ClientDir, ClientDir, String, Api)> {
+    link(server, a, b, [&server.url, &server.url], b_mode).await
+}
+
+/// [`linked_pair`] with A and B signed in at the given URLs (e.g. one or
+/// both through a proxy to `server`).
+pub async fn linked_pair_at(
+    server: &TestServer,
+    a_url: &str,
+    b_url: &str,
+    b_mode: &str,
+) -> Result<(ClientDir, ClientDir, String, Api)> {
+    link(
+        server,
+        ClientDir::new()?,
+        ClientDir::new()?,
+        [a_url, b_url],
+        b_mode,
+    )
+    .await
+}
+
+async fn link(
+    server: &TestServer,
+    a: ClientDir,
+    b: ClientDir,
+    [a_url, b_url]: [&str; 2],
+    b_mode: &str,
+) -> Result<(ClientDir, ClientDir, String, Api)> {
     let ta = server.add_user("alice").await?;
     let tb = server.add_user("bob").await?;
-    a.ok(&["login", "--server", &server.url, "--token", &ta])
-        .await?;
-    b.ok(&["login", "--server", &server.url, "--token", &tb])
-        .await?;
+    a.ok(&["login", "--server", a_url, "--token", &ta]).await?;
+    b.ok(&["login", "--server", b_url, "--token", &tb]).await?;
     let folder = a.folder.to_string_lossy().to_string();
     let id = a.ok(&["share", &folder, "--name", "proj"]).await?;
     let code = a.ok(&["invite", &id]).await?;

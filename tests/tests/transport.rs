@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use vidsync_e2e::proxy::Proxy;
-use vidsync_e2e::{linked_pair, wait_for, Api, ClientDir, TestServer};
+use vidsync_e2e::{linked_pair, linked_pair_at, wait_for, Api, ClientDir, TestServer};
 
 const SOCKET_BATCHES: &str = "vidsync_update_requests_total{via=\"socket\"}";
 const HTTP_BATCHES: &str = "vidsync_update_requests_total{via=\"http\"}";
@@ -79,26 +79,7 @@ async fn with_the_socket_up_changes_go_up_the_socket() -> anyhow::Result<()> {
 async fn a_batch_whose_websocket_dies_goes_by_http_and_is_logged_once() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let proxy = Proxy::start(([127, 0, 0, 1], server.port).into()).await?;
-    let (a, b) = (ClientDir::new()?, ClientDir::new()?);
-    let ta = server.add_user("alice").await?;
-    let tb = server.add_user("bob").await?;
-    a.ok(&["login", "--server", &proxy.url(), "--token", &ta])
-        .await?;
-    b.ok(&["login", "--server", &server.url, "--token", &tb])
-        .await?;
-    let id = a
-        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
-        .await?;
-    let code = a.ok(&["invite", &id]).await?;
-    b.ok(&[
-        "join",
-        &code,
-        &b.folder.to_string_lossy(),
-        "--mode",
-        "receive",
-    ])
-    .await?;
-    let api = server.api(&ta);
+    let (a, b, id, api) = linked_pair_at(&server, &proxy.url(), &server.url, "receive").await?;
 
     let mut ra = a.run_env(
         &["--transport", "websocket-only"],
@@ -458,25 +439,7 @@ async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow:
     ])
     .await?;
     let proxy = Proxy::start(([127, 0, 0, 1], server.port).into()).await?;
-    let (a, b) = (ClientDir::new()?, ClientDir::new()?);
-    let ta = server.add_user("alice").await?;
-    let tb = server.add_user("bob").await?;
-    a.ok(&["login", "--server", &proxy.url(), "--token", &ta])
-        .await?;
-    b.ok(&["login", "--server", &proxy.url(), "--token", &tb])
-        .await?;
-    let id = a
-        .ok(&["share", &a.folder.to_string_lossy(), "--name", "p"])
-        .await?;
-    let code = a.ok(&["invite", &id]).await?;
-    b.ok(&[
-        "join",
-        &code,
-        &b.folder.to_string_lossy(),
-        "--mode",
-        "receive",
-    ])
-    .await?;
+    let (a, b, id, api) = linked_pair_at(&server, &proxy.url(), &proxy.url(), "receive").await?;
     let ws = ["--transport", "websocket-only"];
     let ack = ("VIDSYNC_ACK_TIMEOUT_MS", "2000");
     let mut ra = a.run_env(&ws, &[ack, ("VIDSYNC_SOCKET_PROBE_MS", "60000")])?;
@@ -538,7 +501,7 @@ async fn a_socket_that_hangs_is_replaced_and_what_it_missed_arrives() -> anyhow:
         .await?;
     assert_eq!(opens().await?, opens_after, "a new socket was needed again");
     assert_eq!(
-        paths_in_log(&server.api(&ta), &id).await?,
+        paths_in_log(&api, &id).await?,
         vec![
             ("after.txt".to_string(), 1),
             ("while-hung.txt".to_string(), 1)

@@ -441,10 +441,8 @@ fn client_builder(
                 // for it: rust_socketio has just marked the disconnect as
                 // not ours, so its reader would reconnect; this marks it
                 // ours again, and the reader ends with the connection.
-                return async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
-                }
-                .boxed();
+                let retired = r_connect.clone();
+                return async move { retire(&client, &retired).await }.boxed();
             }
             let live = LiveSocket {
                 client,
