@@ -191,9 +191,6 @@ enum Look {
 pub struct Looked {
     pub diffs: Vec<Diff>,
     pub unstable: Vec<ProjectPath>,
-    /// Reported paths neither on disk nor in the index (nor anything known
-    /// below them): see [`rescan`].
-    pub gone_unknown: Vec<PathBuf>,
 }
 
 impl Looked {
@@ -367,7 +364,6 @@ pub fn rescan(
     quiet: std::time::Duration,
 ) -> Looked {
     let mut candidates: BTreeSet<ProjectPath> = BTreeSet::new();
-    let mut gone_unknown = Vec::new();
     // Sorted, so what is under a path is one range, not a pass over all.
     let known: BTreeSet<&str> = index.keys().map(String::as_str).collect();
     for abs in paths {
@@ -377,9 +373,7 @@ pub fn rescan(
         if rel.as_os_str().is_empty() {
             continue;
         }
-        // One stat per reported path (a path that does not resolve is
-        // asked once more without following links: a dangling link is
-        // there).
+        // One stat per reported path.
         let resolved = std::fs::metadata(abs);
         let is_dir = resolved.as_ref().is_ok_and(|m| m.is_dir());
         if rules.is_ignored(rel, is_dir) {
@@ -398,30 +392,13 @@ pub fn rescan(
         let under = known
             .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
             .take_while(|k| k.starts_with(&prefix));
-        let mut known_under = false;
         for k in under {
-            known_under = true;
             if let Ok(kp) = ProjectPath::new(k.to_string()) {
                 candidates.insert(kp);
             }
         }
-        // The debouncer reports a file moved and then deleted in one window
-        // as the deletion of its new name only: the old name, which the
-        // index knows, is never reported (notify-debouncer-full 0.7
-        // `push_remove_event` replaces the queued rename). Such a report
-        // is a path that is neither on disk nor known.
-        if resolved.is_err()
-            && !known_under
-            && !index.contains_key(p.as_str())
-            && std::fs::symlink_metadata(abs).is_err()
-        {
-            gone_unknown.push(abs.clone());
-        }
     }
-    let mut out = Looked {
-        gone_unknown,
-        ..Looked::default()
-    };
+    let mut out = Looked::default();
     for p in &candidates {
         out.push(p, diff_one(root, p, index.get(p.as_str()), quiet));
     }
@@ -569,26 +546,6 @@ mod tests {
         assert_eq!(diffs.len(), 1);
         assert_eq!(diffs[0].path.as_str(), "d/e/f");
         assert_eq!(diffs[0].change.as_ref().unwrap().op, Op::Delete);
-    }
-
-    /// A reported path that is gone and was never known is said (the
-    /// engine then looks at the whole folder); a known one gone is a
-    /// delete, and a gone directory with known files below is not "unknown".
-    #[test]
-    fn a_reported_path_gone_and_never_known_is_said() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("d")).unwrap();
-        std::fs::write(root.join("d/x"), "x").unwrap();
-        let rules = IgnoreRules::load(root);
-        let mut index = HashMap::new();
-        for d in scan(root, &rules, &index, Q).diffs {
-            index.insert(d.path.as_str().to_string(), d.entry.unwrap());
-        }
-        std::fs::remove_dir_all(root.join("d")).unwrap();
-        let looked = rescan(root, &rules, &index, &[root.join("y"), root.join("d")], Q);
-        assert_eq!(looked.gone_unknown, vec![root.join("y")]);
-        assert_eq!(looked.diffs.len(), 1, "d/x is deleted");
     }
 
     #[test]

@@ -1,23 +1,37 @@
-//! File events for a folder, debounced (`notify` + `notify-debouncer-full`,
-//! 500 ms by default): a burst of writes to one path and an editor's
-//! write-temp-then-rename arrive as one batch of paths to look at. The
-//! watcher only schedules; the scanner decides what changed. When the OS
-//! says events were lost (an inotify queue overflow: a rescan flag, or an
-//! event with no paths) or the watcher fails, it asks for a full rescan.
+//! File events for a folder, debounced (500 ms by default): a burst of
+//! writes to one path and an editor's write-temp-then-rename arrive as one
+//! batch of paths to look at. The watcher only schedules; the scanner
+//! decides what changed. When the OS says events were lost (an inotify
+//! queue overflow: a rescan flag, or an event with no paths) or the watcher
+//! fails, it asks for a full rescan.
+//!
+//! The OS watch is `notify`'s; the debouncing is [`Quiet`], here. It was
+//! `notify-debouncer-full` 0.7, which cost too much for
+//! what the engine takes from it (paths only): every tick it drained and
+//! rebuilt its whole map of waiting paths (each path hashed again), so a
+//! burst cost in proportion to paths waiting × ticks — about 50 ms of CPU
+//! per client for 2,000 new files, a third of a sending client's CPU — and
+//! it folded a file's events into their net effect (a file moved and then
+//! deleted in one window was reported under its last name only), which the
+//! engine had to work around. [`Quiet`] keeps the paths in the order their
+//! events came, so a path costs one entry per event however long it waits,
+//! and it reports every path an event named.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::{Error, Result};
 
-/// Keeps the OS watch alive; dropping it stops watching.
+/// Keeps the OS watch alive; dropping it stops watching (and the thread
+/// that debounces, once the watch's event handler is gone).
 pub struct FolderWatch {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _watcher: notify::RecommendedWatcher,
 }
 
 /// What the watcher asks the folder to do.
@@ -29,37 +43,30 @@ pub enum WatchMsg {
     Rescan,
 }
 
-/// Turns one debounced batch into what to ask for.
-pub fn triage(result: DebounceEventResult) -> Option<WatchMsg> {
-    match result {
-        Ok(events) => {
-            let lost = events
-                .iter()
-                .any(|e| e.event.need_rescan() || e.event.paths.is_empty());
-            if lost {
-                tracing::warn!("the file watcher lost events; rescanning the folder");
-                return Some(WatchMsg::Rescan);
-            }
-            // This client's own temp files (a version being built) are never
-            // synced: a receiver's every file would bring four of their
-            // events to look at for nothing. Nor is a file opened (notify
-            // 8 watches IN_OPEN): every file this client reads (to hash it,
-            // to send it) came back as a path to look at a debounce later.
-            let mut paths: Vec<PathBuf> = events
-                .into_iter()
-                .filter(|e| !only_read(&e.event.kind))
-                .flat_map(|e| e.event.paths)
-                .filter(|p| !is_temp(p))
-                .collect();
-            paths.sort();
-            paths.dedup();
-            (!paths.is_empty()).then_some(WatchMsg::Paths(paths))
+/// What one raw event asks for: nothing, a rescan, or paths to look at
+/// once they are quiet.
+#[derive(Debug, PartialEq, Eq)]
+enum Raw {
+    Rescan,
+    Paths(Vec<PathBuf>),
+}
+
+/// Sorts one raw event. This client's own temp files (a version being
+/// built) are never synced: a receiver's every file would bring three of
+/// their events to look at for nothing. Nor is a file opened (notify 8
+/// watches IN_OPEN): every file this client reads (to hash it, to send it)
+/// would come back as a path to look at a debounce later.
+fn sort_event(event: notify::Result<Event>) -> Option<Raw> {
+    match event {
+        Ok(e) if e.need_rescan() || e.paths.is_empty() => Some(Raw::Rescan),
+        Ok(e) if only_read(&e.kind) => None,
+        Ok(e) => {
+            let paths: Vec<PathBuf> = e.paths.into_iter().filter(|p| !is_temp(p)).collect();
+            (!paths.is_empty()).then_some(Raw::Paths(paths))
         }
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!(%e, "file watcher error; rescanning the folder");
-            }
-            Some(WatchMsg::Rescan)
+        Err(e) => {
+            tracing::warn!(%e, "file watcher error; rescanning the folder");
+            Some(Raw::Rescan)
         }
     }
 }
@@ -84,90 +91,288 @@ fn is_temp(path: &Path) -> bool {
         .is_some_and(crate::scan::is_temp_name)
 }
 
+/// Paths waiting until their events are `delay` old, in the order the
+/// events came. Each event's path is let go `delay` after the event, as a
+/// batch with every other path due by then (one batch per `grain` at
+/// most); a path with events `delay` apart is let go once for each.
+/// Events of one path less than a `grain` apart count as one (the first).
+struct Quiet {
+    delay: Duration,
+    grain: Duration,
+    queue: VecDeque<(Instant, PathBuf)>,
+    /// When each path in `queue` was last queued.
+    newest: HashMap<PathBuf, Instant>,
+    /// When the last batch was let go.
+    last_batch: Option<Instant>,
+}
+
+impl Quiet {
+    fn new(delay: Duration, grain: Duration) -> Quiet {
+        Quiet {
+            delay,
+            grain,
+            queue: VecDeque::new(),
+            newest: HashMap::new(),
+            last_batch: None,
+        }
+    }
+
+    fn add(&mut self, path: PathBuf, now: Instant) {
+        if let Some(t) = self.newest.get(&path) {
+            if now.saturating_duration_since(*t) < self.grain {
+                return;
+            }
+        }
+        self.newest.insert(path.clone(), now);
+        self.queue.push_back((now, path));
+    }
+
+    /// When the next batch is due, if anything waits.
+    fn next_batch(&self) -> Option<Instant> {
+        let (t, _) = self.queue.front()?;
+        let due = *t + self.delay;
+        Some(match self.last_batch {
+            Some(last) => due.max(last + self.grain),
+            None => due,
+        })
+    }
+
+    /// The paths due at `now` (sorted, each once); empty before
+    /// [`Quiet::next_batch`].
+    fn take_due(&mut self, now: Instant) -> Vec<PathBuf> {
+        if self.next_batch().is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        while self
+            .queue
+            .front()
+            .is_some_and(|(t, _)| *t + self.delay <= now)
+        {
+            let Some((t, path)) = self.queue.pop_front() else {
+                break;
+            };
+            if self.newest.get(&path) == Some(&t) {
+                self.newest.remove(&path);
+            }
+            due.push(path);
+        }
+        self.last_batch = Some(now);
+        due.sort();
+        due.dedup();
+        due
+    }
+}
+
+/// Debounces sorted events from `rx` into `tx` until either side is gone.
+fn debounce(
+    rx: Receiver<Raw>,
+    tx: mpsc::UnboundedSender<WatchMsg>,
+    delay: Duration,
+    grain: Duration,
+) {
+    let mut quiet = Quiet::new(delay, grain);
+    loop {
+        let got = match quiet.next_batch() {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(Raw::Rescan) => {
+                tracing::warn!("the file watcher lost events; rescanning the folder");
+                if tx.send(WatchMsg::Rescan).is_err() {
+                    return;
+                }
+            }
+            Ok(Raw::Paths(paths)) => {
+                let now = Instant::now();
+                for p in paths {
+                    quiet.add(p, now);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let due = quiet.take_due(Instant::now());
+        if !due.is_empty() && tx.send(WatchMsg::Paths(due)).is_err() {
+            return;
+        }
+    }
+}
+
 /// Starts watching `root` recursively; what to look at arrives on the
 /// returned channel.
 pub fn watch(
     root: &Path,
-    debounce: Duration,
+    debounce_for: Duration,
 ) -> Result<(FolderWatch, mpsc::UnboundedReceiver<WatchMsg>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    // The debouncer checks for quiet paths every tick; its default (a
-    // quarter of the timeout) would add up to 125 ms to a 500 ms debounce.
-    let tick = (debounce / 20).clamp(Duration::from_millis(5), Duration::from_millis(25));
-    let mut debouncer = new_debouncer(debounce, Some(tick), move |res: DebounceEventResult| {
-        if let Some(msg) = triage(res) {
-            // The folder is gone only when it stops: nothing to tell.
-            let _ = tx.send(msg);
+    let (raw_tx, raw_rx) = std::sync::mpsc::channel();
+    // Batches at most this often; a path is let go up to this late.
+    let grain = (debounce_for / 20).clamp(Duration::from_millis(5), Duration::from_millis(25));
+    std::thread::Builder::new()
+        .name("vidsync debounce".into())
+        .spawn(move || debounce(raw_rx, tx, debounce_for, grain))
+        .map_err(|e| Error::Watch(e.to_string()))?;
+    let mut watcher = notify::recommended_watcher(move |e: notify::Result<Event>| {
+        // Sorted here, on notify's thread: most raw events (opens, temp
+        // files) never cross. The debouncing thread ends when this
+        // handler is dropped with the watcher.
+        if let Some(raw) = sort_event(e) {
+            let _ = raw_tx.send(raw);
         }
     })
     .map_err(|e| Error::Watch(e.to_string()))?;
-    debouncer
+    watcher
         .watch(root, RecursiveMode::Recursive)
         .map_err(|e| Error::Watch(format!("{}: {e}", root.display())))?;
-    Ok((
-        FolderWatch {
-            _debouncer: debouncer,
-        },
-        rx,
-    ))
+    Ok((FolderWatch { _watcher: watcher }, rx))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{Event, EventKind, Flag, ModifyKind};
-    use notify_debouncer_full::DebouncedEvent;
+    use notify::event::{CreateKind, DataChange, Flag, ModifyKind, RenameMode};
 
-    fn ev(e: Event) -> DebouncedEvent {
-        DebouncedEvent::new(e, std::time::Instant::now())
+    const MS: Duration = Duration::from_millis(1);
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
     }
 
     #[test]
-    fn an_overflow_or_a_pathless_event_asks_for_a_rescan() {
+    fn an_overflow_a_pathless_event_or_an_error_asks_for_a_rescan() {
         let overflow = Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        assert_eq!(triage(Ok(vec![ev(overflow)])), Some(WatchMsg::Rescan));
+        assert_eq!(sort_event(Ok(overflow)), Some(Raw::Rescan));
         let pathless = Event::new(EventKind::Modify(ModifyKind::Any));
-        assert_eq!(triage(Ok(vec![ev(pathless)])), Some(WatchMsg::Rescan));
+        assert_eq!(sort_event(Ok(pathless)), Some(Raw::Rescan));
         let err = notify::Error::generic("queue overflow");
-        assert_eq!(triage(Err(vec![err])), Some(WatchMsg::Rescan));
-    }
-
-    #[test]
-    fn paths_are_deduplicated() {
-        let e = |p: &str| ev(Event::new(EventKind::Any).add_path(PathBuf::from(p)));
-        assert_eq!(
-            triage(Ok(vec![e("/a"), e("/b"), e("/a")])),
-            Some(WatchMsg::Paths(vec!["/a".into(), "/b".into()]))
-        );
-        assert_eq!(triage(Ok(vec![])), None);
-        let temp = format!("/d/{}abc", crate::scan::TEMP_PREFIX);
-        assert_eq!(
-            triage(Ok(vec![e(&temp), e("/d/f")])),
-            Some(WatchMsg::Paths(vec!["/d/f".into()]))
-        );
-        assert_eq!(triage(Ok(vec![e(&temp)])), None);
+        assert_eq!(sort_event(Err(err)), Some(Raw::Rescan));
     }
 
     /// Opening or reading a file changes nothing: no path to look at. A
-    /// close after a write, a write, a create still bring theirs.
+    /// close after a write, a write, a create still bring theirs; a temp
+    /// file of ours never does, and a rename from one keeps its target.
     #[test]
-    fn a_file_only_opened_is_not_looked_at() {
-        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange};
-        let e = |k: EventKind, p: &str| ev(Event::new(k).add_path(PathBuf::from(p)));
-        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
-        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
-        assert_eq!(triage(Ok(vec![e(open, "/a"), e(read, "/a")])), None);
-        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
-        let created = EventKind::Create(CreateKind::File);
+    fn opens_and_temp_files_are_dropped_and_changes_kept() {
+        let e = |k: EventKind, paths: &[&str]| {
+            let mut ev = Event::new(k);
+            for x in paths {
+                ev = ev.add_path(p(x));
+            }
+            sort_event(Ok(ev))
+        };
         assert_eq!(
-            triage(Ok(vec![
-                e(open, "/a"),
-                e(written, "/b"),
-                e(data, "/c"),
-                e(created, "/d")
-            ])),
-            Some(WatchMsg::Paths(vec!["/b".into(), "/c".into(), "/d".into()]))
+            e(
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                &["/a"]
+            ),
+            None
         );
+        assert_eq!(
+            e(
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                &["/a"]
+            ),
+            None
+        );
+        let kept = [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Create(CreateKind::File),
+        ];
+        for k in kept {
+            assert_eq!(e(k, &["/b"]), Some(Raw::Paths(vec![p("/b")])), "{k:?}");
+        }
+        let temp = format!("/d/{}abc", crate::scan::TEMP_PREFIX);
+        assert_eq!(e(EventKind::Create(CreateKind::File), &[&temp]), None);
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert_eq!(e(both, &[&temp, "/d/f"]), Some(Raw::Paths(vec![p("/d/f")])));
+        // Both names of a rename are kept: the old one is gone, and the
+        // scanner sends its removal.
+        assert_eq!(
+            e(both, &["/d/old", "/d/new"]),
+            Some(Raw::Paths(vec![p("/d/old"), p("/d/new")]))
+        );
+    }
+
+    #[test]
+    fn a_path_is_let_go_once_its_event_is_a_delay_old_with_all_due_then() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(500 * MS, 25 * MS);
+        assert_eq!(q.next_batch(), None);
+        q.add(p("/b"), t0);
+        q.add(p("/a"), t0 + 10 * MS);
+        q.add(p("/b"), t0 + 12 * MS); // within a grain of its first: one
+        q.add(p("/c"), t0 + 200 * MS);
+        assert_eq!(q.next_batch(), Some(t0 + 500 * MS));
+        assert!(
+            q.take_due(t0 + 499 * MS).is_empty(),
+            "nothing before the delay"
+        );
+        assert_eq!(q.take_due(t0 + 511 * MS), vec![p("/a"), p("/b")]);
+        // The next batch waits for its path's delay.
+        assert_eq!(q.next_batch(), Some(t0 + 700 * MS));
+        assert!(q.take_due(t0 + 699 * MS).is_empty());
+        assert_eq!(q.take_due(t0 + 700 * MS), vec![p("/c")]);
+        assert_eq!(q.next_batch(), None);
+    }
+
+    /// A path written again later than a grain after its first event is let
+    /// go for each (as each write may have been read half-done the first
+    /// time); after it was let go, a new event queues it again.
+    #[test]
+    fn a_path_with_events_apart_is_let_go_for_each() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(500 * MS, 25 * MS);
+        q.add(p("/a"), t0);
+        q.add(p("/a"), t0 + 300 * MS);
+        assert_eq!(q.take_due(t0 + 500 * MS), vec![p("/a")]);
+        assert_eq!(q.take_due(t0 + 800 * MS), vec![p("/a")]);
+        assert_eq!(q.next_batch(), None);
+        q.add(p("/a"), t0 + 810 * MS);
+        assert_eq!(q.take_due(t0 + 1310 * MS), vec![p("/a")]);
+    }
+
+    /// Paths coming due one after another go in batches a grain apart, not
+    /// one batch each (each batch is a look at the disk).
+    #[test]
+    fn batches_are_at_least_a_grain_apart() {
+        let t0 = Instant::now();
+        let mut q = Quiet::new(500 * MS, 25 * MS);
+        for i in 0..100u32 {
+            q.add(p(&format!("/f{i:03}")), t0 + i * MS);
+        }
+        assert_eq!(q.take_due(t0 + 500 * MS).len(), 1);
+        assert_eq!(q.next_batch(), Some(t0 + 525 * MS));
+        assert!(q.take_due(t0 + 524 * MS).is_empty());
+        assert_eq!(q.take_due(t0 + 525 * MS).len(), 25);
+        assert_eq!(q.take_due(t0 + 600 * MS).len(), 74);
+    }
+
+    /// The real thing: a file written in a watched folder is reported
+    /// once its events are quiet, its temp-file sibling and a read are not.
+    #[tokio::test]
+    async fn a_write_is_reported_after_the_debounce() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (_w, mut rx) = watch(&root, 100 * MS).unwrap();
+        let started = Instant::now();
+        std::fs::write(root.join("f.txt"), "x").unwrap();
+        std::fs::write(root.join(format!("{}1", crate::scan::TEMP_PREFIX)), "t").unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(started.elapsed() >= 100 * MS, "not before the debounce");
+        assert_eq!(msg, WatchMsg::Paths(vec![root.join("f.txt")]));
+        // Reading it brings nothing.
+        std::fs::read(root.join("f.txt")).unwrap();
+        std::fs::write(root.join("g.txt"), "y").unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg, WatchMsg::Paths(vec![root.join("g.txt")]));
     }
 }

@@ -646,10 +646,10 @@ async fn remote_changes_come_in_while_the_folder_keeps_changing() -> anyhow::Res
     Ok(())
 }
 
-/// A file moved and then deleted within one debounce window: the debouncer
-/// reports only the deletion of the new name, never the old one. The old
-/// name must still go everywhere (the convergence test found it left on
-/// the server and at the peers, seed 692382).
+/// A file moved and then deleted within one debounce window: the old name
+/// must still go everywhere (the convergence test found it left on the
+/// server and at the peers, seed 692382, when the debouncer was
+/// notify-debouncer-full, which reported only the deletion of the new name).
 #[tokio::test]
 async fn a_file_moved_then_deleted_in_one_window_is_deleted_everywhere() -> anyhow::Result<()> {
     let server = TestServer::start().await?;

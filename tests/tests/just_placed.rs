@@ -1,9 +1,10 @@
 //! A file the engine has just placed (a download), renamed or deleted by
-//! the user before the watcher's debounce window is over. The debouncer
-//! folds such a file's events into their net effect — a rename reported
-//! under the new name only, a delete not at all — so the old name must be
-//! looked at by the engine itself (the convergence test found this: seed
-//! 99122 left a renamed file on the server that one client had deleted).
+//! the user before the watcher's debounce window is over. The old name must
+//! still be looked at (the convergence test found this: seed 99122 left a
+//! renamed file on the server that one client had deleted, when the
+//! debouncer, notify-debouncer-full, folded such a file's events into their
+//! net effect — a rename reported under the new name only, a delete not at
+//! all).
 //!
 //! B runs with a 3 s debounce so that its rename lands inside the window
 //! however loaded the machine is; A is a plain send-receive peer.

@@ -81,10 +81,6 @@ pub(crate) struct FolderLoop {
     /// Paths this loop wrote or deleted that the watcher has not reported
     /// back yet, with when they are next looked at (see [`Placed`]).
     pub(super) placed: Placed,
-    /// Paths the engine had placed or deleted itself, reported by the
-    /// watcher or looked at again on their timer, until the next look (one
-    /// of them gone and unknown is no lost move).
-    pub(super) own_reported: std::collections::HashSet<PathBuf>,
     /// When set-aside events are tried again.
     pub(super) aside_at: Instant,
     pub(super) rules: IgnoreRules,
@@ -154,7 +150,6 @@ impl FolderLoop {
             recheck_at: None,
             recheck: BTreeSet::new(),
             placed: Placed::default(),
-            own_reported: Default::default(),
             rules,
             watch_error: None,
             feed_error: None,
@@ -301,8 +296,6 @@ impl FolderLoop {
             self.to_look.extend(paths);
         }
         let due = self.placed.due(now, self.ctx.debounce);
-        // The engine's own paths: one gone and unknown is its own delete.
-        self.own_reported.extend(due.iter().cloned());
         self.to_look.extend(due);
     }
 
@@ -319,9 +312,7 @@ impl FolderLoop {
     /// Paths the watcher reported: to look at, and no longer unreported.
     fn reported(&mut self, paths: Vec<PathBuf>) {
         for p in &paths {
-            if self.placed.reported(p) {
-                self.own_reported.insert(p.clone());
-            }
+            self.placed.reported(p);
         }
         self.to_look.extend(paths);
     }

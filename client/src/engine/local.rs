@@ -72,11 +72,7 @@ impl FolderLoop {
             Some(paths) => scan::rescan(&root, &rules, &index, &paths, quiet),
         })
         .await;
-        let Looked {
-            diffs,
-            unstable,
-            gone_unknown,
-        } = match looked {
+        let Looked { diffs, unstable } = match looked {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(%e, "the scan failed; rescanning");
@@ -85,18 +81,6 @@ impl FolderLoop {
             }
         };
         tracing::debug!(project = %pid, diffs = diffs.len(), unstable = unstable.len(), took = ?started.elapsed(), "looked");
-        // A reported path gone and never known, that the engine did not
-        // remove itself: a file moved there and deleted within one debounce
-        // window, whose old name the watcher never reported. Only a look
-        // at the whole folder finds the old name gone.
-        let own = std::mem::take(&mut self.own_reported);
-        let lost = gone_unknown.iter().filter(|p| !own.contains(*p)).count();
-        if lost > 0 {
-            tracing::debug!(project = %pid, n = lost, "a reported path was never known: looking at the whole folder");
-            self.rescan = true;
-            // Due now: nothing else may wake the loop for a while.
-            self.recheck_at = Some(Instant::now());
-        }
         if !diffs.is_empty() {
             let t = std::time::Instant::now();
             let recorded = self.record_all(&pid, diffs).await;

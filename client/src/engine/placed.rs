@@ -7,15 +7,18 @@ use tokio::time::Instant;
 
 /// Paths the engine itself wrote or deleted, until the watcher reports them.
 ///
-/// The debouncer folds a file's events into its net effect: a file that
-/// appeared in the window and was then renamed is reported under its new
-/// name only, and one that appeared and was deleted is not reported at all.
-/// For a file the engine just placed (a download appears like any new
-/// file), the old name would never be looked at again, and its rename or
-/// deletion never sent. So each placed path is looked at once the debounce
-/// has passed without the watcher reporting it, and again each window until
-/// it is reported (a report means the debouncer has let go of it), or for
-/// at most [`Placed::GIVE_UP`].
+/// A guard against a watcher that does not report a path the engine wrote:
+/// its rename or deletion by the user would never be sent. (The debouncer
+/// used before, notify-debouncer-full 0.7, folded a file's events into
+/// their net effect: a file that appeared in the window and was then
+/// renamed was reported under its new name only, and one that appeared and
+/// was deleted not at all. `crate::watch` reports every path an event
+/// names, and this guard stays for watchers that miss events, such as a
+/// directory's first files written before its watch is added.) So each
+/// placed path is looked at once the debounce has passed without the
+/// watcher reporting it, and again each window until it is reported (a
+/// report means the debouncer has let go of it), or for at most
+/// [`Placed::GIVE_UP`].
 #[derive(Default)]
 pub(crate) struct Placed {
     /// Path -> (first placed, next look).

@@ -400,9 +400,9 @@ impl FolderLoop {
     /// A conflict copy this loop made (a new local file): looked at now, to
     /// send it, and again after the debounce like any path the loop placed.
     /// If the user renames it back over the file within the watcher's
-    /// window ("keep mine"), notify-debouncer-full folds the chain
-    /// `f → copy → f` into one event for `f`, and the copy's removal would
-    /// never be seen.
+    /// window ("keep mine"), a debouncer that folds events (as
+    /// notify-debouncer-full did) reports the chain `f → copy → f` as one
+    /// event for `f`, and the copy's removal would never be seen.
     pub(super) fn copy_made(&mut self, copy: &str) {
         let copy = self.link.path.join(copy);
         self.to_look.insert(copy.clone());
