@@ -40,28 +40,27 @@ pub fn print_statuses(statuses: &[FolderStatus], json: bool) -> anyhow::Result<(
     Ok(())
 }
 
-pub fn print_engine_event(ev: &EngineEvent, json: bool) {
+/// One engine event as the line `vidsync run` prints (JSON with `--json`),
+/// without its newline; `None` if it cannot be written.
+pub fn engine_event_line(ev: &EngineEvent, json: bool) -> Option<String> {
     if json {
-        if let Ok(line) = serde_json::to_string(ev) {
-            println!("{line}");
-        }
-        return;
+        return serde_json::to_string(ev).ok();
     }
-    match ev {
-        EngineEvent::StatusChanged { status } => println!("{}", status_line(status)),
+    Some(match ev {
+        EngineEvent::StatusChanged { status } => status_line(status),
         EngineEvent::ChangeQueued { path, op, .. } => {
-            println!("queued    {:<6} {path}", op.as_str())
+            format!("queued    {:<6} {path}", op.as_str())
         }
         EngineEvent::ChangeUploaded { path, op, seq, .. } => {
-            println!("uploaded  {:<6} {path} (seq {seq})", op.as_str())
+            format!("uploaded  {:<6} {path} (seq {seq})", op.as_str())
         }
-        EngineEvent::RemoteEvent { event, .. } => println!("{}", event_line(event)),
+        EngineEvent::RemoteEvent { event, .. } => event_line(event),
         EngineEvent::Applied { path, conflict, .. } => match conflict {
-            Some(c) => println!("synced    {path} (your version kept as {c})"),
-            None => println!("synced    {path}"),
+            Some(c) => format!("synced    {path} (your version kept as {c})"),
+            None => format!("synced    {path}"),
         },
-        EngineEvent::Error { message, .. } => println!("error     {message}"),
-    }
+        EngineEvent::Error { message, .. } => format!("error     {message}"),
+    })
 }
 
 fn status_line(s: &FolderStatus) -> String {

@@ -13,7 +13,7 @@ use vidsync_client::usecase::api_of;
 use vidsync_client::{Config, Engine, Transport};
 use vidsync_protocol::ProjectEvent;
 
-use super::output::{event_line, explain, print_engine_event};
+use super::output::{engine_event_line, event_line, explain};
 
 pub async fn shutdown_signal() {
     let term = async {
@@ -44,24 +44,70 @@ pub async fn run_engine(
 }
 
 async fn drive(engine: Engine, json: bool) -> Result<()> {
-    let mut events = engine.subscribe();
+    let events = engine.subscribe();
     engine.start_all().await?;
-    let printer = tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(ev) => print_engine_event(&ev, json),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "output fell behind")
-                }
-                Err(_) => return,
-            }
-        }
-    });
+    let printer = tokio::spawn(print_events(events, json));
     shutdown_signal().await;
     tracing::info!("stopping");
     engine.shutdown().await;
     printer.abort();
     Ok(())
+}
+
+/// Prints engine events, one line each. The lines of all events waiting
+/// are written at once: a burst of 2,000 files made one write to stdout
+/// (and one wake-up of whatever reads it) per line, four per file.
+async fn print_events(
+    mut events: tokio::sync::broadcast::Receiver<vidsync_client::EngineEvent>,
+    json: bool,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    /// Written out when this much waits, even if more events do.
+    const FLUSH_AT: usize = 64 * 1024;
+    let mut out = String::new();
+    loop {
+        // Wait for one event, then take all that wait.
+        let mut got = Some(events.recv().await);
+        while let Some(r) = got {
+            match r {
+                Ok(ev) => {
+                    if let Some(line) = engine_event_line(&ev, json) {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "output fell behind"),
+                Err(RecvError::Closed) => {
+                    write_out(&mut out);
+                    return;
+                }
+            }
+            if out.len() >= FLUSH_AT {
+                write_out(&mut out);
+            }
+            got = match events.try_recv() {
+                Ok(ev) => Some(Ok(ev)),
+                Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                Err(TryRecvError::Empty) => None,
+            };
+        }
+        write_out(&mut out);
+    }
+}
+
+/// Writes `out` to stdout and empties it. Nothing to do if stdout is gone
+/// (a closed pipe).
+fn write_out(out: &mut String) {
+    use std::io::Write;
+    if out.is_empty() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush());
+    out.clear();
 }
 
 pub async fn log(dir: &Path, project_id: &str, follow: bool, json: bool) -> Result<()> {
