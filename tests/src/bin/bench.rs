@@ -242,12 +242,14 @@ async fn burst_bench(args: &Args) -> Result<()> {
     for &debounce in &args.burst_debounce {
         let r = vidsync_e2e::burst::run(2000, debounce).await?;
         println!(
-            "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s; CPU A {:.2} s + B {:.2} s = {:.2} s; events posted by A {}, by B {} (echoes)",
+            "client: burst of {} x 1 KiB files in 20 dirs, both send-receive, debounce {debounce} ms: identical at B after {:.2} s (checked by {:.2} s); CPU A {:.2} s + B {:.2} s = {:.2} s, server {:.2} s; events posted by A {}, by B {} (echoes)",
             r.files,
             r.wall.as_secs_f64(),
+            r.confirmed.as_secs_f64(),
             r.cpu_a,
             r.cpu_b,
             r.cpu_a + r.cpu_b,
+            r.cpu_server,
             r.posted_a,
             r.posted_b
         );
