@@ -191,11 +191,14 @@ pub async fn run(files: usize, debounce_ms: u64) -> Result<Burst> {
     })
 }
 
+/// Inode, size, mtime (s, ns) and ctime (s, ns).
+type Stat = (u64, u64, i64, i64, i64, i64);
+
 /// Each file under `root` with its inode, size, mtime and ctime; `None` if
 /// something could not be listed or stat'ed.
 fn tree_stats(
     root: &std::path::Path,
-) -> Option<std::collections::BTreeMap<std::path::PathBuf, (u64, u64, i64, i64, i64, i64)>> {
+) -> Option<std::collections::BTreeMap<std::path::PathBuf, Stat>> {
     use std::os::unix::fs::MetadataExt;
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
