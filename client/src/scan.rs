@@ -383,9 +383,6 @@ fn diff_all(
     out
 }
 
-/// Differences at the paths a watcher reported (files or directories,
-/// absolute), including everything below a directory and index entries
-/// below a path that is gone.
 /// The project paths of `paths` (absolute, under `root`) that can be
 /// synced: what [`rescan`] looks at and below.
 pub fn relative_paths(root: &Path, paths: &[PathBuf]) -> Vec<ProjectPath> {
@@ -397,6 +394,9 @@ pub fn relative_paths(root: &Path, paths: &[PathBuf]) -> Vec<ProjectPath> {
         .collect()
 }
 
+/// Differences at the paths a watcher reported (files or directories,
+/// absolute), including everything below a directory and index entries
+/// below a path that is gone.
 pub fn rescan(
     root: &Path,
     rules: &IgnoreRules,

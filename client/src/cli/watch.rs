@@ -84,6 +84,7 @@ async fn print_events(
             }
             if out.len() >= FLUSH_AT {
                 write_out(&mut out);
+                tokio::task::yield_now().await;
             }
             got = match events.try_recv() {
                 Ok(ev) => Some(Ok(ev)),
@@ -93,6 +94,9 @@ async fn print_events(
             };
         }
         write_out(&mut out);
+        // `try_recv` does not count against the task's budget: let the
+        // worker run others between two writes.
+        tokio::task::yield_now().await;
     }
 }
 

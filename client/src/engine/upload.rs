@@ -52,8 +52,8 @@ impl FolderLoop {
     ///
     /// Paths the watcher reports meanwhile are looked at between two
     /// batches, so what they queue goes up in this run: a burst the
-    /// debouncer lets out in two ticks had its second part wait until the
-    /// first was all posted (seen: 1,100 files, then 900 a third of a
+    /// debouncer lets out in two batches had its second part wait until
+    /// the first was all posted (seen: 1,100 files, then 900 a third of a
     /// second later). A look may change the outbox, so the batch read
     /// ahead is then read again (its content is on the server already:
     /// asking again is one cheap request). At most [`LOOKS_PER_UPLOAD`]
@@ -224,7 +224,7 @@ impl FolderLoop {
                     tracing::error!(%e, %path, "remembering a version taken ahead");
                 }
                 // Looked at again after the debounce even if the watcher
-                // folds the placing and a quick change after it into nothing.
+                // never reports it (see `Placed`).
                 self.placed
                     .insert(path.under(&self.link.path), self.ctx.debounce);
             }
