@@ -211,17 +211,22 @@ impl Content {
         }
         while next < m.chunks.len() {
             let window = window(&m.chunks[next..]);
-            let mut parts: Vec<Option<Bytes>> = Vec::with_capacity(window.len());
+            let mut parts: Vec<Option<Bytes>> =
+                window.iter().map(|e| self.ahead(&e.hash)).collect();
+            // The rest from local files, looked up and read at once.
+            let local: Vec<usize> = (0..window.len()).filter(|&i| parts[i].is_none()).collect();
+            let wanted: Vec<(ContentHash, u64)> = local
+                .iter()
+                .map(|&i| (window[i].hash, window[i].size as u64))
+                .collect();
+            for (i, got) in local.into_iter().zip(self.local_chunks(&wanted).await) {
+                parts[i] = got;
+            }
             let mut missing = Vec::new();
-            for e in window {
-                let got = match self.ahead(&e.hash) {
-                    Some(b) => Some(b),
-                    None => self.local_chunk(&e.hash, e.size as u64).await,
-                };
+            for (e, got) in window.iter().zip(&parts) {
                 if got.is_none() && !missing.contains(&e.hash) {
                     missing.push(e.hash);
                 }
-                parts.push(got);
             }
             let fetched = match missing.is_empty() {
                 true => Vec::new(),

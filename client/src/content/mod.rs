@@ -145,35 +145,65 @@ impl Content {
     /// The chunk `hash` of `len` bytes from a local file, re-hashed; `None`
     /// when no local file has it (any more).
     async fn local_chunk(&self, hash: &ContentHash, len: u64) -> Option<Bytes> {
-        let sources = self
-            .state
-            .chunk_sources(&self.project_id, hash)
-            .await
-            .ok()?;
+        self.local_chunks(&[(*hash, len)]).await.pop().flatten()
+    }
+
+    /// [`Content::local_chunk`] for each of `wanted`, in order: their
+    /// sources looked up at once and read on one blocking thread, each
+    /// file opened once.
+    async fn local_chunks(&self, wanted: &[(ContentHash, u64)]) -> Vec<Option<Bytes>> {
+        let hashes: Vec<ContentHash> = wanted.iter().map(|(h, _)| *h).collect();
+        let Ok(mut sources) = self.state.chunk_sources(&self.project_id, &hashes).await else {
+            return vec![None; wanted.len()];
+        };
+        let want: Vec<(ContentHash, u64, Vec<ChunkSource>)> = wanted
+            .iter()
+            .map(|(h, len)| (*h, *len, sources.remove(h).unwrap_or_default()))
+            .collect();
         let root = self.root.clone();
-        let hash = *hash;
+        let n = wanted.len();
         tokio::task::spawn_blocking(move || {
-            sources
-                .iter()
-                .filter(|s| s.len == len)
-                .find_map(|s| read_local(&root, s, &hash))
+            let mut open = std::collections::HashMap::new();
+            want.iter()
+                .map(|(hash, len, srcs)| {
+                    srcs.iter()
+                        .filter(|s| s.len == *len)
+                        .find_map(|s| read_local_cached(&root, s, hash, &mut open))
+                })
+                .collect()
         })
         .await
-        .ok()
-        .flatten()
+        .unwrap_or_else(|_| vec![None; n])
     }
 }
 
-/// Reads a chunk from a local file and checks its hash. Only regular files
-/// under `root`, reached by a valid project path, are read.
-pub(crate) fn read_local(root: &Path, src: &ChunkSource, hash: &ContentHash) -> Option<Bytes> {
-    let path = ProjectPath::new(src.path.clone()).ok()?.under(root);
-    let meta = std::fs::symlink_metadata(&path).ok()?;
-    if !meta.is_file() || meta.len() < src.offset + src.len {
+/// Reads a chunk from a local file and checks its hash; each file opened
+/// (or not) is kept in `open` for the next chunk from it.
+fn read_local_cached(
+    root: &Path,
+    src: &ChunkSource,
+    hash: &ContentHash,
+    open: &mut std::collections::HashMap<String, Option<std::fs::File>>,
+) -> Option<Bytes> {
+    let f = open
+        .entry(src.path.clone())
+        .or_insert_with(|| open_local(root, &src.path))
+        .as_mut()?;
+    let len = f.metadata().ok()?.len();
+    if len < src.offset + src.len {
         return None;
     }
-    let mut f = std::fs::File::open(&path).ok()?;
-    read_checked(&mut f, src.offset, src.len, hash).map(Bytes::from)
+    read_checked(f, src.offset, src.len, hash).map(Bytes::from)
+}
+
+/// A regular file under `root` reached by a valid project path, opened.
+fn open_local(root: &Path, path: &str) -> Option<std::fs::File> {
+    let path = ProjectPath::new(path.to_string()).ok()?.under(root);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    std::fs::File::open(&path).ok()
 }
 
 /// `len` bytes of `f` from `offset`, if they hash to `hash` (the file may
