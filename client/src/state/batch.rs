@@ -12,6 +12,15 @@ use vidsync_protocol::{Change, ContentHash, ProjectPath};
 use super::{set_index, IndexEntry, LocalState};
 use crate::Result;
 
+/// The queued changes of some paths (a JSON list), oldest first. `INDEXED
+/// BY`: without statistics SQLite walked the project's whole outbox in `id`
+/// order (`outbox_by_project`, which gives the order) on every look, 33
+/// times slower with 10,000 changes queued.
+pub(crate) const QUEUED_AT: &str = "SELECT path, hash FROM outbox INDEXED BY outbox_by_path
+     WHERE project_id = ? AND failed IS NULL
+       AND path IN (SELECT value FROM json_each(?))
+     ORDER BY id";
+
 /// An open transaction on the local state; dropped without
 /// [`Batch::commit`], nothing of it is kept.
 pub struct Batch {
@@ -381,16 +390,11 @@ impl Batch {
         known.bases = bases_in(&mut self.tx, project_id, paths).await?;
         let list = json_list(paths)?;
         // Oldest first, so each path ends with its last queued change.
-        let rows = sqlx::query(
-            "SELECT path, hash FROM outbox
-             WHERE project_id = ? AND failed IS NULL
-               AND path IN (SELECT value FROM json_each(?))
-             ORDER BY id",
-        )
-        .bind(project_id)
-        .bind(&list)
-        .fetch_all(&mut *self.tx)
-        .await?;
+        let rows = sqlx::query(QUEUED_AT)
+            .bind(project_id)
+            .bind(&list)
+            .fetch_all(&mut *self.tx)
+            .await?;
         for r in rows {
             let hash = r
                 .get::<Option<String>, _>(1)

@@ -246,7 +246,8 @@ mod tests {
     use super::*;
 
     /// Looking a chunk up by hash uses the hash indexes, not a pass over
-    /// the project's rows (what SQLite chose by itself, once per chunk).
+    /// the project's rows (what SQLite chose by itself, once per chunk);
+    /// a look's read of the outbox uses its path index.
     #[tokio::test]
     async fn chunk_lookups_by_hash_use_the_hash_indexes() {
         let dir = tempfile::tempdir().unwrap();
@@ -273,5 +274,26 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+        // A look's read of what is queued for its paths.
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::super::batch::QUEUED_AT
+        )))
+        .bind("p")
+        .bind(r#"["a","b"]"#)
+        .fetch_all(&state.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(3))
+        .collect();
+        assert!(
+            plan.iter().any(|s| s.contains("outbox_by_path")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.contains("outbox_by_project")),
+            "{plan:?}"
+        );
     }
 }
