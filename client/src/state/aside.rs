@@ -81,7 +81,7 @@ impl LocalState {
     /// Forgets set-aside events for `path` up to `seq` (a newer version of
     /// the path was applied, or the retry of that event succeeded).
     pub async fn aside_clear(&self, project_id: &str, path: &str, seq: u64) -> Result<()> {
-        sqlx::query("DELETE FROM set_aside WHERE project_id = ? AND path = ? AND seq <= ?")
+        sqlx::query(super::CLEAR_ASIDE)
             .bind(project_id)
             .bind(path)
             .bind(seq as i64)

@@ -66,7 +66,7 @@ impl LocalState {
         let aside = paths_in(&mut tx, "set_aside", project_id, &applied).await?;
         for path in aside {
             if let Some(seq) = ends.get(path.as_str()).and_then(|e| e.applied_seq) {
-                sqlx::query("DELETE FROM set_aside WHERE project_id = ? AND path = ? AND seq <= ?")
+                sqlx::query(super::CLEAR_ASIDE)
                     .bind(project_id)
                     .bind(&path)
                     .bind(seq as i64)

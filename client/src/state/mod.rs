@@ -42,6 +42,12 @@ pub struct Queued {
     pub change: Change,
 }
 
+/// Drops a path's set-aside events up to a seq. `INDEXED BY`: without
+/// statistics SQLite walked the project's set-aside rows below the seq
+/// (by primary key) even with the path index there.
+pub(crate) const CLEAR_ASIDE: &str = "DELETE FROM set_aside INDEXED BY set_aside_by_path
+     WHERE project_id = ? AND path = ? AND seq <= ?";
+
 #[derive(Clone)]
 pub struct LocalState {
     pub(crate) pool: SqlitePool,
