@@ -10,6 +10,12 @@ use vidsync_protocol::ProjectEvent;
 use super::LocalState;
 use crate::Result;
 
+/// Drops a path's set-aside events up to a seq. `INDEXED BY`: without
+/// statistics SQLite walked the project's set-aside rows below the seq
+/// (by primary key) even with the path index there.
+pub(super) const CLEAR_ASIDE: &str = "DELETE FROM set_aside INDEXED BY set_aside_by_path
+     WHERE project_id = ? AND path = ? AND seq <= ?";
+
 /// One event not applied, and why.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +87,7 @@ impl LocalState {
     /// Forgets set-aside events for `path` up to `seq` (a newer version of
     /// the path was applied, or the retry of that event succeeded).
     pub async fn aside_clear(&self, project_id: &str, path: &str, seq: u64) -> Result<()> {
-        sqlx::query(super::CLEAR_ASIDE)
+        sqlx::query(CLEAR_ASIDE)
             .bind(project_id)
             .bind(path)
             .bind(seq as i64)

@@ -16,7 +16,7 @@ use crate::Result;
 /// BY`: without statistics SQLite walked the project's whole outbox in `id`
 /// order (`outbox_by_project`, which gives the order) on every look, 33
 /// times slower with 10,000 changes queued.
-pub(crate) const QUEUED_AT: &str = "SELECT path, hash FROM outbox INDEXED BY outbox_by_path
+pub(super) const QUEUED_AT: &str = "SELECT path, hash FROM outbox INDEXED BY outbox_by_path
      WHERE project_id = ? AND failed IS NULL
        AND path IN (SELECT value FROM json_each(?))
      ORDER BY id";
@@ -66,7 +66,7 @@ impl LocalState {
         let aside = paths_in(&mut tx, "set_aside", project_id, &applied).await?;
         for path in aside {
             if let Some(seq) = ends.get(path.as_str()).and_then(|e| e.applied_seq) {
-                sqlx::query(super::CLEAR_ASIDE)
+                sqlx::query(super::aside::CLEAR_ASIDE)
                     .bind(project_id)
                     .bind(&path)
                     .bind(seq as i64)
@@ -249,6 +249,14 @@ async fn for_paths(
     Ok(())
 }
 
+/// The SQL of [`paths_in`] for `table`.
+pub(super) fn paths_in_sql(table: &str) -> String {
+    format!(
+        "SELECT DISTINCT path FROM {table} WHERE project_id = ?1
+         AND path IN (SELECT value FROM json_each(?2))"
+    )
+}
+
 /// Which of `paths` have rows in `table` (a constant name).
 async fn paths_in(
     c: &mut SqliteConnection,
@@ -256,12 +264,8 @@ async fn paths_in(
     project_id: &str,
     paths: &[&str],
 ) -> Result<Vec<String>> {
-    let sql = format!(
-        "SELECT DISTINCT path FROM {table} WHERE project_id = ?1
-         AND path IN (SELECT value FROM json_each(?2))"
-    );
     // `table` is one of this file's constant names, never input.
-    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(paths_in_sql(table)))
         .bind(project_id)
         .bind(json_list(paths)?)
         .fetch_all(&mut *c)

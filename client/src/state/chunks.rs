@@ -30,7 +30,7 @@ const ROWS_PER_INSERT: usize = 200;
 /// primary key instead (building a 256 MiB file of 4,096 chunks from its
 /// previous version took 1.5 CPU-s in these lookups, and a project of many
 /// files made it worse for every chunk). Only placeholders are formatted in.
-fn chunk_sources_sql(n: usize) -> String {
+pub(super) fn chunk_sources_sql(n: usize) -> String {
     format!(
         "SELECT hash, path, offset, len FROM chunk_index INDEXED BY chunk_index_by_hash
          WHERE project_id = ? AND hash IN ({})",
@@ -41,7 +41,7 @@ fn chunk_sources_sql(n: usize) -> String {
 /// One-chunk files that are any of `n` chunks (by file hash), up to a
 /// size; `INDEXED BY` for the same reason (the size bound made SQLite scan
 /// the project's files even with statistics).
-fn whole_sources_sql(n: usize) -> String {
+pub(super) fn whole_sources_sql(n: usize) -> String {
     format!(
         "SELECT hash, path, size FROM file_index INDEXED BY file_index_by_hash
          WHERE project_id = ? AND hash IN ({}) AND size <= ?",
@@ -238,62 +238,5 @@ impl LocalState {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Looking a chunk up by hash uses the hash indexes, not a pass over
-    /// the project's rows (what SQLite chose by itself, once per chunk);
-    /// a look's read of the outbox uses its path index.
-    #[tokio::test]
-    async fn chunk_lookups_by_hash_use_the_hash_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = LocalState::open(dir.path()).await.unwrap();
-        for (sql, index) in [
-            (chunk_sources_sql(3), "chunk_index_by_hash"),
-            (whole_sources_sql(3), "file_index_by_hash"),
-        ] {
-            let mut q =
-                sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}"))).bind("p");
-            for i in 0..3u8 {
-                q = q.bind(vec![i; 32]);
-            }
-            let plan: Vec<String> = q
-                .bind(1i64)
-                .fetch_all(&state.pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get::<String, _>(3))
-                .collect();
-            assert!(
-                plan.iter().all(|step| step.contains(index)),
-                "{sql}: {plan:?}"
-            );
-        }
-        // A look's read of what is queued for its paths.
-        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {}",
-            super::super::batch::QUEUED_AT
-        )))
-        .bind("p")
-        .bind(r#"["a","b"]"#)
-        .fetch_all(&state.pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<String, _>(3))
-        .collect();
-        assert!(
-            plan.iter().any(|s| s.contains("outbox_by_path")),
-            "{plan:?}"
-        );
-        assert!(
-            !plan.iter().any(|s| s.contains("outbox_by_project")),
-            "{plan:?}"
-        );
     }
 }

@@ -42,12 +42,6 @@ pub struct Queued {
     pub change: Change,
 }
 
-/// Drops a path's set-aside events up to a seq. `INDEXED BY`: without
-/// statistics SQLite walked the project's set-aside rows below the seq
-/// (by primary key) even with the path index there.
-pub(crate) const CLEAR_ASIDE: &str = "DELETE FROM set_aside INDEXED BY set_aside_by_path
-     WHERE project_id = ? AND path = ? AND seq <= ?";
-
 #[derive(Clone)]
 pub struct LocalState {
     pub(crate) pool: SqlitePool,
@@ -291,4 +285,64 @@ pub(crate) async fn set_index(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The steps of SQLite's plan for `sql`, its parameters bound to `binds`.
+    async fn plan(state: &LocalState, sql: &str, binds: &[&str]) -> Vec<String> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_all(&state.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect()
+    }
+
+    /// Lookups made per chunk, per look or per applied run use their
+    /// indexes, not a pass over the project's rows, which is what SQLite
+    /// chose by itself without statistics (the apps never run ANALYZE).
+    #[tokio::test]
+    async fn hot_lookups_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = LocalState::open(dir.path()).await.unwrap();
+        for (sql, index) in [
+            (chunks::chunk_sources_sql(3), "chunk_index_by_hash"),
+            (chunks::whole_sources_sql(3), "file_index_by_hash"),
+        ] {
+            let steps = plan(&state, &sql, &["p", "a", "b", "c", "1"]).await;
+            assert!(
+                steps.iter().all(|step| step.contains(index)),
+                "{sql}: {steps:?}"
+            );
+        }
+        // A look's read of what is queued for its paths.
+        let steps = plan(&state, batch::QUEUED_AT, &["p", r#"["a","b"]"#]).await;
+        assert!(
+            steps.iter().any(|s| s.contains("outbox_by_path")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("outbox_by_project")),
+            "{steps:?}"
+        );
+        // Set-aside events by path: found (as `paths_in` asks) and dropped.
+        let found = batch::paths_in_sql("set_aside");
+        for (sql, binds) in [
+            (found.as_str(), &["p", r#"["a"]"#][..]),
+            (aside::CLEAR_ASIDE, &["p", "a", "1"][..]),
+        ] {
+            let steps = plan(&state, sql, binds).await;
+            assert!(
+                steps.iter().any(|s| s.contains("set_aside_by_path")),
+                "{sql}: {steps:?}"
+            );
+        }
+    }
 }
