@@ -329,12 +329,15 @@ pub fn scan(
     quiet: std::time::Duration,
 ) -> Looked {
     let on_disk = walk(root, root, rules);
-    let present: std::collections::HashSet<&str> = on_disk.iter().map(|p| p.as_str()).collect();
-    let gone = index
-        .keys()
-        .filter(|p| !present.contains(p.as_str()))
-        .filter_map(|p| ProjectPath::new(p.clone()).ok());
-    let all: Vec<ProjectPath> = on_disk.iter().cloned().chain(gone).collect();
+    let gone: Vec<ProjectPath> = {
+        let present: std::collections::HashSet<&str> = on_disk.iter().map(|p| p.as_str()).collect();
+        index
+            .keys()
+            .filter(|p| !present.contains(p.as_str()))
+            .filter_map(|p| ProjectPath::new(p.clone()).ok())
+            .collect()
+    };
+    let all: Vec<ProjectPath> = on_disk.into_iter().chain(gone).collect();
     diff_all(root, &all, index, quiet)
 }
 
@@ -366,13 +369,12 @@ fn diff_all(
         n => std::thread::scope(|s| {
             let parts: Vec<_> = paths
                 .chunks(paths.len().div_ceil(n))
-                .map(|part| s.spawn(move || diff(part)))
+                .map(|part| (part, s.spawn(move || diff(part))))
                 .collect();
             // A part whose thread panicked is looked at again here.
             parts
                 .into_iter()
-                .zip(paths.chunks(paths.len().div_ceil(n)))
-                .flat_map(|(t, part)| t.join().unwrap_or_else(|_| diff(part)))
+                .flat_map(|(part, t)| t.join().unwrap_or_else(|_| diff(part)))
                 .collect()
         }),
     };

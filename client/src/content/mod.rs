@@ -189,10 +189,7 @@ fn read_local_cached(
         .entry(src.path.clone())
         .or_insert_with(|| open_local(root, &src.path))
         .as_mut()?;
-    let len = f.metadata().ok()?.len();
-    if len < src.offset + src.len {
-        return None;
-    }
+    // A file shorter than the chunk's end fails the read.
     read_checked(f, src.offset, src.len, hash).map(Bytes::from)
 }
 
@@ -259,5 +256,77 @@ mod tests {
             assert!(bytes <= FETCH_BYTES, "{bytes}");
         }
         assert!(batches(&Vec::<u64>::new(), |s| *s).is_empty());
+    }
+
+    /// The local chunk index is a hint: read at once, the chunks of a file
+    /// that still hold their bytes come back, and one changed since it was
+    /// indexed, one past the file's end now, one asked with another length,
+    /// and one nobody has, do not (they are fetched instead).
+    #[tokio::test]
+    async fn local_chunks_are_rechecked_and_a_changed_one_is_not_used() {
+        use crate::apply::StateWrite;
+        use crate::state::IndexEntry;
+        use vidsync_protocol::chunking::ChunkRef;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("folder");
+        std::fs::create_dir_all(&root).unwrap();
+        let state = LocalState::open(dir.path()).await.unwrap();
+        let parts: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 4096]).collect();
+        let big: Vec<u8> = parts.concat();
+        std::fs::write(root.join("big.bin"), &big).unwrap();
+        std::fs::write(root.join("small.txt"), b"one chunk").unwrap();
+        let chunks: Vec<ChunkRef> = (0..3)
+            .map(|i| ChunkRef {
+                offset: i as u64 * 4096,
+                len: 4096,
+                hash: ContentHash::of(&parts[i]),
+            })
+            .collect();
+        let applied = |path: &str, bytes: &[u8], chunks: Vec<ChunkRef>| StateWrite::Applied {
+            path: ProjectPath::new(path.to_string()).unwrap(),
+            entry: Some(IndexEntry {
+                size: bytes.len() as u64,
+                mtime_ns: 1,
+                hash: ContentHash::of(bytes),
+            }),
+            base: Some(ContentHash::of(bytes)),
+            seq: 1,
+            chunks,
+        };
+        let writes = [
+            applied("big.bin", &big, chunks.clone()),
+            applied("small.txt", b"one chunk", vec![]),
+        ];
+        state.write_applied("p", &writes).await.unwrap();
+        let api = ApiClient::new("http://127.0.0.1:9", "t").unwrap();
+        let content = Content::new(api, state, root.clone(), "p".into());
+        let small = ContentHash::of(b"one chunk");
+        let nobody = ContentHash::of(b"nobody has this");
+        let mut wanted: Vec<(ContentHash, u64)> = chunks.iter().map(|c| (c.hash, 4096)).collect();
+        wanted.extend([(small, 9), (small, 8), (nobody, 4)]);
+        let got = content.local_chunks(&wanted).await;
+        let want: Vec<Option<Bytes>> = vec![
+            Some(parts[0].clone().into()),
+            Some(parts[1].clone().into()),
+            Some(parts[2].clone().into()),
+            Some(Bytes::from_static(b"one chunk")),
+            None,
+            None,
+        ];
+        assert_eq!(got, want);
+        // The middle chunk changes and the file loses its last chunk.
+        let mut changed = parts[0].clone();
+        changed.extend(vec![9u8; 4096]);
+        std::fs::write(root.join("big.bin"), &changed).unwrap();
+        let got = content.local_chunks(&wanted[..4]).await;
+        assert_eq!(
+            got,
+            vec![
+                Some(parts[0].clone().into()),
+                None,
+                None,
+                Some(Bytes::from_static(b"one chunk"))
+            ]
+        );
     }
 }
